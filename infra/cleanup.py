@@ -1,0 +1,265 @@
+"""Tear an environment down so that the same stack can be brought up again at once.
+
+`pulumi destroy` alone leaves three names taken: Azure keeps the ML workspace (14 days),
+the key vault (its retention period) and the Log Analytics workspace soft-deleted, and
+the next `pulumi up` with the same, stack-stable names fails. With `--purge` this command:
+
+1. deletes the ML workspace with `forceToPurge=true` (no soft-delete),
+2. deletes the Log Analytics workspace with `force=true` (no soft-delete),
+3. runs `pulumi destroy` for everything else,
+4. purges the soft-deleted key vault (impossible when purge protection is on; then the
+   name stays taken until its retention ends and the command says so).
+
+Usage:
+    python -m infra.cleanup --stack dev --purge --dry-run   # print the plan, send nothing
+    python -m infra.cleanup --stack dev --purge --yes       # do it
+    python -m infra.cleanup --outputs outputs.json --purge  # outputs saved earlier
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ARM_ENDPOINT = "https://management.azure.com"
+ARM_SCOPE = "https://management.azure.com/.default"
+_API_VERSIONS = {
+    "Microsoft.MachineLearningServices": "2024-10-01",
+    "Microsoft.OperationalInsights": "2023-09-01",
+    "Microsoft.KeyVault": "2023-07-01",
+}
+_REQUIRED_OUTPUTS = (
+    "subscriptionId",
+    "resourceGroupName",
+    "location",
+    "workspaceName",
+    "logAnalyticsName",
+    "keyVaultName",
+)
+
+
+class CleanupError(RuntimeError):
+    """A step failed; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class HttpStep:
+    description: str
+    method: str
+    path: str
+    """ARM path with its query string, relative to the ARM endpoint."""
+    when: str
+    """"before" or "after" `pulumi destroy`."""
+
+
+def plan(outputs: Mapping[str, Any]) -> list[HttpStep]:
+    """The purge requests for a stack, from its outputs."""
+    missing = [key for key in _REQUIRED_OUTPUTS if not outputs.get(key)]
+    if missing:
+        raise CleanupError(
+            f"stack outputs lack {', '.join(missing)}: is this a finetune-phi stack that is up?"
+        )
+    sub, group = outputs["subscriptionId"], outputs["resourceGroupName"]
+    base = f"/subscriptions/{sub}/resourceGroups/{group}/providers"
+    ml = _API_VERSIONS["Microsoft.MachineLearningServices"]
+    logs = _API_VERSIONS["Microsoft.OperationalInsights"]
+    vault = _API_VERSIONS["Microsoft.KeyVault"]
+    return [
+        HttpStep(
+            f"delete ML workspace {outputs['workspaceName']} permanently",
+            "DELETE",
+            f"{base}/Microsoft.MachineLearningServices/workspaces/{outputs['workspaceName']}"
+            f"?api-version={ml}&forceToPurge=true",
+            "before",
+        ),
+        HttpStep(
+            f"delete Log Analytics workspace {outputs['logAnalyticsName']} permanently",
+            "DELETE",
+            f"{base}/Microsoft.OperationalInsights/workspaces/{outputs['logAnalyticsName']}"
+            f"?api-version={logs}&force=true",
+            "before",
+        ),
+        HttpStep(
+            f"purge soft-deleted key vault {outputs['keyVaultName']}",
+            "POST",
+            f"/subscriptions/{sub}/providers/Microsoft.KeyVault/locations/{outputs['location']}"
+            f"/deletedVaults/{outputs['keyVaultName']}/purge?api-version={vault}",
+            "after",
+        ),
+    ]
+
+
+@dataclass
+class ArmClient:
+    """Just enough of Azure Resource Manager: send a request, follow its async operation."""
+
+    session: requests.Session
+    token: Callable[[], str]
+    endpoint: str = ARM_ENDPOINT
+    poll_seconds: float = 5.0
+    timeout_seconds: float = 1800.0
+
+    def _send(self, method: str, url: str) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        return self.session.request(method, url, headers=headers, timeout=60)
+
+    def run(self, step: HttpStep) -> str:
+        """Carry out `step`; returns "done" or "already gone"."""
+        response = self._send(step.method, f"{self.endpoint}{step.path}")
+        if response.status_code == 404:
+            return "already gone"
+        if response.status_code >= 400:
+            raise CleanupError(
+                f"{step.description}: HTTP {response.status_code}: {_reason(response)}"
+            )
+        poll_url = response.headers.get("Azure-AsyncOperation") or response.headers.get("Location")
+        if response.status_code == 202 and poll_url:
+            self._wait(step, poll_url)
+        return "done"
+
+    def _wait(self, step: HttpStep, url: str) -> None:
+        deadline = time.monotonic() + self.timeout_seconds
+        while time.monotonic() < deadline:
+            response = self._send("GET", url)
+            if response.status_code == 202:
+                time.sleep(self.poll_seconds)
+                continue
+            if response.status_code >= 400:
+                raise CleanupError(
+                    f"{step.description}: HTTP {response.status_code}: {_reason(response)}"
+                )
+            status = (
+                (response.json() or {}).get("status", "Succeeded") if response.text else "Succeeded"
+            )
+            if status == "Succeeded":
+                return
+            if status in ("Failed", "Canceled"):
+                raise CleanupError(f"{step.description}: operation {status}: {_reason(response)}")
+            time.sleep(self.poll_seconds)
+        raise CleanupError(f"{step.description}: not finished after {self.timeout_seconds:.0f} s")
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+        return f"{error.get('code', '')}: {error.get('message', '')}".strip(": ") or response.text
+    except ValueError:
+        return response.text[:300]
+
+
+def cleanup(
+    outputs: Mapping[str, Any],
+    *,
+    purge: bool,
+    destroy: Callable[[], None],
+    arm: ArmClient | None,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Purge (if asked) around `destroy`, in the only order that works."""
+    if not purge:
+        log("pulumi destroy ...")
+        destroy()
+        return
+    steps = plan(outputs)
+    if arm is None:
+        raise CleanupError("purging needs Azure credentials")
+    for step in (s for s in steps if s.when == "before"):
+        log(f"{step.description}: {arm.run(step)}")
+    log("pulumi destroy ...")
+    destroy()
+    for step in (s for s in steps if s.when == "after"):
+        try:
+            log(f"{step.description}: {arm.run(step)}")
+        except CleanupError as error:
+            raise CleanupError(
+                f"{error}\nEverything else is gone. If the vault is purge-protected "
+                "(keyVaultPurgeProtection), its name stays taken until its retention ends: "
+                "set keyVaultName to a new name before the next `pulumi up`."
+            ) from error
+
+
+def ordered_lines(steps: list[HttpStep], destroy_command: list[str]) -> list[str]:
+    """The plan as a reader sees it: requests and the destroy command, in order."""
+
+    def line(step: HttpStep) -> str:
+        return f"{step.method} {ARM_ENDPOINT}{step.path}    # {step.description}"
+
+    return [
+        *(line(s) for s in steps if s.when == "before"),
+        " ".join(destroy_command),
+        *(line(s) for s in steps if s.when == "after"),
+    ]
+
+
+def _stack_outputs(stack: str) -> dict[str, Any]:
+    result = subprocess.run(
+        ["pulumi", "stack", "output", "--json", "--stack", stack],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    outputs: dict[str, Any] = json.loads(result.stdout)
+    return outputs
+
+
+def _run(command: list[str]) -> None:
+    subprocess.run(command, check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.cleanup", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--stack", required=True, help="Pulumi stack to destroy, e.g. dev")
+    parser.add_argument("--outputs", type=Path, help="read the stack outputs from this JSON file")
+    parser.add_argument("--purge", action="store_true", help="also purge what Azure soft-deletes")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    args = parser.parse_args(argv)
+
+    try:
+        outputs = (
+            json.loads(args.outputs.read_text()) if args.outputs else _stack_outputs(args.stack)
+        )
+        steps = plan(outputs) if args.purge else []
+    except (CleanupError, OSError, json.JSONDecodeError, subprocess.CalledProcessError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    destroy_command = ["pulumi", "destroy", "--stack", args.stack, "--yes", "--skip-preview"]
+    if args.dry_run:
+        print("\n".join(ordered_lines(steps, destroy_command)))
+        return 0
+    if not args.yes and input(f"Destroy stack {args.stack} and everything in it? [y/N] ") != "y":
+        print("nothing done")
+        return 1
+
+    arm = None
+    if steps:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+        arm = ArmClient(requests.Session(), lambda: credential.get_token(ARM_SCOPE).token)
+    try:
+        cleanup(
+            outputs,
+            purge=args.purge,
+            destroy=lambda: _run(destroy_command),
+            arm=arm,
+        )
+    except (CleanupError, subprocess.CalledProcessError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One ComponentResource per concern; `infra/stack.py` wires them together."""

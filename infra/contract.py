@@ -1,0 +1,30 @@
+"""The stack outputs other teams and `phi` consume: names, ids and URIs, never keys.
+
+This module imports nothing from Pulumi so the jobs side can read the contract without
+the infrastructure dependencies. The README's outputs table is checked against it.
+"""
+
+from __future__ import annotations
+
+OUTPUTS: dict[str, str] = {
+    "subscriptionId": "Azure subscription the stack deploys into.",
+    "tenantId": "Entra tenant of that subscription.",
+    "resourceGroupName": "Resource group holding every resource.",
+    "location": "Azure region.",
+    "environment": "Environment label (also the `environment` tag).",
+    "workspaceName": "Azure ML workspace name.",
+    "workspaceId": "Azure ML workspace resource id.",
+    "storageAccountName": "Workspace storage account.",
+    "keyVaultName": "Workspace key vault.",
+    "keyVaultUri": "Key vault URI, for secrets read at run time.",
+    "containerRegistryLoginServer": "Container registry login server.",
+    "applicationInsightsName": "Application Insights component linked to the workspace.",
+    "logAnalyticsName": "Log Analytics workspace behind Application Insights.",
+    "identityId": "User-assigned identity resource id (compute and endpoint run as it).",
+    "identityClientId": "Client id of that identity.",
+    "identityPrincipalId": "Principal (object) id of that identity.",
+    "gpuComputeName": "GPU training cluster.",
+    "cpuComputeName": "CPU cluster of the low-cost path, or null when `cpuCluster` is off.",
+    "endpointName": "Managed online endpoint.",
+    "scoringUri": "Endpoint scoring URI; its key is fetched at run time, never exported.",
+}

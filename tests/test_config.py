@@ -1,0 +1,148 @@
+"""Stack config: defaults reproduce the tutorial; every bad value is named with its rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.config import ConfigError, StackConfig, parse
+from infra.naming import RULES
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
+
+
+def parse_dev(**values: str) -> StackConfig:
+    return parse(values, stack="dev", subscription_id=SUBSCRIPTION)
+
+
+def problems(**values: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_dev(**values)
+    return caught.value.problems
+
+
+def test_defaults_reproduce_the_tutorial() -> None:
+    config = parse_dev()
+    assert config.location == "eastus2"
+    assert config.gpu.vm_size == "Standard_NC24ads_A100_v4"
+    assert (config.gpu.min_nodes, config.gpu.max_nodes) == (0, 1)
+    assert config.gpu.idle_seconds == 120
+    assert config.gpu.priority == "Dedicated"
+    assert config.cpu is None
+    assert config.key_vault_purge_protection is False
+    assert config.environment == "dev"
+
+
+def test_cpu_cluster_is_the_tutorials_low_cost_path() -> None:
+    config = parse_dev(cpuCluster="true")
+    assert config.cpu is not None
+    assert config.cpu.vm_size == "Standard_E16s_v3"
+    assert config.cpu.min_nodes == 0
+
+
+def test_tags_carry_project_environment_owner_cost_centre_and_manager() -> None:
+    config = parse_dev(owner="ml-platform", costCenter="cc-42")
+    assert config.tags == {
+        "project": "finetune-phi",
+        "environment": "dev",
+        "stack": "dev",
+        "owner": "ml-platform",
+        "cost-center": "cc-42",
+        "managed-by": "pulumi",
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "rule"),
+    [
+        ("gpuMaxNodes", "-1", "between 1 and 100"),
+        ("gpuMaxNodes", "two", "whole number"),
+        ("gpuIdleSeconds", "120.5", "whole number seconds"),
+        ("gpuIdleSeconds", "2m", "whole number seconds"),
+        ("gpuIdleSeconds", "30", "between 60 and 86400 seconds"),
+        ("gpuPriority", "Spot", "one of Dedicated, LowPriority"),
+        ("gpuVmSize", "NC24", "Azure VM size"),
+        ("namePrefix", "Phi_3", "2-10 lowercase letters or digits"),
+        ("namePrefix", "averyverylongprefix", "2-10 lowercase letters or digits"),
+        ("namePrefix", "3phi", "starting with a letter"),
+        ("environment", "Staging-EU", "1-10 lowercase letters or digits"),
+        ("keyVaultPurgeProtection", "yes", "true or false"),
+        ("keyVaultRetentionDays", "3", "between 7 and 90"),
+        ("logRetentionDays", "1000", "between 30 and 730"),
+        ("storageSku", "Premium_Fast", "must be one of"),
+        ("containerRegistrySku", "Gold", "Basic, Standard, Premium"),
+        ("storageAccountName", "My_Storage", "lowercase letters and digits only"),
+        ("keyVaultName", "kv--double", "single hyphens"),
+        ("keyVaultName", "this-vault-name-is-far-too-long", "3-24 characters"),
+        ("endpointName", "1-endpoint", "starting with a letter"),
+        ("gpuClusterName", "gpu-cluster-for-training", "3-16 characters"),
+        ("workspaceName", "ws", "3-33 characters"),
+        ("gpuMaxNode", "4", "unknown key"),
+    ],
+)
+def test_bad_value_is_rejected_naming_key_value_and_rule(key: str, value: str, rule: str) -> None:
+    [problem] = problems(**{key: value})
+    assert problem.startswith(f"finetune-phi:{key} = {value!r}: ")
+    assert rule in problem
+
+
+def test_min_nodes_above_max_nodes_is_rejected() -> None:
+    [problem] = problems(gpuMinNodes="3", gpuMaxNodes="2")
+    assert problem == "finetune-phi:gpuMinNodes = 3: must not exceed gpuMaxNodes (2)"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_dev(gpuMaxNodes="-1", namePrefix="BAD", gpuIdleSeconds="1.5")
+    message = str(caught.value)
+    assert "3 problem(s)" in message
+    assert "no resource was declared" in message
+    for key in ("gpuMaxNodes", "namePrefix", "gpuIdleSeconds"):
+        assert f"finetune-phi:{key}" in message
+
+
+def test_existing_resource_group_needs_its_name() -> None:
+    [problem] = problems(existingResourceGroup="true")
+    assert problem.startswith("finetune-phi:resourceGroupName = None: is required")
+    config = parse_dev(existingResourceGroup="true", resourceGroupName="rg-shared")
+    assert config.names.resource_group == "rg-shared"
+
+
+def test_a_stack_name_that_cannot_be_an_environment_label_asks_for_one() -> None:
+    with pytest.raises(ConfigError, match="finetune-phi:environment = 'staging-eu'"):
+        parse({}, stack="staging-eu", subscription_id=SUBSCRIPTION)
+    config = parse({"environment": "stgeu"}, stack="staging-eu", subscription_id=SUBSCRIPTION)
+    assert config.names.workspace == "mlw-phi-stgeu"
+
+
+def test_every_name_can_be_overridden() -> None:
+    overrides = {
+        "resourceGroupName": "rg-custom",
+        "storageAccountName": "stcustom01",
+        "keyVaultName": "kv-custom-01",
+        "containerRegistryName": "crcustom01",
+        "logAnalyticsName": "log-custom",
+        "appInsightsName": "appi-custom",
+        "workspaceName": "mlw-custom",
+        "identityName": "id-custom",
+        "gpuClusterName": "gpu-custom",
+        "cpuClusterName": "cpu-custom",
+        "endpointName": "ep-custom-01",
+    }
+    names = parse_dev(**overrides).names
+    assert sorted(vars(names).values()) == sorted(overrides.values())
+
+
+@pytest.mark.parametrize("prefix", ["ab", "abcdefghij", "a123456789"])
+@pytest.mark.parametrize("stack", ["d", "production", "p1234567890"[:10]])
+def test_derived_names_fit_azure_rules_at_every_length(prefix: str, stack: str) -> None:
+    config = parse({"namePrefix": prefix}, stack=stack, subscription_id=SUBSCRIPTION)
+    for key, name in {
+        "resourceGroupName": config.names.resource_group,
+        "storageAccountName": config.names.storage_account,
+        "keyVaultName": config.names.key_vault,
+        "containerRegistryName": config.names.container_registry,
+        "workspaceName": config.names.workspace,
+        "gpuClusterName": config.names.gpu_cluster,
+        "endpointName": config.names.endpoint,
+    }.items():
+        assert RULES[key].violation(name) is None, (key, name)
