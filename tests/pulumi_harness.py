@@ -200,9 +200,7 @@ class Deployment:
     outputs: dict[str, Any]
 
 
-def deploy(
-    stack: str, config: Mapping[str, str], recording: Recording | None = None
-) -> Deployment:
+def deploy(stack: str, config: Mapping[str, str], recording: Recording | None = None) -> Deployment:
     """Run the real `infra/__main__.py` for `stack` under mocks; return what it did.
 
     Raises whatever the program raises (a ConfigError, say) after the engine is idle;

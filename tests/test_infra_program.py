@@ -205,8 +205,13 @@ def test_cpu_cluster_is_optional(dev: Deployment, prod: Deployment) -> None:
 def test_cluster_size_nodes_and_priority_follow_config() -> None:
     deployment = deploy(
         "dev",
-        {"gpuVmSize": "Standard_NC6s_v3", "gpuMaxNodes": "4", "gpuMinNodes": "1",
-         "gpuIdleSeconds": "900", "gpuPriority": "LowPriority"},
+        {
+            "gpuVmSize": "Standard_NC6s_v3",
+            "gpuMaxNodes": "4",
+            "gpuMinNodes": "1",
+            "gpuIdleSeconds": "900",
+            "gpuPriority": "LowPriority",
+        },
     )
     aml = deployment.recording.one(f"{ML}:Compute", "gpu").inputs["properties"]["properties"]
     assert aml["vmSize"] == "Standard_NC6s_v3"
@@ -266,8 +271,13 @@ def test_outputs_are_exactly_the_contract(dev: Deployment) -> None:
 
 
 def test_no_output_holds_a_key(dev: Deployment) -> None:
-    assert [name for name in dev.outputs if "key" in name.lower()] == ["keyVaultName", "keyVaultUri"]
-    assert "azure-native:machinelearningservices:listOnlineEndpointKeys" not in dev.recording.invokes
+    assert [name for name in dev.outputs if "key" in name.lower()] == [
+        "keyVaultName",
+        "keyVaultUri",
+    ]
+    assert (
+        "azure-native:machinelearningservices:listOnlineEndpointKeys" not in dev.recording.invokes
+    )
 
 
 def test_rerunning_the_same_stack_declares_the_same_thing(dev: Deployment) -> None:
@@ -275,14 +285,17 @@ def test_rerunning_the_same_stack_declares_the_same_thing(dev: Deployment) -> No
 
     def shape(deployment: Deployment) -> list[tuple[str, str, Any]]:
         return sorted(
-            (r.type, r.name, json.dumps(r.inputs, sort_keys=True)) for r in deployment.recording.custom
+            (r.type, r.name, json.dumps(r.inputs, sort_keys=True))
+            for r in deployment.recording.custom
         )
 
     assert shape(again) == shape(dev)
     assert again.outputs == dev.outputs
 
 
-def test_prod_differs_in_protection_and_capacity_not_shape(dev: Deployment, prod: Deployment) -> None:
+def test_prod_differs_in_protection_and_capacity_not_shape(
+    dev: Deployment, prod: Deployment
+) -> None:
     assert prod.outputs["storageAccountName"] != dev.outputs["storageAccountName"]
     assert prod.outputs["endpointName"] != dev.outputs["endpointName"]
     storage = prod.recording.one("azure-native:storage:StorageAccount").inputs
