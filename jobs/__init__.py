@@ -1,0 +1,1 @@
+"""The jobs side: data, fine-tuning, deployment and chat, driven by the `phi` command."""

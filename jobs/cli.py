@@ -1,0 +1,253 @@
+"""`phi`: the command line of the jobs side. Every subcommand has --help.
+
+phi data prepare --out data                  # 1 % of ultrachat_200k, split 80/20
+phi data validate data/train_data.jsonl      # every bad line, by number and reason
+phi train --local --model DIR --train-file F --eval-file F --output-dir out
+phi finetune submit --stack dev --dry-run    # the job YAML, sent nowhere
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from jobs import finetune, stack_outputs, state
+from jobs.data import chat_format, prepare
+
+
+def _outputs_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group(
+        "where the stack outputs come from (default: $FINETUNE_PHI_* variables)"
+    )
+    choice = source.add_mutually_exclusive_group()
+    choice.add_argument("--stack", help="Pulumi stack name; runs `pulumi stack output --json`")
+    choice.add_argument("--outputs", type=Path, help="JSON file from `pulumi stack output --json`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = commands.add_parser("data", help="prepare and validate chat data").add_subparsers(
+        dest="data_command", required=True, metavar="COMMAND"
+    )
+    prep = data.add_parser(
+        "prepare", help="sample, validate and split chat data into train/test JSONL"
+    )
+    prep.add_argument(
+        "--out", type=Path, default=Path("data"), help="output folder (default: data)"
+    )
+    prep.add_argument(
+        "--sample",
+        default="1%",
+        help="how much to keep: a percentage (1%%, the default) or a row count (10)",
+    )
+    prep.add_argument("--seed", type=int, default=42, help="seed of the 80/20 split (default: 42)")
+    prep.add_argument(
+        "--from",
+        dest="from_path",
+        type=Path,
+        help="a local .jsonl or .parquet file instead of the hub",
+    )
+    prep.add_argument(
+        "--dataset", default=prepare.DEFAULT_DATASET, help="hub dataset (default: %(default)s)"
+    )
+    prep.add_argument(
+        "--split", default=prepare.DEFAULT_SPLIT, help="its split (default: %(default)s)"
+    )
+    prep.set_defaults(handler=run_data_prepare)
+
+    validate = data.add_parser("validate", help="check chat JSONL files; every bad line by number")
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    validate.add_argument(
+        "--tokenizer", help="tokenizer (hub id or folder) for token-length statistics"
+    )
+    validate.add_argument(
+        "--max-length", type=int, default=2048, help="length to count overlong rows against"
+    )
+    validate.set_defaults(handler=run_data_validate)
+
+    train = commands.add_parser(
+        "train",
+        help="run the training script locally (extra --args go to TRL)",
+        description="Runs jobs/train/src/train.py, the script the Azure ML job runs. Any further "
+        "--name value pairs are TRL/Trainer arguments in TRL's spelling, e.g. --num_train_epochs 1.",
+    )
+    train.add_argument("--local", action="store_true", required=True, help="run on this machine")
+    train.add_argument("--model", required=True, help="hub id or local folder of the model")
+    train.add_argument("--train-file", type=Path, required=True)
+    train.add_argument("--eval-file", type=Path)
+    train.add_argument("--output-dir", type=Path, required=True, help="MLflow model in DIR/model")
+    train.add_argument(
+        "--nproc-per-node", type=int, default=1, help="processes (torchrun) on this machine"
+    )
+    train.set_defaults(handler=run_train)
+
+    submit = (
+        commands.add_parser("finetune", help="fine-tune in Azure ML")
+        .add_subparsers(dest="finetune_command", required=True, metavar="COMMAND")
+        .add_parser(
+            "submit",
+            help="submit the fine-tune job (extra --args go to TRL)",
+            description="Builds and submits the Azure ML command job. Further --name value pairs are "
+            "TRL/Trainer arguments, e.g. --num_train_epochs 1.",
+        )
+    )
+    _outputs_options(submit)
+    submit.add_argument("--train-file", type=Path, default=Path("data") / prepare.TRAIN_FILE)
+    submit.add_argument("--test-file", type=Path, default=Path("data") / prepare.TEST_FILE)
+    submit.add_argument("--profile", choices=sorted(finetune.PROFILES), default="gpu")
+    submit.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
+    submit.add_argument(
+        "--gpus-per-node", type=int, default=1, help="processes per node (default: 1)"
+    )
+    submit.add_argument("--model", default=finetune.DEFAULT_MODEL, help="default: %(default)s")
+    submit.add_argument("--experiment", default=finetune.EXPERIMENT, help="default: %(default)s")
+    submit.add_argument("--dry-run", action="store_true", help="print the job YAML; send nothing")
+    submit.add_argument("--no-stream", action="store_true", help="do not wait for the job's logs")
+    submit.set_defaults(handler=run_finetune_submit)
+    return parser
+
+
+def run_data_prepare(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    size = prepare.SampleSize.parse(args.sample)
+    result = prepare.prepare(
+        out_dir=args.out,
+        size=size,
+        seed=args.seed,
+        dataset=args.dataset,
+        split=args.split,
+        from_path=args.from_path,
+    )
+    print(
+        f"wrote {result.train} ({result.train_rows} rows) and {result.test} ({result.test_rows} rows)"
+    )
+    return 0
+
+
+def run_data_validate(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    failed = False
+    for path in args.files:
+        if not path.is_file():
+            print(f"{path}: no such file", file=sys.stderr)
+            failed = True
+            continue
+        report = chat_format.validate_file(path)
+        for line, reason in report.problems:
+            print(f"{path}:{line}: {reason}", file=sys.stderr)
+        print(f"{path}: {report.rows} rows, {len(report.problems)} problem(s)")
+        failed |= not report.ok
+        if report.ok and args.tokenizer:
+            print(token_statistics(path, args.tokenizer, args.max_length))
+    return 1 if failed else 0
+
+
+def token_statistics(path: Path, tokenizer_name: str, max_length: int) -> str:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+    lengths = sorted(
+        len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+        for messages in prepare.iter_messages(path)
+    )
+    p95 = lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))]
+    over = sum(length > max_length for length in lengths)
+    return (
+        f"{path}: tokens per conversation: min {lengths[0]}, median {statistics.median(lengths):g}, "
+        f"mean {statistics.mean(lengths):.1f}, p95 {p95}, max {lengths[-1]}; "
+        f"{over} over {max_length}"
+    )
+
+
+def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    finetune.check_trl_args(tuple(extra))
+    launcher = [sys.executable]
+    if args.nproc_per_node > 1:
+        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={args.nproc_per_node}"]
+    output = args.output_dir.resolve()
+    command = [
+        *launcher,
+        str(finetune.TRAIN_SOURCE / "train.py"),
+        "--config", str(finetune.TRAIN_SOURCE / "hyperparameters.yaml"),
+        "--model_name_or_path", args.model,
+        "--train_file", str(args.train_file.resolve()),
+        *(["--eval_file", str(args.eval_file.resolve())] if args.eval_file else []),
+        "--output_dir", str(output / "checkpoints"),
+        "--model_output", str(output / "model"),
+        *extra,
+    ]  # fmt: skip
+    return subprocess.run(command, check=False).returncode
+
+
+def run_finetune_submit(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    request = finetune.FinetuneRequest(
+        train_file=args.train_file,
+        test_file=args.test_file,
+        profile=args.profile,
+        nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+        model=args.model,
+        experiment=args.experiment,
+        trl_args=tuple(extra),
+    )
+    request.check()
+    outputs = stack_outputs.read(args.stack, args.outputs)
+    compute_key = finetune.PROFILES[args.profile].compute_output
+    if args.profile == "cpu" and not outputs.values.get(compute_key):
+        raise finetune.SubmitError(
+            f"the stack from {outputs.source} has no CPU cluster: "
+            "`pulumi config set cpuCluster true && pulumi up`, or use --profile gpu"
+        )
+    compute = outputs.require(compute_key)[compute_key]
+    job = finetune.build_job(request, compute)
+    if args.dry_run:
+        from jobs.azure_yaml import to_yaml
+
+        print(to_yaml(job), end="")
+        return 0
+
+    workspace = outputs.require("subscriptionId", "resourceGroupName", "workspaceName")
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+
+    ml_client = MLClient(
+        DefaultAzureCredential(),
+        workspace["subscriptionId"],
+        workspace["resourceGroupName"],
+        workspace["workspaceName"],
+    )
+    created = finetune.submit(ml_client, request, job)
+    key = "/".join(workspace.values())
+    state.record(key, finetune.LAST_JOB_KEY, created.name)
+    print(f"submitted {created.name}\n{created.studio_url}")
+    if not args.no_stream:
+        ml_client.jobs.stream(created.name)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.handler not in (run_train, run_finetune_submit):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(args.handler(args, extra))
+    except (
+        prepare.DataError,
+        finetune.SubmitError,
+        stack_outputs.OutputsError,
+    ) as error:
+        print(f"phi: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

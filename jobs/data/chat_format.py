@@ -1,0 +1,83 @@
+"""The chat format the fine-tune trains on, and a validator that names every bad line.
+
+A row is a JSON object with a `messages` list. Each message has a `role` (system, user or
+assistant) and non-empty string `content`. A system message may only come first; there
+is at least one user message; the conversation ends with an assistant turn.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROLES = ("system", "user", "assistant")
+
+
+def row_problems(row: Any) -> list[str]:
+    """Every reason `row` is not a valid chat row; empty when it is."""
+    if not isinstance(row, dict):
+        return [f"expected a JSON object, got {type(row).__name__}"]
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return ["'messages' must be a non-empty list"]
+    problems = []
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            problems.append(f"{where} must be an object with 'role' and 'content'")
+            continue
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            problems.append(f"{where}.role is {role!r}; must be one of {', '.join(ROLES)}")
+        elif role == "system" and index != 0:
+            problems.append(f"{where} is a system message; only the first message may be one")
+        if not isinstance(content, str) or not content.strip():
+            problems.append(f"{where}.content must be a non-empty string")
+    roles = [m.get("role") for m in messages if isinstance(m, dict)]
+    if "user" not in roles:
+        problems.append("there is no user message")
+    if roles and roles[-1] != "assistant":
+        problems.append(f"the last message is {roles[-1]!r}; it must be 'assistant'")
+    return problems
+
+
+@dataclass
+class FileReport:
+    path: Path
+    rows: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    """(line number, reason), one entry per reason."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.rows > 0
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, parsed row or None, parse error or None) for each non-blank line."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line), None
+            except json.JSONDecodeError as error:
+                yield number, None, f"not valid JSON: {error.msg} at column {error.colno}"
+
+
+def validate_rows(rows: Iterable[tuple[int, Any, str | None]], path: Path) -> FileReport:
+    report = FileReport(path)
+    for number, row, parse_error in rows:
+        report.rows += 1
+        reasons = [parse_error] if parse_error else row_problems(row)
+        report.problems.extend((number, reason) for reason in reasons)
+    if report.rows == 0:
+        report.problems.append((0, "the file holds no rows"))
+    return report
+
+
+def validate_file(path: Path) -> FileReport:
+    return validate_rows(read_jsonl(path), path)

@@ -1,0 +1,88 @@
+"""Where `phi` finds the workspace: the stack outputs, never IDs copied by hand.
+
+Three sources, in this order of precedence: `--outputs FILE` (what
+`pulumi stack output --json --show-secrets` printed), `--stack NAME` (asks the Pulumi CLI),
+or environment variables named after the outputs (`FINETUNE_PHI_WORKSPACE_NAME`, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.contract import OUTPUTS
+
+ENV_PREFIX = "FINETUNE_PHI_"
+
+
+class OutputsError(RuntimeError):
+    """The stack outputs could not be read, or lack what a command needs."""
+
+
+def env_name(output: str) -> str:
+    """`workspaceName` -> `FINETUNE_PHI_WORKSPACE_NAME`."""
+    return ENV_PREFIX + re.sub(r"(?<!^)([A-Z])", r"_\1", output).upper()
+
+
+@dataclass(frozen=True)
+class StackOutputs:
+    values: Mapping[str, Any]
+    source: str
+
+    def require(self, *keys: str) -> dict[str, str]:
+        missing = [key for key in keys if not self.values.get(key)]
+        if missing:
+            hint = ", ".join(f"{key} (or ${env_name(key)})" for key in missing)
+            raise OutputsError(f"the stack outputs from {self.source} lack {hint}")
+        return {key: str(self.values[key]) for key in keys}
+
+
+def from_file(path: Path) -> StackOutputs:
+    try:
+        values = json.loads(path.read_text())
+    except OSError as error:
+        raise OutputsError(f"--outputs {path}: {error.strerror}") from error
+    except json.JSONDecodeError as error:
+        raise OutputsError(
+            f"--outputs {path}: not JSON ({error.msg} at line {error.lineno})"
+        ) from error
+    if not isinstance(values, dict):
+        raise OutputsError(f"--outputs {path}: expected a JSON object of stack outputs")
+    return StackOutputs(values, str(path))
+
+
+def from_stack(stack: str) -> StackOutputs:
+    try:
+        result = subprocess.run(
+            ["pulumi", "stack", "output", "--json", "--stack", stack],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError as error:
+        raise OutputsError(
+            "--stack needs the Pulumi CLI on PATH; or save the outputs once with "
+            "`pulumi stack output --json > outputs.json` and pass --outputs outputs.json"
+        ) from error
+    if result.returncode != 0:
+        raise OutputsError(f"pulumi stack output --stack {stack} failed: {result.stderr.strip()}")
+    return StackOutputs(json.loads(result.stdout), f"stack {stack}")
+
+
+def from_environment(environ: Mapping[str, str] = os.environ) -> StackOutputs:
+    values = {key: environ[env_name(key)] for key in OUTPUTS if env_name(key) in environ}
+    return StackOutputs(values, f"environment variables {ENV_PREFIX}*")
+
+
+def read(stack: str | None, outputs_file: Path | None) -> StackOutputs:
+    if outputs_file is not None:
+        return from_file(outputs_file)
+    if stack is not None:
+        return from_stack(stack)
+    return from_environment()

@@ -1,0 +1,192 @@
+"""`phi finetune submit`: the dry-run job loads with azure-ai-ml; submit uploads once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.ai.ml import PyTorchDistribution, load_job
+from azure.ai.ml.entities import Command
+from azure.core.exceptions import ResourceNotFoundError
+
+from jobs import state
+from jobs.cli import main
+from jobs.data.prepare import SampleSize, prepare
+from jobs.finetune import BASE_IMAGE, FinetuneRequest, build_job, content_version, submit
+from tests.conftest import SAMPLE
+
+OUTPUTS = {
+    "subscriptionId": "sub-1",
+    "resourceGroupName": "rg-phi-dev",
+    "workspaceName": "mlw-phi-dev",
+    "gpuComputeName": "gpu-phidev",
+    "cpuComputeName": "cpu-phidev",
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=42, from_path=SAMPLE)
+    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
+    return tmp_path
+
+
+def dry_run(workdir: Path, capsys: pytest.CaptureFixture[str], *args: str) -> Command:
+    assert main(["finetune", "submit", "--outputs", "outputs.json", "--dry-run", *args]) == 0
+    path = workdir / "job.yaml"
+    path.write_text(capsys.readouterr().out)
+    job = load_job(path)
+    assert isinstance(job, Command)
+    return job
+
+
+def test_dry_run_job_loads_with_the_expected_spec(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = dry_run(
+        workdir, capsys, "--nodes", "2", "--gpus-per-node", "4", "--num_train_epochs", "1"
+    )
+    assert job.compute == "gpu-phidev"
+    assert job.resources.instance_count == 2
+    assert isinstance(job.distribution, PyTorchDistribution)
+    assert job.distribution.process_count_per_instance == 4
+    assert job.environment.image == BASE_IMAGE
+    pip = job.environment.conda_file["dependencies"][2]["pip"]
+    assert "torch==2.13.0" in pip
+    assert any(p.startswith("trl==") for p in pip)
+    train_version = content_version(workdir / "data" / "train_data.jsonl")
+    # The data assets are referenced by content-hash version, never re-uploaded as local paths.
+    assert (
+        job.inputs["train_data"].path.removeprefix("azureml:") == f"phi-chat-train:{train_version}"
+    )
+    assert job.inputs["test_data"].path.removeprefix("azureml:").startswith("phi-chat-test:")
+    assert job.outputs["model"].type == "mlflow_model"
+    assert job.command is not None
+    assert "--model_output ${{outputs.model}}" in job.command
+    assert job.command.endswith("--num_train_epochs 1")
+    assert job.experiment_name == "finetune-phi"
+    assert job.display_name
+    assert Path(str(job.code)).name == "src"
+
+
+def test_cpu_profile_reproduces_the_tutorials_low_cost_path(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = dry_run(workdir, capsys, "--profile", "cpu", "--max_length", "256")
+    assert job.compute == "cpu-phidev"
+    assert job.distribution is None
+    assert job.resources.instance_count == 1
+    assert job.command is not None
+    assert "--per_device_train_batch_size 1" in job.command
+    # The user's own TRL argument comes last, so it wins over the profile's.
+    assert job.command.index("--max_length 512") < job.command.index("--max_length 256")
+
+
+def test_a_single_process_job_has_no_distribution(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert dry_run(workdir, capsys).distribution is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--train-file", "missing.jsonl"], "--train-file missing.jsonl: no such file"),
+        (["--profile", "cpu", "--nodes", "2"], "--profile cpu runs one process on one node"),
+        (["--nodes", "0"], "--nodes 0: must be between 1 and 100"),
+        (["--learningRate", "1"], "--learningRate: TRL arguments are spelt in snake_case"),
+        (["--model_output", "x"], "--model_output is set by phi itself"),
+        (["--experiment", "my experiment!"], "--experiment 'my experiment!'"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_is_sent(
+    workdir: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["finetune", "submit", "--outputs", "outputs.json", "--dry-run", *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""
+
+
+def test_a_stack_without_cpu_cluster_says_how_to_get_one(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "outputs.json").write_text(json.dumps({**OUTPUTS, "cpuComputeName": None}))
+    assert (
+        main(["finetune", "submit", "--outputs", "outputs.json", "--dry-run", "--profile", "cpu"])
+        == 2
+    )
+    assert "pulumi config set cpuCluster true" in capsys.readouterr().err
+
+
+def test_outputs_can_come_from_the_environment(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINETUNE_PHI_GPU_COMPUTE_NAME", "gpu-from-env")
+    assert main(["finetune", "submit", "--dry-run"]) == 0
+    assert "compute: azureml:gpu-from-env" in capsys.readouterr().out
+
+
+def test_missing_outputs_name_the_key_and_its_variable(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["finetune", "submit", "--dry-run"]) == 2
+    assert "lack gpuComputeName (or $FINETUNE_PHI_GPU_COMPUTE_NAME)" in capsys.readouterr().err
+
+
+class FakeAssets:
+    def __init__(self) -> None:
+        self.stored: dict[tuple[str, str], Any] = {}
+        self.uploads = 0
+
+    def get(self, name: str, version: str) -> Any:
+        if (name, version) not in self.stored:
+            raise ResourceNotFoundError(f"{name}:{version}")
+        return self.stored[(name, version)]
+
+    def create_or_update(self, asset: Any) -> Any:
+        self.uploads += 1
+        self.stored[(asset.name, asset.version)] = asset
+        return asset
+
+
+class FakeJobs:
+    def __init__(self) -> None:
+        self.created: list[Any] = []
+
+    def create_or_update(self, job: Any) -> Any:
+        self.created.append(job)
+        job.name = f"job-{len(self.created)}"
+        return job
+
+
+class FakeMlClient:
+    """Stands in for Azure ML's service, not for azure-ai-ml's job and data classes."""
+
+    def __init__(self) -> None:
+        self.data = FakeAssets()
+        self.jobs = FakeJobs()
+
+
+def test_resubmitting_the_same_data_uploads_nothing(workdir: Path) -> None:
+    request = FinetuneRequest(
+        workdir / "data" / "train_data.jsonl", workdir / "data" / "test_data.jsonl"
+    )
+    client = FakeMlClient()
+    submit(client, request, build_job(request, "gpu-phidev"), log=lambda _: None)
+    submit(client, request, build_job(request, "gpu-phidev"), log=lambda _: None)
+    assert client.data.uploads == 2  # train and test, once each
+    assert [job.name for job in client.jobs.created] == ["job-1", "job-2"]
+    (workdir / "data" / "train_data.jsonl").write_text(SAMPLE.read_text())
+    submit(client, request, build_job(request, "gpu-phidev"), log=lambda _: None)
+    assert client.data.uploads == 3  # only the changed file
+
+
+def test_the_job_name_is_recorded_for_phi_deploy(workdir: Path) -> None:
+    state.record("sub-1/rg-phi-dev/mlw-phi-dev", "last_finetune_job", "job-7")
+    assert state.recall("sub-1/rg-phi-dev/mlw-phi-dev", "last_finetune_job") == "job-7"
+    assert state.recall("sub-1/rg-phi-dev/other", "last_finetune_job") is None
+    assert (workdir / ".phi" / "state.json").exists()
