@@ -60,6 +60,9 @@ class ScriptArguments:
     model_output: str = field(
         default="outputs/model", metadata={"help": "Folder the MLflow model is written to."}
     )
+    write_mlflow_model: bool = field(
+        default=True, metadata={"help": "Write the MLflow model (false for throughput benchmarks)."}
+    )
     attn_implementation: str = field(
         default="auto",
         metadata={"help": "auto (from the hardware), eager, sdpa or flash_attention_2."},
@@ -127,7 +130,7 @@ def check_inputs(script_args: ScriptArguments, training_args: Any) -> None:
     if training_args.eval_strategy != "no" and not script_args.eval_file:
         training_args.eval_strategy = "no"
     output = Path(script_args.model_output)
-    if output.exists() and any(output.iterdir()):
+    if script_args.write_mlflow_model and output.exists() and any(output.iterdir()):
         raise SystemExit(
             f"error: --model_output {output} is not empty; MLflow will not overwrite a model"
         )
@@ -176,6 +179,32 @@ def save_mlflow_model(model: Any, tokenizer: Any, path: Path) -> None:
     )
 
 
+def run_metrics(trainer: Any, runtime: float, attention: str, dtype: Any) -> dict[str, Any]:
+    """Throughput and memory of the run, for the logs and the benchmark script."""
+    import resource
+
+    import torch
+
+    tokens = max((e.get("num_tokens", 0) for e in trainer.state.log_history), default=0)
+    if torch.cuda.is_available():
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:  # ru_maxrss is in KiB on Linux
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "attention": attention,
+        "dtype": str(dtype).removeprefix("torch."),
+        "packing": trainer.args.packing and trainer.args.packing_strategy,
+        "world_size": trainer.args.world_size,
+        "steps": trainer.state.global_step,
+        "train_runtime_s": runtime,
+        "tokens": tokens,
+        "tokens_per_second": tokens / runtime if runtime else 0.0,
+        "peak_memory_mb": peak_mb,
+        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
+
+
 def main(script_args: ScriptArguments, training_args: Any) -> None:
     check_inputs(script_args, training_args)
     from datasets import load_dataset
@@ -215,20 +244,19 @@ def main(script_args: ScriptArguments, training_args: Any) -> None:
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    trainer.train()
+    result = trainer.train()
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
-        trainer.state.save_to_json(str(Path(training_args.output_dir) / "trainer_state.json"))
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        model.config.use_cache = True
-        save_mlflow_model(model, tokenizer, Path(script_args.model_output))
-        summary = {
-            "attention": attention,
-            "dtype": str(dtype),
-            "model_output": script_args.model_output,
-        }
-        print(json.dumps(summary), file=sys.stderr)
+        output_dir = Path(training_args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
+        metrics = run_metrics(trainer, result.metrics["train_runtime"], attention, dtype)
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(json.dumps(metrics), file=sys.stderr)
+        if script_args.write_mlflow_model:
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            model.config.use_cache = True
+            save_mlflow_model(model, tokenizer, Path(script_args.model_output))
     trainer.accelerator.wait_for_everyone()
 
 
