@@ -85,22 +85,49 @@ def test_bad_inputs_fail_before_loading_anything(
     )
 
 
-def test_precision_is_chosen_from_the_hardware(tmp_path: Path) -> None:
+def test_precision_and_cpu_mode_are_chosen_from_the_hardware(tmp_path: Path) -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs" / "train" / "src"))
     try:
         import train  # type: ignore[import-not-found]  # the script itself, as Azure ML runs it
 
-        assert train.precision_defaults(["--learning_rate", "1e-3"]) == [
-            "--bf16",
-            "false",
-            "--fp16",
-            "false",
-        ]
-        assert train.precision_defaults(["--bf16", "true"]) == []
+        cpu = ["--bf16", "false", "--fp16", "false", "--use_cpu", "true"]
+        assert train.hardware_defaults(["--learning_rate", "1e-3"]) == cpu
+        assert train.hardware_defaults(["--bf16", "true"]) == ["--use_cpu", "true"]
         config = tmp_path / "hp.yaml"
-        config.write_text("fp16: false\n")
-        assert train.precision_defaults(["--config", str(config)]) == []
+        config.write_text("fp16: false\nuse_cpu: false\n")
+        assert train.hardware_defaults(["--config", str(config)]) == []
     finally:
         sys.path.pop(0)
+
+
+def test_distributed_training_logs_curated_mlflow_metrics_once(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes under torchrun (gloo on CPU): one MLflow run, one model, rank 0 only."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file:{tmp_path / 'mlruns'}")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    data = prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=1, from_path=SAMPLE)
+    code = main(
+        [
+            "train", "--local", "--model", str(tiny_model), "--nproc-per-node", "2",
+            "--train-file", str(data.train), "--eval-file", str(data.test),
+            "--output-dir", str(tmp_path / "out"), "--num_train_epochs", "2",
+            "--max_length", "128", "--logging_steps", "1",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    metrics = json.loads((tmp_path / "out" / "checkpoints" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert (tmp_path / "out" / "model" / "MLmodel").exists()
+    mlflow.set_tracking_uri(f"file:{tmp_path / 'mlruns'}")
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.params["world_size"] == "2"
+    assert len(run.data.params) <= 20
+    assert all(len(value) <= 500 for value in run.data.params.values())
+    assert {"loss", "eval_loss", "learning_rate"} <= set(run.data.metrics)

@@ -69,11 +69,12 @@ class ScriptArguments:
     )
 
 
-def precision_defaults(argv: list[str]) -> list[str]:
-    """`--bf16`/`--fp16` from the hardware, unless the command line or config file sets one.
+def hardware_defaults(argv: list[str]) -> list[str]:
+    """Precision (and CPU mode) from the hardware, unless the command line or config sets it.
 
-    SFTConfig turns an unset bf16 into True, which fails on a CPU; it has to be decided
-    before the config object exists.
+    SFTConfig turns an unset bf16 into True, which fails on a CPU, so this has to be decided
+    before the config object exists. On a CPU, `--use_cpu` is also what makes Accelerate
+    join the processes of a torchrun launch into one (gloo) process group.
     """
     import torch
     import yaml
@@ -82,12 +83,16 @@ def precision_defaults(argv: list[str]) -> list[str]:
     if "config" in given:
         config_path = argv[argv.index("--config") + 1]
         given |= set(yaml.safe_load(Path(config_path).read_text()) or {})
-    if given & {"bf16", "fp16"}:
-        return []
     if not torch.cuda.is_available():
-        return ["--bf16", "false", "--fp16", "false"]
-    bf16 = torch.cuda.is_bf16_supported()
-    return ["--bf16", str(bf16).lower(), "--fp16", str(not bf16).lower()]
+        defaults = {"bf16": "false", "fp16": "false", "use_cpu": "true"}
+    else:
+        bf16 = torch.cuda.is_bf16_supported()
+        defaults = {"bf16": str(bf16).lower(), "fp16": str(not bf16).lower()}
+    if given & {"bf16", "fp16"}:
+        defaults = {k: v for k, v in defaults.items() if k not in ("bf16", "fp16")}
+    return [
+        arg for key, value in defaults.items() if key not in given for arg in (f"--{key}", value)
+    ]
 
 
 def parse(argv: list[str] | None = None) -> tuple[ScriptArguments, Any]:
@@ -95,7 +100,7 @@ def parse(argv: list[str] | None = None) -> tuple[ScriptArguments, Any]:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = TrlParser((ScriptArguments, SFTConfig))
-    script_args, training_args = parser.parse_args_and_config(precision_defaults(argv) + argv)
+    script_args, training_args = parser.parse_args_and_config(hardware_defaults(argv) + argv)
     return script_args, training_args
 
 
