@@ -16,8 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobs import finetune, stack_outputs, state
+from jobs import chat, finetune, serve, stack_outputs, state
 from jobs.data import chat_format, prepare
+from jobs.endpoint_client import EndpointError
 
 
 def _outputs_options(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +114,32 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--dry-run", action="store_true", help="print the job YAML; send nothing")
     submit.add_argument("--no-stream", action="store_true", help="do not wait for the job's logs")
     submit.set_defaults(handler=run_finetune_submit)
+
+    serve_parser = commands.add_parser(
+        "serve", help="serve an MLflow model folder with the scoring server Azure ML uses"
+    )
+    serve_parser.add_argument(
+        "--model", type=Path, required=True, help="MLflow model folder (has MLmodel)"
+    )
+    serve_parser.add_argument("--port", type=int, default=5001, help="default: 5001")
+    serve_parser.set_defaults(handler=run_serve)
+
+    chat_parser = commands.add_parser(
+        "chat", help="ask the endpoint (or a local server) one question"
+    )
+    chat_parser.add_argument("question")
+    _outputs_options(chat_parser)
+    chat_parser.add_argument(
+        "--local", metavar="URL", help="a `phi serve` server, e.g. http://127.0.0.1:5001"
+    )
+    chat_parser.add_argument("--system", help="a system message before the question")
+    chat_parser.add_argument("--temperature", type=float)
+    chat_parser.add_argument("--top-p", type=float)
+    chat_parser.add_argument("--max-new-tokens", type=int)
+    chat_parser.add_argument(
+        "--greedy", action="store_true", help="do_sample false: the most likely answer"
+    )
+    chat_parser.set_defaults(handler=run_chat)
     return parser
 
 
@@ -232,6 +259,28 @@ def run_finetune_submit(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def run_serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    return serve.serve(args.model, args.port)
+
+
+def run_chat(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    if args.local and (args.stack or args.outputs):
+        raise stack_outputs.OutputsError("--local talks to a local server: drop --stack/--outputs")
+    client = (
+        chat.local_client(args.local)
+        if args.local
+        else chat.stack_client(stack_outputs.read(args.stack, args.outputs))
+    )
+    parameters = {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": False if args.greedy else None,
+    }
+    print(chat.ask(client, args.question, args.system, parameters))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
@@ -244,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepare.DataError,
         finetune.SubmitError,
         stack_outputs.OutputsError,
+        serve.ServeError,
+        EndpointError,
     ) as error:
         print(f"phi: error: {error}", file=sys.stderr)
         return 2

@@ -34,3 +34,25 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, sample_texts: list[str]
     from jobs.tiny_model import build
 
     return build(sample_texts, tmp_path_factory.mktemp("tiny-phi3"))
+
+
+@pytest.fixture(scope="session")
+def fine_tuned(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model fine-tuned on the shipped sample by `phi train --local`: `model/` is
+    the MLflow model, `checkpoints/` the trainer state and metrics."""
+    from jobs.cli import main
+    from jobs.data.prepare import SampleSize, prepare
+
+    work = tmp_path_factory.mktemp("train")
+    data = prepare(out_dir=work / "data", size=SampleSize(percent=100), seed=42, from_path=SAMPLE)
+    code = main(
+        [
+            "train", "--local", "--model", str(tiny_model),
+            "--train-file", str(data.train), "--eval-file", str(data.test),
+            "--output-dir", str(work / "out"),
+            "--learning_rate", "3e-3", "--num_train_epochs", "12", "--max_length", "128",
+            "--logging_steps", "3", "--gradient_checkpointing", "false",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    return work / "out"

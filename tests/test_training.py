@@ -12,25 +12,8 @@ from jobs.data.prepare import SampleSize, prepare
 from tests.conftest import SAMPLE
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("train")
-    data = prepare(out_dir=work / "data", size=SampleSize(percent=100), seed=42, from_path=SAMPLE)
-    code = main(
-        [
-            "train", "--local", "--model", str(tiny_model),
-            "--train-file", str(data.train), "--eval-file", str(data.test),
-            "--output-dir", str(work / "out"),
-            "--learning_rate", "3e-3", "--num_train_epochs", "12", "--max_length", "128",
-            "--logging_steps", "3", "--gradient_checkpointing", "false",
-        ]
-    )  # fmt: skip
-    assert code == 0
-    return work / "out"
-
-
-def test_loss_falls_clearly(trained: Path) -> None:
-    history = json.loads((trained / "checkpoints" / "trainer_state.json").read_text())[
+def test_loss_falls_clearly(fine_tuned: Path) -> None:
+    history = json.loads((fine_tuned / "checkpoints" / "trainer_state.json").read_text())[
         "log_history"
     ]
     losses = [entry["loss"] for entry in history if "loss" in entry]
@@ -40,11 +23,11 @@ def test_loss_falls_clearly(trained: Path) -> None:
     assert eval_losses[-1] < eval_losses[0], eval_losses
 
 
-def test_the_mlflow_model_loads_and_generates(trained: Path) -> None:
+def test_the_mlflow_model_loads_and_generates(fine_tuned: Path) -> None:
     import mlflow
     import yaml
 
-    model_dir = trained / "model"
+    model_dir = fine_tuned / "model"
     mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
     assert mlmodel["flavors"]["transformers"]["task"] == "text-generation"
     assert mlmodel["flavors"]["transformers"]["pipeline_model_type"] == "Phi3ForCausalLM"

@@ -1,0 +1,132 @@
+"""A framework-free client of the scoring contract (jobs/score/contract.py).
+
+Used by `phi chat` and, as a thin adapter, by the Prompt flow tool: it depends on the
+standard library only. Retries 429 and 503 with exponential backoff (honouring
+Retry-After); every other failure becomes an EndpointError that says what to do. The key
+is sent as a bearer token and never appears in an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+RETRIED = (429, 503)
+NO_TRAFFIC = "No valid deployments to route to"
+
+
+class EndpointError(RuntimeError):
+    def __init__(self, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def explain(status: int, body: str, headers: Mapping[str, str]) -> str:
+    """What an endpoint failure means and what to do about it."""
+    if NO_TRAFFIC in body:
+        return (
+            "the endpoint has no deployment with traffic (0 %): run `phi deploy`, "
+            "or route traffic to an existing deployment"
+        )
+    reason = _error_text(body)
+    if status in (401, 403):
+        return (
+            f"the endpoint rejected the key (HTTP {status}): the key is wrong or was regenerated; "
+            "`phi chat --stack` and `phi flow connect` fetch the current one"
+        )
+    if status == 404:
+        return f"nothing found at this scoring URI (HTTP 404): check scoringUri in the stack outputs ({reason})"
+    if status == 408:
+        return (
+            "the request timed out (HTTP 408): ask for fewer max_new_tokens, "
+            "or raise the deployment's request timeout (`phi deploy --request-timeout-ms`)"
+        )
+    if status == 424:
+        model_error = headers.get("ms-azureml-model-error-reason") or reason
+        return (
+            f"the model failed (HTTP 424: {model_error}); read the deployment's logs: "
+            "az ml online-deployment get-logs --endpoint-name ENDPOINT --name DEPLOYMENT"
+        )
+    if status == 429:
+        return "too many requests (HTTP 429) even after retrying: slow down, or add instances"
+    if status == 400:
+        return f"the endpoint refused the request (HTTP 400): {reason}"
+    return f"the endpoint answered HTTP {status}: {reason}"
+
+
+def _error_text(body: str) -> str:
+    try:
+        parsed = json.loads(body)
+    except json.JSONDecodeError:
+        return body.strip()[:300] or "no details"
+    if isinstance(parsed, dict):
+        error = parsed.get("error") or parsed.get("message") or parsed
+        return str(error.get("message", error) if isinstance(error, dict) else error)[:300]
+    return str(parsed)[:300]
+
+
+@dataclass
+class EndpointClient:
+    scoring_uri: str
+    key: str | None = field(default=None, repr=False)
+    deployment: str | None = None
+    """Send to this deployment (azureml-model-deployment header), whatever the traffic split."""
+    timeout: float = 120.0
+    retries: int = 3
+    backoff: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def score(self, payload: Any) -> Any:
+        """POST one request; the parsed JSON answer."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        if self.deployment:
+            headers["azureml-model-deployment"] = self.deployment
+        data = json.dumps(payload).encode()
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(  # noqa: S310 - the user's own endpoint URL
+                self.scoring_uri, data=data, headers=headers, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - the user's endpoint
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                body = error.read().decode(errors="replace")
+                if error.code in RETRIED and attempt < self.retries and NO_TRAFFIC not in body:
+                    retry_after = error.headers.get("Retry-After", "")
+                    self.sleep(
+                        float(retry_after) if retry_after.isdigit() else self.backoff * 2**attempt
+                    )
+                    continue
+                raise EndpointError(
+                    error.code, explain(error.code, body, dict(error.headers))
+                ) from None
+            except TimeoutError:
+                raise EndpointError(
+                    None, f"no answer within {self.timeout:g} s from the endpoint"
+                ) from None
+            except urllib.error.URLError as error:
+                raise EndpointError(
+                    None, f"cannot reach {self.scoring_uri}: {error.reason}"
+                ) from None
+        raise AssertionError("unreachable")
+
+    def chat(
+        self, messages: list[dict[str, str]], parameters: Mapping[str, Any] | None = None
+    ) -> str:
+        """The assistant's answer to a conversation that ends with the user's message."""
+        body: dict[str, Any] = {"input_string": messages}
+        if parameters:
+            body["parameters"] = dict(parameters)
+        answer = self.score({"input_data": body})
+        if not isinstance(answer, dict) or not isinstance(answer.get("output"), str):
+            raise EndpointError(
+                200, f"the endpoint answered outside the contract: {str(answer)[:200]}"
+            )
+        return str(answer["output"])

@@ -1,0 +1,150 @@
+"""The scoring contract: one request/response format, served locally and in Azure.
+
+Two request shapes are accepted, the two the tutorials send:
+
+chat (history and parameters):
+    {"input_data": {"input_string": [{"role": "user", "content": "Hi"}, ...],
+                    "parameters": {"temperature": 0.7, "max_new_tokens": 128}}}
+    -> {"output": "generated assistant text"}
+
+batch (one question per string):
+    {"input_data": ["question one", "question two"], "params": {...}}
+    -> ["answer one", "answer two"]
+
+Roles are system (first only), user and assistant; the last message is the user's.
+Parameters, all optional: temperature 0-2 (default 0.7), top_p above 0 up to 1 (0.9),
+max_new_tokens 1-MAX_NEW_TOKENS (256), do_sample true/false (true). Anything else is a
+400 with the reason. This module depends on nothing, so clients and tests can share it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_NEW_TOKENS = 1024
+MAX_BATCH = 16
+ROLES = ("system", "user", "assistant")
+
+
+class ContractError(ValueError):
+    """A request that breaks the contract: answered with HTTP 400 and this message."""
+
+
+@dataclass(frozen=True)
+class GenerationParameters:
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    do_sample: bool = True
+
+
+@dataclass(frozen=True)
+class ScoringRequest:
+    conversations: list[list[dict[str, str]]]
+    parameters: GenerationParameters = field(default_factory=GenerationParameters)
+    shape: str = "chat"
+    """"chat" answers {"output": text}; "batch" answers [text, ...]."""
+
+    def response(self, answers: list[str]) -> Any:
+        return {"output": answers[0]} if self.shape == "chat" else answers
+
+
+def _number(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ContractError(f"parameters.{name} must be a number, got {json.dumps(value)}")
+    if value < low or value > high or (low_open and value == low):
+        bound = f"above {low:g}" if low_open else f"at least {low:g}"
+        raise ContractError(
+            f"parameters.{name} = {value:g} is out of range: {bound}, at most {high:g}"
+        )
+    return float(value)
+
+
+def parse_parameters(raw: Any) -> GenerationParameters:
+    if raw is None:
+        return GenerationParameters()
+    if not isinstance(raw, dict):
+        raise ContractError("parameters must be an object")
+    unknown = sorted(set(raw) - {"temperature", "top_p", "max_new_tokens", "do_sample"})
+    if unknown:
+        raise ContractError(
+            f"unknown parameter(s) {', '.join(unknown)}; known: temperature, top_p, max_new_tokens, do_sample"
+        )
+    defaults = GenerationParameters()
+    max_new_tokens = raw.get("max_new_tokens", defaults.max_new_tokens)
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise ContractError(
+            f"parameters.max_new_tokens must be a whole number, got {json.dumps(max_new_tokens)}"
+        )
+    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ContractError(
+            f"parameters.max_new_tokens = {max_new_tokens} is out of range: 1 to {MAX_NEW_TOKENS}"
+        )
+    do_sample = raw.get("do_sample", defaults.do_sample)
+    if not isinstance(do_sample, bool):
+        raise ContractError(
+            f"parameters.do_sample must be true or false, got {json.dumps(do_sample)}"
+        )
+    return GenerationParameters(
+        temperature=_number("temperature", raw.get("temperature", defaults.temperature), 0, 2),
+        top_p=_number("top_p", raw.get("top_p", defaults.top_p), 0, 1, low_open=True),
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+    )
+
+
+def parse_messages(raw: Any) -> list[dict[str, str]]:
+    where = "input_data.input_string"
+    if not isinstance(raw, list) or not raw:
+        raise ContractError(f"{where} must be a non-empty list of messages")
+    messages = []
+    for index, message in enumerate(raw):
+        if not isinstance(message, dict) or set(message) - {"role", "content"}:
+            raise ContractError(
+                f"{where}[{index}] must be an object with only 'role' and 'content'"
+            )
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise ContractError(
+                f"{where}[{index}].role is {json.dumps(role)}; must be one of {', '.join(ROLES)}"
+            )
+        if role == "system" and index != 0:
+            raise ContractError(f"{where}[{index}]: only the first message may be a system message")
+        if not isinstance(content, str) or not content.strip():
+            raise ContractError(f"{where}[{index}].content must be a non-empty string")
+        messages.append({"role": role, "content": content})
+    if messages[-1]["role"] != "user":
+        raise ContractError(
+            f"{where}: the last message must be the user's, not {messages[-1]['role']!r}"
+        )
+    return messages
+
+
+def parse_request(body: str | bytes) -> ScoringRequest:
+    """Validate a request body; raises ContractError with the reason."""
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ContractError(f"the body is not valid JSON: {error}") from error
+    if not isinstance(payload, dict) or "input_data" not in payload:
+        raise ContractError("the body must be a JSON object with 'input_data'")
+    data = payload["input_data"]
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - {"input_string", "parameters"})
+        if unknown:
+            raise ContractError(f"input_data has unknown key(s) {', '.join(unknown)}")
+        return ScoringRequest(
+            [parse_messages(data.get("input_string"))],
+            parse_parameters(data.get("parameters")),
+            "chat",
+        )
+    if isinstance(data, list):
+        if not data or len(data) > MAX_BATCH:
+            raise ContractError(f"input_data must hold 1 to {MAX_BATCH} questions")
+        if not all(isinstance(text, str) and text.strip() for text in data):
+            raise ContractError("input_data must be a list of non-empty strings")
+        conversations = [[{"role": "user", "content": text}] for text in data]
+        return ScoringRequest(conversations, parse_parameters(payload.get("params")), "batch")
+    raise ContractError("input_data must be an object (chat) or a list of strings (batch)")

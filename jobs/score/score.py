@@ -1,0 +1,77 @@
+"""Entry script of the scoring server (azureml-inference-server-http), locally and in Azure.
+
+    AZUREML_MODEL_DIR=out/model azmlinfsrv --entry_script jobs/score/score.py --port 5001
+    phi serve --model out/model          # the same, from the repository
+
+`init()` loads the MLflow model once; `run(raw)` answers the contract in `contract.py`:
+the generated assistant text only, never the prompt. A request that breaks the contract
+gets HTTP 400 with the reason, never a 500 with a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from contract import ContractError, GenerationParameters, parse_request  # type: ignore[import-not-found]
+
+logger = logging.getLogger("finetune_phi.score")
+_model: Any = None
+_tokenizer: Any = None
+
+
+def find_mlflow_model(root: Path) -> Path:
+    """The folder holding MLmodel: AZUREML_MODEL_DIR itself or a folder below it."""
+    for pattern in ("MLmodel", "*/MLmodel", "*/*/MLmodel"):
+        found = sorted(root.glob(pattern))
+        if found:
+            return found[0].parent
+    raise FileNotFoundError(f"no MLmodel file in {root} or the two levels below it")
+
+
+def init() -> None:
+    global _model, _tokenizer
+    import mlflow
+
+    model_dir = find_mlflow_model(Path(os.environ["AZUREML_MODEL_DIR"]))
+    components = mlflow.transformers.load_model(str(model_dir), return_type="components")
+    _model, _tokenizer = components["model"], components["tokenizer"]
+    _model.eval()
+    logger.info("loaded %s from %s", type(_model).__name__, model_dir)
+
+
+def generate(messages: list[dict[str, str]], parameters: GenerationParameters) -> str:
+    import torch
+
+    inputs = _tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    ).to(_model.device)
+    options: dict[str, Any] = {"max_new_tokens": parameters.max_new_tokens}
+    if parameters.do_sample and parameters.temperature > 0:
+        options |= {
+            "do_sample": True,
+            "temperature": parameters.temperature,
+            "top_p": parameters.top_p,
+        }
+    else:
+        options["do_sample"] = False
+    with torch.inference_mode():
+        output = _model.generate(**inputs, **options, pad_token_id=_tokenizer.pad_token_id)
+    prompt_length = inputs["input_ids"].shape[1]
+    return str(_tokenizer.decode(output[0][prompt_length:], skip_special_tokens=True)).strip()
+
+
+def run(raw: str) -> Any:
+    from azureml_inference_server_http.api.aml_response import AMLResponse
+
+    try:
+        request = parse_request(raw)
+    except ContractError as error:
+        return AMLResponse({"error": str(error)}, 400, json_str=True)
+    answers = [generate(messages, request.parameters) for messages in request.conversations]
+    return AMLResponse(request.response(answers), 200, json_str=True)

@@ -1,0 +1,238 @@
+"""The scoring contract over a real `phi serve` (azureml-inference-server-http) process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.cli import main
+from jobs.score.contract import MAX_NEW_TOKENS
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(fine_tuned: Path) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobs.cli",
+            "serve",
+            "--model",
+            str(fine_tuned / "model"),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "phi serve exited during start-up"
+            try:
+                with urllib.request.urlopen(f"{url}/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.5)
+        else:
+            pytest.fail("phi serve was not healthy within 120 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def post(url: str, body: Any, raw: bytes | None = None) -> tuple[int, Any]:
+    data = raw if raw is not None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{url}/score", data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+GREEDY = {"do_sample": False, "max_new_tokens": 12}
+
+
+def test_chat_shape_answers_with_the_generated_text_only(server: str) -> None:
+    question = "What is the capital of France?"
+    status, answer = post(
+        server,
+        {
+            "input_data": {
+                "input_string": [{"role": "user", "content": question}],
+                "parameters": GREEDY,
+            }
+        },
+    )
+    assert status == 200
+    assert set(answer) == {"output"}
+    assert answer["output"].strip()
+    assert question not in answer["output"]
+    assert "<|assistant|>" not in answer["output"]
+
+
+def test_batch_shape_answers_one_text_per_question(server: str) -> None:
+    status, answer = post(
+        server, {"input_data": ["What is 3 times 3?", "Who founded Microsoft?"], "params": GREEDY}
+    )
+    assert status == 200
+    assert isinstance(answer, list)
+    assert len(answer) == 2
+    assert all(isinstance(text, str) and text.strip() for text in answer)
+
+
+def test_history_changes_the_answer(server: str) -> None:
+    alone = [{"role": "user", "content": "Which river flows through Paris?"}]
+    history = [
+        {"role": "system", "content": "You are a concise, friendly assistant."},
+        {"role": "user", "content": "What is the capital of Japan?"},
+        {"role": "assistant", "content": "The capital of Japan is Tokyo."},
+        *alone,
+    ]
+    params = {"do_sample": False, "max_new_tokens": 8}
+    _, without = post(server, {"input_data": {"input_string": alone, "parameters": params}})
+    status, with_history = post(
+        server, {"input_data": {"input_string": history, "parameters": params}}
+    )
+    assert status == 200
+    assert with_history["output"] != without["output"]
+
+
+def test_sampling_parameters_are_accepted(server: str) -> None:
+    params = {"temperature": 0.9, "top_p": 0.8, "max_new_tokens": 5, "do_sample": True}
+    status, answer = post(
+        server,
+        {"input_data": {"input_string": [{"role": "user", "content": "Hi"}], "parameters": params}},
+    )
+    assert status == 200
+    assert isinstance(answer["output"], str)
+
+
+USER = [{"role": "user", "content": "Hi"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"question": "hi"}, "must be a JSON object with 'input_data'"),
+        ({"input_data": 3}, "must be an object (chat) or a list of strings"),
+        ({"input_data": {"input_string": []}}, "must be a non-empty list of messages"),
+        ({"input_data": {"input_string": [{"role": "robot", "content": "x"}]}}, 'role is "robot"'),
+        (
+            {"input_data": {"input_string": [{"role": "user", "content": ""}]}},
+            "content must be a non-empty string",
+        ),
+        (
+            {"input_data": {"input_string": [{"role": "user", "content": 5}]}},
+            "content must be a non-empty string",
+        ),
+        (
+            {"input_data": {"input_string": [*USER, {"role": "assistant", "content": "a"}]}},
+            "the last message must be the user's",
+        ),
+        (
+            {"input_data": {"input_string": [*USER, {"role": "system", "content": "s"}, *USER]}},
+            "only the first message may be a system message",
+        ),
+        (
+            {
+                "input_data": {
+                    "input_string": USER,
+                    "parameters": {"max_new_tokens": MAX_NEW_TOKENS + 1},
+                }
+            },
+            f"1 to {MAX_NEW_TOKENS}",
+        ),
+        (
+            {"input_data": {"input_string": USER, "parameters": {"max_new_tokens": "ten"}}},
+            "must be a whole number",
+        ),
+        (
+            {"input_data": {"input_string": USER, "parameters": {"temperature": 3}}},
+            "temperature = 3 is out of range",
+        ),
+        (
+            {"input_data": {"input_string": USER, "parameters": {"top_p": 0}}},
+            "top_p = 0 is out of range",
+        ),
+        (
+            {"input_data": {"input_string": USER, "parameters": {"do_sample": "yes"}}},
+            "do_sample must be true or false",
+        ),
+        (
+            {"input_data": {"input_string": USER, "parameters": {"beams": 4}}},
+            "unknown parameter(s) beams",
+        ),
+        ({"input_data": {"input_string": USER, "extra": 1}}, "unknown key(s) extra"),
+        ({"input_data": ["ok", ""]}, "list of non-empty strings"),
+        ({"input_data": ["q"] * 17}, "1 to 16 questions"),
+        ({"input_data": ["q"], "params": {"temperature": "hot"}}, "temperature must be a number"),
+    ],
+)
+def test_bad_requests_get_400_with_a_reason(server: str, body: Any, reason: str) -> None:
+    status, answer = post(server, body)
+    assert status == 400
+    assert reason in answer["error"]
+    assert "Traceback" not in answer["error"]
+
+
+def test_malformed_json_gets_400(server: str) -> None:
+    status, answer = post(server, None, raw=b'{"input_data": [')
+    assert status == 400
+    assert "not valid JSON" in answer["error"]
+
+
+def test_phi_chat_against_the_local_server(server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            [
+                "chat",
+                "--local",
+                server,
+                "--greedy",
+                "--max-new-tokens",
+                "10",
+                "What is the capital of Italy?",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.strip()
+
+
+def test_phi_chat_reports_a_bad_request_clearly(
+    server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["chat", "--local", server, "--max-new-tokens", "5000", "Hi"]) == 2
+    assert "HTTP 400" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_folder_without_a_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--model", str(tmp_path)]) == 2
+    assert "no MLmodel file" in capsys.readouterr().err
