@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobs import chat, finetune, serve, stack_outputs, state
+from jobs import chat, deploy, finetune, serve, stack_outputs, state
 from jobs.data import chat_format, prepare
 from jobs.endpoint_client import EndpointError
 
@@ -114,6 +114,26 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--dry-run", action="store_true", help="print the job YAML; send nothing")
     submit.add_argument("--no-stream", action="store_true", help="do not wait for the job's logs")
     submit.set_defaults(handler=run_finetune_submit)
+
+    deploy_parser = commands.add_parser(
+        "deploy", help="register the fine-tuned model and deploy it blue/green to the endpoint"
+    )
+    _outputs_options(deploy_parser)
+    deploy_parser.add_argument(
+        "--job", help="fine-tune job (default: the last one `phi finetune submit` ran)"
+    )
+    deploy_parser.add_argument(
+        "--profile", choices=sorted(deploy.INSTANCE_TYPES), default="gpu",
+        help="gpu: Standard_NC6s_v3, cpu: Standard_E4s_v3 (the tutorials' two paths)",
+    )  # fmt: skip
+    deploy_parser.add_argument("--instance-type", help="any VM size; overrides --profile")
+    deploy_parser.add_argument("--instance-count", type=int, default=1)
+    deploy_parser.add_argument("--request-timeout-ms", type=int, default=90_000)
+    deploy_parser.add_argument("--model-name", default=deploy.MODEL_NAME)
+    deploy_parser.add_argument(
+        "--dry-run", action="store_true", help="print model, deployment and plan; send nothing"
+    )
+    deploy_parser.set_defaults(handler=run_deploy)
 
     serve_parser = commands.add_parser(
         "serve", help="serve an MLflow model folder with the scoring server Azure ML uses"
@@ -259,6 +279,49 @@ def run_finetune_submit(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def run_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    outputs = stack_outputs.read(args.stack, args.outputs)
+    job = args.job
+    if job is None:
+        workspace = outputs.require("subscriptionId", "resourceGroupName", "workspaceName")
+        job = state.recall("/".join(workspace.values()), finetune.LAST_JOB_KEY)
+        if job is None:
+            raise deploy.DeployError(
+                f"no fine-tune job recorded in {state.state_file()} for this workspace: pass --job NAME"
+            )
+    request = deploy.DeployRequest(
+        job=job,
+        instance_type=args.instance_type or deploy.INSTANCE_TYPES[args.profile],
+        instance_count=args.instance_count,
+        request_timeout_ms=args.request_timeout_ms,
+        model_name=args.model_name,
+    )
+    request.check()
+    found = outputs.require("endpointName", "identityClientId")
+    if args.dry_run:
+        print(
+            deploy.plan_yaml(
+                request,
+                endpoint_name=found["endpointName"],
+                identity_client_id=found["identityClientId"],
+            ),
+            end="",
+        )
+        return 0
+    workspace = outputs.require("subscriptionId", "resourceGroupName", "workspaceName")
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+
+    ml_client = MLClient(DefaultAzureCredential(), *workspace.values())
+    deploy.rollout(
+        ml_client,
+        request,
+        endpoint_name=found["endpointName"],
+        identity_client_id=found["identityClientId"],
+    )
+    return 0
+
+
 def run_serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return serve.serve(args.model, args.port)
 
@@ -294,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finetune.SubmitError,
         stack_outputs.OutputsError,
         serve.ServeError,
+        deploy.DeployError,
         EndpointError,
     ) as error:
         print(f"phi: error: {error}", file=sys.stderr)

@@ -130,14 +130,17 @@ def data_assets(request: FinetuneRequest) -> dict[str, Any]:
     }
 
 
-def conda_environment() -> dict[str, Any]:
+def conda_environment(
+    requirements: Path = REQUIREMENTS, name: str = "finetune-phi-train"
+) -> dict[str, Any]:
+    """A conda file: the Python version of the locks and exactly the pins of `requirements`."""
     pins = [
         line.strip()
-        for line in REQUIREMENTS.read_text().splitlines()
+        for line in requirements.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     return {
-        "name": "finetune-phi-train",
+        "name": name,
         "channels": ["conda-forge"],
         "dependencies": [f"python={PYTHON_VERSION}", "pip", {"pip": pins}],
     }

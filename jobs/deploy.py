@@ -1,0 +1,208 @@
+"""`phi deploy`: register the fine-tuned model and roll it out blue/green on the stack's endpoint.
+
+1. Register the model from the fine-tune job's named output (`azureml://jobs/JOB/outputs/model`),
+   as a new version of `phi-finetuned`.
+2. Create the new deployment (`blue`, or `green` while `blue` is live) beside the live one,
+   and wait until Azure reports it healthy (its liveness and readiness probes pass).
+3. Only then route 100 % of traffic to it, in one update of the endpoint's traffic.
+4. Delete the deployments that no longer get traffic.
+
+Live traffic never drops to 0 % and the endpoint itself (owned by Pulumi) is never deleted
+or recreated, so its URL and key stay. A deployment that never becomes healthy stops the
+rollout before any traffic moves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs.finetune import BASE_IMAGE, MODEL_OUTPUT, conda_environment
+
+SCORE_SOURCE = Path(__file__).resolve().parent / "score"
+SCORE_REQUIREMENTS = SCORE_SOURCE / "environment" / "requirements.txt"
+MODEL_NAME = "phi-finetuned"
+COLOURS = ("blue", "green")
+INSTANCE_TYPES = {"gpu": "Standard_NC6s_v3", "cpu": "Standard_E4s_v3"}
+# A 3.8B model takes minutes to load: probes wait 10 minutes before the first check.
+PROBE_INITIAL_DELAY_S = 600
+
+
+class DeployError(RuntimeError):
+    """The rollout stopped; the message says where traffic is and what to do."""
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    job: str
+    instance_type: str = INSTANCE_TYPES["gpu"]
+    instance_count: int = 1
+    request_timeout_ms: int = 90_000
+    max_concurrent_requests: int = 1
+    model_name: str = MODEL_NAME
+
+    def check(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", self.job):
+            raise DeployError(f"--job {self.job!r}: a job name holds letters, digits, '_' and '-'")
+        if not re.fullmatch(r"Standard_[A-Za-z0-9_]+", self.instance_type):
+            raise DeployError(
+                f"--instance-type {self.instance_type!r}: must be an Azure VM size, e.g. Standard_NC6s_v3"
+            )
+        if not 1 <= self.instance_count <= 20:
+            raise DeployError(f"--instance-count {self.instance_count}: must be between 1 and 20")
+        if not 1_000 <= self.request_timeout_ms <= 180_000:
+            raise DeployError(
+                f"--request-timeout-ms {self.request_timeout_ms}: must be between 1000 and 180000 "
+                "(Azure ML's limit for managed online endpoints)"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", self.model_name):
+            raise DeployError(
+                f"--model-name {self.model_name!r}: letters, digits, '_', '-' and '.'"
+            )
+
+
+def model_entity(request: DeployRequest) -> Any:
+    from azure.ai.ml.constants import AssetTypes
+    from azure.ai.ml.entities import Model
+
+    return Model(
+        name=request.model_name,
+        path=f"azureml://jobs/{request.job}/outputs/{MODEL_OUTPUT}",
+        type=AssetTypes.MLFLOW_MODEL,
+        description=f"Phi fine-tuned by Azure ML job {request.job}.",
+        tags={"job": request.job, "project": "finetune-phi"},
+    )
+
+
+def deployment_entity(
+    request: DeployRequest, *, name: str, endpoint: str, model: Any, identity_client_id: str
+) -> Any:
+    from azure.ai.ml.entities import (
+        CodeConfiguration,
+        Environment,
+        ManagedOnlineDeployment,
+        OnlineRequestSettings,
+        ProbeSettings,
+    )
+
+    def probe(period: int) -> Any:
+        return ProbeSettings(
+            initial_delay=PROBE_INITIAL_DELAY_S, period=period, timeout=10, failure_threshold=30
+        )
+
+    return ManagedOnlineDeployment(
+        name=name,
+        endpoint_name=endpoint,
+        model=model,
+        code_configuration=CodeConfiguration(code=str(SCORE_SOURCE), scoring_script="score.py"),
+        environment=Environment(image=BASE_IMAGE, conda_file=conda_environment(SCORE_REQUIREMENTS, "finetune-phi-score")),
+        instance_type=request.instance_type,
+        instance_count=request.instance_count,
+        request_settings=OnlineRequestSettings(
+            request_timeout_ms=request.request_timeout_ms,
+            max_concurrent_requests_per_instance=request.max_concurrent_requests,
+        ),
+        liveness_probe=probe(30),
+        readiness_probe=probe(10),
+        # The endpoint runs as the stack's user-assigned identity; DefaultAzureCredential in
+        # the container needs its client id to pick it.
+        environment_variables={"AZURE_CLIENT_ID": identity_client_id, "HF_HUB_OFFLINE": "1"},
+        app_insights_enabled=True,
+    )
+
+
+def next_colour(existing: list[str], live: dict[str, int]) -> str:
+    """The colour to deploy: one without traffic, preferring one that does not exist yet."""
+    free = [colour for colour in COLOURS if live.get(colour, 0) == 0]
+    if not free:
+        raise DeployError("both blue and green take traffic; shift it to one of them first")
+    return next((colour for colour in free if colour not in existing), free[0])
+
+
+def rollout(
+    ml_client: Any,
+    request: DeployRequest,
+    *,
+    endpoint_name: str,
+    identity_client_id: str,
+    log: Callable[[str], None] = print,
+) -> str:
+    """Steps 1-4 of the module docstring; returns the deployment now taking all traffic."""
+    endpoint = ml_client.online_endpoints.get(endpoint_name)
+    existing = [d.name for d in ml_client.online_deployments.list(endpoint_name=endpoint_name)]
+    live = {name: share for name, share in (endpoint.traffic or {}).items() if share > 0}
+    model = ml_client.models.create_or_update(model_entity(request))
+    log(f"registered model {model.name}:{model.version} from job {request.job}")
+
+    colour = next_colour(existing, live)
+    deployment = deployment_entity(
+        request,
+        name=colour,
+        endpoint=endpoint_name,
+        model=f"azureml:{model.name}:{model.version}",
+        identity_client_id=identity_client_id,
+    )
+    log(
+        f"creating deployment {colour} on {request.instance_count} x {request.instance_type}; traffic stays on {live or 'nothing'}"
+    )
+    failure = None
+    try:
+        ml_client.online_deployments.begin_create_or_update(deployment).result()
+        state = ml_client.online_deployments.get(
+            name=colour, endpoint_name=endpoint_name
+        ).provisioning_state
+        if state != "Succeeded":
+            failure = f"its provisioning state is {state}"
+    except Exception as error:  # any failure stops the rollout the same way
+        failure = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if failure is not None:
+        raise DeployError(
+            f"deployment {colour} did not become healthy ({failure}); traffic is unchanged "
+            f"({live or 'no traffic'}). Logs: az ml online-deployment get-logs --endpoint-name "
+            f"{endpoint_name} --name {colour}; then delete it or run phi deploy again."
+        )
+
+    endpoint.traffic = {name: (100 if name == colour else 0) for name in {*existing, colour}}
+    ml_client.online_endpoints.begin_create_or_update(endpoint).result()
+    log(f"routed 100 % of traffic to {colour}")
+    for old in sorted(set(existing) - {colour}):
+        ml_client.online_deployments.begin_delete(name=old, endpoint_name=endpoint_name).result()
+        log(f"deleted deployment {old}")
+    return colour
+
+
+def plan_yaml(request: DeployRequest, *, endpoint_name: str, identity_client_id: str) -> str:
+    """The dry run: model, deployment and traffic plan as three YAML documents."""
+    import yaml
+
+    from jobs.azure_yaml import plain, to_yaml
+
+    model = model_entity(request)
+    deployment = deployment_entity(
+        request,
+        name="blue",
+        endpoint=endpoint_name,
+        model=model,
+        identity_client_id=identity_client_id,
+    )
+    traffic = {
+        "endpoint": endpoint_name,
+        "deployment": "blue, or green while blue takes traffic",
+        "steps": [
+            "register the model from the job's output as a new version",
+            "create the deployment beside the live one and wait until it is healthy",
+            "route 100 % of traffic to it in one update",
+            "delete the deployments left without traffic",
+        ],
+        "on_failure": "stop before any traffic moves",
+    }
+    return "---\n".join(
+        [
+            yaml.safe_dump(plain(model._to_dict()), sort_keys=False),
+            to_yaml(deployment),
+            yaml.safe_dump(traffic, sort_keys=False),
+        ]
+    )

@@ -1,0 +1,267 @@
+"""`phi deploy`: the dry run loads with azure-ai-ml; blue/green never leaves 0 % traffic."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from azure.ai.ml import load_online_deployment
+from azure.ai.ml.entities import ManagedOnlineDeployment
+
+from jobs import state
+from jobs.cli import main
+from jobs.deploy import PROBE_INITIAL_DELAY_S, DeployError, DeployRequest, rollout
+
+OUTPUTS = {
+    "subscriptionId": "sub-1",
+    "resourceGroupName": "rg-phi-dev",
+    "workspaceName": "mlw-phi-dev",
+    "endpointName": "phi-dev-abc123",
+    "identityClientId": "client-of-id-phi-dev",
+}
+
+
+@pytest.fixture
+def outputs_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(OUTPUTS))
+    return path
+
+
+def dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> list[Any]:
+    assert main(["deploy", "--outputs", "outputs.json", "--dry-run", *args]) == 0
+    documents = capsys.readouterr().out.split("---\n")
+    (tmp_path / "deployment.yaml").write_text(documents[1])
+    return [
+        yaml.safe_load(documents[0]),
+        load_online_deployment(tmp_path / "deployment.yaml"),
+        yaml.safe_load(documents[2]),
+    ]
+
+
+def test_dry_run_deployment_loads_with_azure_ai_ml(
+    outputs_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, deployment, plan = dry_run(
+        tmp_path, capsys, "--job", "sft-job-1", "--instance-count", "2"
+    )
+    assert model["path"] == "azureml://jobs/sft-job-1/outputs/model"
+    assert model["type"] == "mlflow_model"
+    assert isinstance(deployment, ManagedOnlineDeployment)
+    assert deployment.endpoint_name == "phi-dev-abc123"
+    assert deployment.instance_type == "Standard_NC6s_v3"
+    assert deployment.instance_count == 2
+    assert deployment.code_configuration is not None
+    assert deployment.code_configuration.scoring_script == "score.py"
+    assert deployment.liveness_probe is not None
+    assert deployment.readiness_probe is not None
+    assert deployment.liveness_probe.initial_delay == PROBE_INITIAL_DELAY_S
+    assert deployment.readiness_probe.initial_delay == PROBE_INITIAL_DELAY_S
+    assert deployment.request_settings is not None
+    assert deployment.request_settings.request_timeout_ms == 90_000
+    assert deployment.environment_variables["AZURE_CLIENT_ID"] == "client-of-id-phi-dev"
+    environment: Any = deployment.environment
+    pip = environment.conda_file["dependencies"][2]["pip"]
+    assert any(p.startswith("azureml-inference-server-http==") for p in pip)
+    assert "torch==2.13.0" in pip
+    assert plan["endpoint"] == "phi-dev-abc123"
+
+
+def test_cpu_profile_is_the_tutorials_cpu_instance(
+    outputs_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, deployment, _ = dry_run(tmp_path, capsys, "--job", "j", "--profile", "cpu")
+    assert deployment.instance_type == "Standard_E4s_v3"
+
+
+def test_the_job_defaults_to_the_last_one_submitted(
+    outputs_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state.record("sub-1/rg-phi-dev/mlw-phi-dev", "last_finetune_job", "recorded-job-7")
+    model, _, _ = dry_run(tmp_path, capsys)
+    assert model["path"] == "azureml://jobs/recorded-job-7/outputs/model"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "no fine-tune job recorded"),
+        (["--job", "j", "--instance-count", "0"], "--instance-count 0: must be between 1 and 20"),
+        (["--job", "j", "--instance-type", "NC6"], "--instance-type 'NC6'"),
+        (["--job", "j", "--request-timeout-ms", "500000"], "between 1000 and 180000"),
+        (["--job", "bad job"], "--job 'bad job'"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_is_sent(
+    outputs_file: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["deploy", "--outputs", "outputs.json", "--dry-run", *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""
+
+
+class Poller:
+    def __init__(self, action: Any = None) -> None:
+        self.action = action
+
+    def result(self) -> Any:
+        return self.action() if self.action else None
+
+
+@dataclass
+class FakeEndpoint:
+    name: str
+    traffic: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FakeDeployment:
+    name: str
+    provisioning_state: str = "Succeeded"
+
+
+class FakeService:
+    """Azure ML's side of the rollout: endpoint traffic, deployments, model versions."""
+
+    def __init__(self, traffic: dict[str, int], healthy: bool = True) -> None:
+        self.endpoint = FakeEndpoint("phi-dev-abc123", dict(traffic))
+        self.deployments = {name: FakeDeployment(name) for name in traffic}
+        self.healthy = healthy
+        self.traffic_history = [dict(traffic)]
+        self.events: list[str] = []
+        self.versions = 0
+        self.endpoint_deleted = False
+
+
+class FakeMlClient:
+    def __init__(self, service: FakeService) -> None:
+        self.online_endpoints = Endpoints(service)
+        self.online_deployments = Deployments(service)
+        self.models = Models(service)
+
+
+class Endpoints:
+    def __init__(self, service: FakeService) -> None:
+        self.service = service
+
+    def get(self, name: str) -> FakeEndpoint:
+        return FakeEndpoint(name, dict(self.service.endpoint.traffic))
+
+    def begin_create_or_update(self, endpoint: FakeEndpoint) -> Poller:
+        def apply() -> None:
+            for name in endpoint.traffic:
+                assert name in self.service.deployments, f"traffic to missing deployment {name}"
+            self.service.endpoint.traffic = dict(endpoint.traffic)
+            self.service.traffic_history.append(dict(endpoint.traffic))
+            self.service.events.append(f"traffic {endpoint.traffic}")
+
+        return Poller(apply)
+
+    def begin_delete(self, name: str) -> Poller:
+        self.service.endpoint_deleted = True
+        return Poller()
+
+
+class Deployments:
+    def __init__(self, service: FakeService) -> None:
+        self.service = service
+
+    def list(self, endpoint_name: str) -> list[FakeDeployment]:
+        return list(self.service.deployments.values())
+
+    def get(self, name: str, endpoint_name: str) -> FakeDeployment:
+        return self.service.deployments[name]
+
+    def begin_create_or_update(self, deployment: Any) -> Poller:
+        def apply() -> None:
+            assert deployment.model.startswith("azureml:phi-finetuned:")
+            self.service.events.append(f"create {deployment.name}")
+            self.service.deployments[deployment.name] = FakeDeployment(
+                deployment.name, "Succeeded" if self.service.healthy else "Failed"
+            )
+            if not self.service.healthy:
+                raise RuntimeError("ResourceOperationFailure: liveness probe failed\nmore detail")
+
+        return Poller(apply)
+
+    def begin_delete(self, name: str, endpoint_name: str) -> Poller:
+        def apply() -> None:
+            assert self.service.endpoint.traffic.get(name, 0) == 0, (
+                "deleting a deployment with traffic"
+            )
+            del self.service.deployments[name]
+            self.service.events.append(f"delete {name}")
+
+        return Poller(apply)
+
+
+class Models:
+    def __init__(self, service: FakeService) -> None:
+        self.service = service
+
+    def create_or_update(self, model: Any) -> Any:
+        self.service.versions += 1
+        model.version = str(self.service.versions)
+        return model
+
+
+def deploy_to(service: FakeService) -> str:
+    return rollout(
+        FakeMlClient(service),
+        DeployRequest(job="job-1"),
+        endpoint_name="phi-dev-abc123",
+        identity_client_id="client",
+        log=lambda _: None,
+    )
+
+
+def test_first_deploy_creates_blue_and_routes_all_traffic() -> None:
+    service = FakeService({})
+    assert deploy_to(service) == "blue"
+    assert service.endpoint.traffic == {"blue": 100}
+    assert service.events == ["create blue", "traffic {'blue': 100}"]
+
+
+def test_redeploy_goes_green_beside_blue_and_never_drops_to_zero() -> None:
+    service = FakeService({"blue": 100})
+    assert deploy_to(service) == "green"
+    assert [event.split()[0] for event in service.events] == ["create", "traffic", "delete"]
+    assert service.events[0] == "create green"
+    assert service.events[2] == "delete blue"
+    assert service.endpoint.traffic == {"blue": 0, "green": 100}
+    assert set(service.deployments) == {"green"}
+    assert all(sum(traffic.values()) == 100 for traffic in service.traffic_history)
+    assert not service.endpoint_deleted
+    # and back again
+    assert deploy_to(service) == "blue"
+    assert set(service.deployments) == {"blue"}
+    assert all(sum(traffic.values()) == 100 for traffic in service.traffic_history)
+
+
+def test_an_unhealthy_deployment_leaves_traffic_on_the_old_one() -> None:
+    service = FakeService({"blue": 100}, healthy=False)
+    with pytest.raises(DeployError) as caught:
+        deploy_to(service)
+    message = str(caught.value)
+    assert "deployment green did not become healthy" in message
+    assert "liveness probe failed" in message
+    assert "traffic is unchanged ({'blue': 100})" in message
+    assert "az ml online-deployment get-logs --endpoint-name phi-dev-abc123 --name green" in message
+    assert service.endpoint.traffic == {"blue": 100}
+    assert "blue" in service.deployments
+    assert service.traffic_history == [{"blue": 100}]
+
+
+def test_a_stale_failed_deployment_without_traffic_is_replaced() -> None:
+    service = FakeService({"blue": 100})
+    service.deployments["green"] = FakeDeployment("green", "Failed")
+    service.endpoint.traffic = {"blue": 100, "green": 0}
+    assert deploy_to(service) == "green"
+    assert service.endpoint.traffic == {"blue": 0, "green": 100}
+    assert set(service.deployments) == {"green"}
