@@ -98,7 +98,9 @@ def deployment_entity(
         endpoint_name=endpoint,
         model=model,
         code_configuration=CodeConfiguration(code=str(SCORE_SOURCE), scoring_script="score.py"),
-        environment=Environment(image=BASE_IMAGE, conda_file=conda_environment(SCORE_REQUIREMENTS, "finetune-phi-score")),
+        environment=Environment(
+            image=BASE_IMAGE, conda_file=conda_environment(SCORE_REQUIREMENTS, "finetune-phi-score")
+        ),
         instance_type=request.instance_type,
         instance_count=request.instance_count,
         request_settings=OnlineRequestSettings(

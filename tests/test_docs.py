@@ -70,3 +70,14 @@ def test_readme_quick_start_test_command_is_what_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in commands
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_readme_states_the_scoring_limits_the_code_enforces() -> None:
+    from jobs.score.contract import MAX_BATCH, MAX_NEW_TOKENS, GenerationParameters
+
+    contract = README.split("\n## Scoring contract\n", 1)[1].split("\n## ", 1)[0]
+    defaults = GenerationParameters()
+    assert f"`max_new_tokens` 1-{MAX_NEW_TOKENS} ({defaults.max_new_tokens})" in contract
+    assert f"(1-{MAX_BATCH} questions)" in contract
+    assert f"`temperature` 0-2 (default {defaults.temperature:g})" in contract
+    assert "curl" in contract
