@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.endpoint_client import EndpointClient
+from flow.endpoint_client import EndpointClient
 from jobs.stack_outputs import StackOutputs
 
 

@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobs import chat, deploy, finetune, serve, stack_outputs, state
+from flow.endpoint_client import EndpointError
+from jobs import chat, deploy, finetune, flow_connect, serve, stack_outputs, state
 from jobs.data import chat_format, prepare
-from jobs.endpoint_client import EndpointError
 
 
 def _outputs_options(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print model, deployment and plan; send nothing"
     )
     deploy_parser.set_defaults(handler=run_deploy)
+
+    connect = (
+        commands.add_parser("flow", help="the Prompt flow chat flow")
+        .add_subparsers(dest="flow_command", required=True, metavar="COMMAND")
+        .add_parser(
+            "connect",
+            help=f"create or update the local Prompt flow connection {flow_connect.CONNECTION_NAME}",
+            description="Makes the flow's custom connection from the stack outputs (the key is fetched "
+            f"at run time) or from --endpoint URL with the key in ${flow_connect.KEY_VARIABLE}.",
+        )
+    )
+    _outputs_options(connect)
+    connect.add_argument(
+        "--endpoint", metavar="URL", help="a scoring URI, e.g. http://127.0.0.1:5001/score"
+    )
+    connect.add_argument(
+        "--name", default=flow_connect.CONNECTION_NAME, help="default: %(default)s"
+    )
+    connect.set_defaults(handler=run_flow_connect)
 
     serve_parser = commands.add_parser(
         "serve", help="serve an MLflow model folder with the scoring server Azure ML uses"
@@ -322,6 +341,21 @@ def run_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def run_flow_connect(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    if args.endpoint and (args.stack or args.outputs):
+        raise flow_connect.ConnectError(
+            "--endpoint names the endpoint itself: drop --stack/--outputs"
+        )
+    if args.endpoint:
+        endpoint, key = args.endpoint, flow_connect.key_from_environment()
+    else:
+        outputs = stack_outputs.read(args.stack, args.outputs)
+        endpoint, key = outputs.require("scoringUri")["scoringUri"], chat.fetch_key(outputs)
+    name = flow_connect.connect(endpoint, key, args.name)
+    print(f"connection {name}: endpoint {endpoint} (key stored encrypted by Prompt flow)")
+    return 0
+
+
 def run_serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return serve.serve(args.model, args.port)
 
@@ -358,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack_outputs.OutputsError,
         serve.ServeError,
         deploy.DeployError,
+        flow_connect.ConnectError,
         EndpointError,
     ) as error:
         print(f"phi: error: {error}", file=sys.stderr)

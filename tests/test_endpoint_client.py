@@ -2,49 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
-from jobs.endpoint_client import EndpointClient, EndpointError
+from flow.endpoint_client import EndpointClient, EndpointError, history_messages
+from tests.contract_server import Recorded, Reply, contract_server
 
 SECRET = "s3cr3t-endpoint-key"
 
 
 @contextmanager
-def endpoint(
-    replies: list[tuple[int, dict[str, str], object]],
-) -> Iterator[tuple[str, list[dict[str, str]]]]:
-    """A local server answering each POST with the next (status, headers, body)."""
-    seen: list[dict[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            length = int(self.headers["Content-Length"])
-            seen.append({"body": self.rfile.read(length).decode(), **dict(self.headers)})
-            status, headers, body = replies[min(len(seen), len(replies)) - 1]
-            payload = json.dumps(body).encode() if not isinstance(body, str) else body.encode()
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/score", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+def endpoint(replies: list[Reply]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local endpoint answering each POST with the next scripted (status, headers, body)."""
+    with contract_server(Recorded(script=list(replies))) as (uri, recorded):
+        yield uri, recorded.requests
 
 
 def client(uri: str) -> EndpointClient:
@@ -55,10 +29,8 @@ def test_the_request_follows_the_contract_with_the_key_as_bearer() -> None:
     with endpoint([(200, {}, {"output": "Paris."})]) as (uri, seen):
         messages = [{"role": "user", "content": "Capital of France?"}]
         assert client(uri).chat(messages, {"temperature": 0.2}) == "Paris."
-    assert json.loads(seen[0]["body"]) == {
-        "input_data": {"input_string": messages, "parameters": {"temperature": 0.2}}
-    }
-    assert seen[0]["Authorization"] == f"Bearer {SECRET}"
+    assert seen[0]["input_data"] == {"input_string": messages, "parameters": {"temperature": 0.2}}
+    assert seen[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -91,7 +63,11 @@ def test_429_and_503_are_retried(status: int) -> None:
 def test_failures_say_what_to_do_and_never_show_the_key(
     status: int, headers: dict[str, str], body: object, advice: str
 ) -> None:
-    with endpoint([(status, headers, body)]) as (uri, _), pytest.raises(EndpointError) as caught:
+    # Three times: the client retries 429 twice before it gives up.
+    with (
+        endpoint([(status, headers, body)] * 3) as (uri, _),
+        pytest.raises(EndpointError) as caught,
+    ):
         client(uri).chat([{"role": "user", "content": "q"}])
     assert caught.value.status == status
     assert advice in str(caught.value)
@@ -112,3 +88,19 @@ def test_an_unreachable_endpoint_is_named() -> None:
         EndpointClient("http://127.0.0.1:9/score", timeout=2).chat(
             [{"role": "user", "content": "q"}]
         )
+
+
+def test_a_chat_flow_history_becomes_the_contracts_messages() -> None:
+    history = [
+        {"inputs": {"question": "Capital of France?"}, "outputs": {"answer": "Paris."}},
+        {"inputs": {"question": "And of Italy?"}, "outputs": {"answer": "Rome."}},
+    ]
+    assert history_messages(history, "And of Spain?", "Be brief.") == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "And of Italy?"},
+        {"role": "assistant", "content": "Rome."},
+        {"role": "user", "content": "And of Spain?"},
+    ]
+    assert history_messages(None, "Hi") == [{"role": "user", "content": "Hi"}]

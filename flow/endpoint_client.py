@@ -1,7 +1,8 @@
 """A framework-free client of the scoring contract (jobs/score/contract.py).
 
-Used by `phi chat` and, as a thin adapter, by the Prompt flow tool: it depends on the
-standard library only. Retries 429 and 503 with exponential backoff (honouring
+Used by `phi chat` and, through a thin adapter, by this flow's Prompt flow tool. It depends
+on the standard library only and knows nothing of Prompt flow, which retires on 2027-04-20:
+whatever replaces the flow (Microsoft Agent Framework, say) can call it as it is. Retries 429 and 503 with exponential backoff (honouring
 Retry-After); every other failure becomes an EndpointError that says what to do. The key
 is sent as a bearer token and never appears in an error message.
 """
@@ -18,6 +19,22 @@ from typing import Any
 
 RETRIED = (429, 503)
 NO_TRAFFIC = "No valid deployments to route to"
+
+
+def history_messages(
+    chat_history: list[Any] | None, question: str, system: str = ""
+) -> list[dict[str, str]]:
+    """A chat flow's history (`{"inputs": {"question"}, "outputs": {"answer"}}` items) and the
+    new question, as the contract's messages."""
+    messages = [{"role": "system", "content": system}] if system else []
+    for turn in chat_history or []:
+        inputs, outputs = turn.get("inputs", {}), turn.get("outputs", {})
+        if inputs.get("question"):
+            messages.append({"role": "user", "content": str(inputs["question"])})
+        if outputs.get("answer"):
+            messages.append({"role": "assistant", "content": str(outputs["answer"])})
+    messages.append({"role": "user", "content": question})
+    return messages
 
 
 class EndpointError(RuntimeError):

@@ -1,0 +1,1 @@
+"""The chat flow (Prompt flow) and the plain endpoint client it is built on."""

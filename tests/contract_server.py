@@ -1,0 +1,70 @@
+"""A local endpoint that speaks the scoring contract and records what it was sent.
+
+Replies can be scripted (status, headers, body) per request; without a script it answers
+`{"output": "<n> messages; last: <last content>"}` and checks the bearer key.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Reply = tuple[int, dict[str, str], Any]
+
+
+@dataclass
+class Recorded:
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    """Each request's JSON body, with its headers under "headers"."""
+    script: list[Reply] = field(default_factory=list)
+    """Replies to send first, in order; then the contract's answer."""
+    key: str | None = None
+    """When set, any other bearer key gets 401."""
+
+
+def contract_answer(body: Any) -> str:
+    messages = body["input_data"]["input_string"]
+    return f"{len(messages)} messages; last: {messages[-1]['content']}"
+
+
+@contextmanager
+def contract_server(recorded: Recorded | None = None) -> Iterator[tuple[str, Recorded]]:
+    state = recorded or Recorded()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.loads(raw)
+            state.requests.append({**body, "headers": dict(self.headers)})
+            if state.script:
+                status, headers, reply = state.script.pop(0)
+            elif (
+                state.key is not None and self.headers.get("Authorization") != f"Bearer {state.key}"
+            ):
+                status, headers, reply = 401, {}, {"message": "Unauthorized"}
+            else:
+                status, headers, reply = 200, {}, {"output": contract_answer(body)}
+            payload = json.dumps(reply).encode()
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/score", state
+    finally:
+        server.shutdown()
+        server.server_close()

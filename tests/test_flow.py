@@ -1,0 +1,180 @@
+"""The real flow under the real `pf`, against a local endpoint that speaks the contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from jobs.cli import main
+from tests.contract_server import Recorded, contract_server
+from tests.pulumi_harness import ROOT
+
+BIN = Path(sys.executable).parent
+FLOW = ROOT / "flow"
+KEY = "right-key-5c1d"
+HISTORY = [
+    {"inputs": {"question": "What is the capital of France?"}, "outputs": {"answer": "Paris."}},
+]
+
+
+@pytest.fixture
+def pf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """An isolated Prompt flow home, no telemetry, no tracing service, a file keyring."""
+    home = tmp_path / "pf-home"
+    home.mkdir()
+    (home / "pf.yaml").write_text(
+        yaml.safe_dump({"telemetry": {"enabled": "false"}, "trace": {"destination": "none"}})
+    )
+    variables = {
+        "PF_HOME_DIRECTORY": str(home),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+    }
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return {**os.environ, **variables}
+
+
+def connect(endpoint: str, key: str, env: dict[str, str]) -> None:
+    """`phi flow connect` in its own process: Prompt flow fixes its home at first import."""
+    result = subprocess.run(
+        [str(BIN / "phi"), "flow", "connect", "--endpoint", endpoint],
+        env={**env, "PHI_ENDPOINT_KEY": key}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert key not in result.stdout + result.stderr
+
+
+def flow_test(
+    env: dict[str, str], question: str, history: list[Any]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(BIN / "pf"), "flow", "test", "--flow", str(FLOW),
+            "--inputs", f"question={question}", f"chat_history={json.dumps(history)}",
+        ],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+
+
+def answer_of(result: subprocess.CompletedProcess[str]) -> str:
+    match = re.search(r'\{\s*"answer":.*?\}', result.stdout, re.S)
+    assert match, result.stdout + result.stderr
+    return str(json.loads(match.group(0))["answer"])
+
+
+def test_the_flow_sends_history_as_messages_with_the_key(
+    pf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with contract_server(Recorded(key=KEY)) as (endpoint, recorded):
+        connect(endpoint, KEY, pf_env)
+        result = flow_test(pf_env, "Which river flows through it?", HISTORY)
+    assert result.returncode == 0, result.stderr
+    assert answer_of(result) == "4 messages; last: Which river flows through it?"
+    [request] = recorded.requests
+    assert [m["role"] for m in request["input_data"]["input_string"]] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+    ]
+    assert request["input_data"]["input_string"][2]["content"] == "Paris."
+    assert request["input_data"]["parameters"] == {"temperature": 0.7, "max_new_tokens": 256}
+    assert request["headers"]["Authorization"] == f"Bearer {KEY}"
+
+
+def test_the_flow_retries_after_429(
+    pf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busy = (429, {"Retry-After": "1"}, {"message": "Too many requests"})
+    with contract_server(Recorded(script=[busy])) as (endpoint, recorded):
+        connect(endpoint, KEY, pf_env)
+        result = flow_test(pf_env, "Who founded Microsoft?", [])
+    assert result.returncode == 0, result.stderr
+    assert answer_of(result) == "2 messages; last: Who founded Microsoft?"
+    assert len(recorded.requests) == 2
+
+
+def test_a_wrong_key_fails_clearly_without_showing_it(
+    pf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "wrong-key-9e7b"
+    with contract_server(Recorded(key=KEY)) as (endpoint, _):
+        connect(endpoint, wrong, pf_env)
+        result = flow_test(pf_env, "Hi", [])
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "rejected the key (HTTP 401)" in output
+    assert wrong not in output
+
+
+def test_pf_flow_serve_answers_over_http(
+    pf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with contract_server(Recorded(key=KEY)) as (endpoint, _):
+        connect(endpoint, KEY, pf_env)
+        server = subprocess.Popen(
+            [str(BIN / "pf"), "flow", "serve", "--source", str(FLOW), "--port", str(port), "--host", "127.0.0.1", "--skip-open-browser"],
+            env=pf_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            body = json.dumps(
+                {"question": "Which river flows through it?", "chat_history": HISTORY}
+            ).encode()
+            deadline, answer = time.monotonic() + 90, None
+            while answer is None and time.monotonic() < deadline:
+                assert server.poll() is None, "pf flow serve exited"
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/score",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as response:
+                        answer = json.loads(response.read())
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    time.sleep(1)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    assert answer == {"answer": "4 messages; last: Which river flows through it?"}
+
+
+def test_connect_with_endpoint_needs_the_key_variable(
+    pf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PHI_ENDPOINT_KEY", raising=False)
+    assert main(["flow", "connect", "--endpoint", "http://127.0.0.1:5001/score"]) == 2
+    assert "$PHI_ENDPOINT_KEY" in capsys.readouterr().err
+
+
+def test_the_flow_folder_names_its_connection_and_holds_no_secret() -> None:
+    dag = yaml.safe_load((FLOW / "flow.dag.yaml").read_text())
+    assert dag["$schema"].endswith("Flow.schema.json")
+    assert dag["inputs"]["question"]["is_chat_input"] is True
+    assert dag["inputs"]["chat_history"]["is_chat_history"] is True
+    assert dag["outputs"]["answer"]["is_chat_output"] is True
+    assert dag["nodes"][0]["inputs"]["connection"] == "phi3-endpoint"
+    for path in FLOW.iterdir():
+        if path.is_file():
+            text = path.read_text()
+            assert "inference.ml.azure.com" not in text
+            assert not re.search(r"key[ \t]*[:=][ \t]*[\"']?[A-Za-z0-9+/=_-]{16,}", text, re.I)
+    rows = [json.loads(line) for line in (FLOW / "data.jsonl").read_text().splitlines()]
+    assert rows
+    assert all({"question", "chat_history"} <= set(row) for row in rows)
