@@ -6,12 +6,12 @@ time, and a string annotation would hand the tool the connection's name instead 
 
 from typing import Any
 
-from endpoint_client import EndpointClient, history_messages
+from endpoint_client import EndpointClient, history_messages  # type: ignore[import-not-found]  # the flow folder is the import root
 from promptflow.connections import CustomConnection
 from promptflow.core import tool
 
 
-@tool
+@tool  # type: ignore[untyped-decorator]
 def call_endpoint(
     connection: CustomConnection,
     question: str,
@@ -31,4 +31,4 @@ def call_endpoint(
         raise ValueError("the connection has no 'endpoint' config: run `phi flow connect`")
     client = EndpointClient(endpoint, key=connection.secrets.get("key"), timeout=timeout_seconds)
     parameters = {"temperature": temperature, "max_new_tokens": max_new_tokens}
-    return client.chat(history_messages(chat_history, question, system_prompt), parameters)
+    return str(client.chat(history_messages(chat_history, question, system_prompt), parameters))
