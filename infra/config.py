@@ -57,6 +57,8 @@ class ResourceNames:
     gpu_cluster: str
     cpu_cluster: str
     endpoint: str
+    foundry_hub: str
+    foundry_project: str
 
 
 def _field_for(key: str) -> str:
@@ -89,6 +91,7 @@ class StackConfig:
     log_retention_days: int
     gpu: ClusterConfig
     cpu: ClusterConfig | None
+    foundry: bool
 
 
 class _Reader:
@@ -217,6 +220,7 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
         cpu=ClusterConfig(cpu_vm, 0, cpu_max, gpu.idle_seconds, "Dedicated")
         if cpu_enabled
         else None,
+        foundry=read.boolean("foundry"),
     )
     if read.problems:
         raise ConfigError(read.problems)

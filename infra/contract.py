@@ -27,4 +27,7 @@ OUTPUTS: dict[str, str] = {
     "cpuComputeName": "CPU cluster of the low-cost path, or null when `cpuCluster` is off.",
     "endpointName": "Managed online endpoint.",
     "scoringUri": "Endpoint scoring URI; its key is fetched at run time, never exported.",
+    "foundryHubName": "AI Foundry hub, or null when `foundry` is off.",
+    "foundryProjectName": "AI Foundry project the flow runs in, or null when `foundry` is off.",
+    "foundryConnectionName": "The project's custom-keys connection to the endpoint, or null when `foundry` is off.",
 }

@@ -87,6 +87,7 @@ RULES: dict[str, NameRule] = {
     ),
 }
 RULES["cpuClusterName"] = RULES["gpuClusterName"]
+RULES["foundryHubName"] = RULES["foundryProjectName"] = RULES["workspaceName"]
 
 
 def stable_suffix(subscription_id: str, resource_group: str, stack: str) -> str:
@@ -122,4 +123,6 @@ def derived_names(prefix: str, environment: str, suffix: str) -> dict[str, str]:
         "gpuClusterName": f"gpu-{compact[:12]}",
         "cpuClusterName": f"cpu-{compact[:12]}",
         "endpointName": f"{prefix}-{environment}-{suffix}",
+        "foundryHubName": f"hub-{prefix}-{environment}",
+        "foundryProjectName": f"proj-{prefix}-{environment}",
     }

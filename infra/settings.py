@@ -37,6 +37,8 @@ NAME_OVERRIDES: dict[str, str] = {
     "gpuClusterName": "GPU compute cluster",
     "cpuClusterName": "CPU compute cluster",
     "endpointName": "managed online endpoint",
+    "foundryHubName": "AI Foundry hub",
+    "foundryProjectName": "AI Foundry project",
 }
 
 SETTINGS: tuple[Setting, ...] = (
@@ -117,6 +119,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("cpuVmSize", Kind.STRING, "Standard_E16s_v3", "VM size of the optional CPU cluster."),
     Setting("cpuMaxNodes", Kind.INTEGER, 1, "Maximum nodes of the optional CPU cluster (1-100)."),
+    Setting(
+        "foundry",
+        Kind.BOOLEAN,
+        False,
+        "Also create an Azure AI Foundry hub and project sharing the stack's services, with the "
+        "flow's custom-keys connection `phi3-endpoint` to the endpoint.",
+    ),
     *(
         Setting(key, Kind.STRING, None, f"Name of the {what}, overriding the derived name.")
         for key, what in NAME_OVERRIDES.items()

@@ -9,6 +9,7 @@ from pulumi_azure_native import resources
 
 from infra.components.compute import ComputeCluster, ComputeClusterArgs
 from infra.components.endpoint import InferenceEndpoint, InferenceEndpointArgs
+from infra.components.foundry import FoundryProject, FoundryProjectArgs
 from infra.components.identity import RuntimeIdentity, RuntimeIdentityArgs
 from infra.components.workspace import MlWorkspace, MlWorkspaceArgs
 from infra.config import ClusterConfig, StackConfig
@@ -110,6 +111,28 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
         ),
     )
 
+    foundry = (
+        FoundryProject(
+            "foundry",
+            FoundryProjectArgs(
+                resource_group_name=group_name,
+                location=cfg.location,
+                hub_name=names.foundry_hub,
+                project_name=names.foundry_project,
+                storage_account_id=workspace.storage_account_id,
+                key_vault_id=workspace.key_vault_id,
+                app_insights_id=workspace.app_insights_id,
+                container_registry_id=workspace.container_registry_id,
+                ml_workspace_name=workspace.name,
+                endpoint_name=endpoint.name,
+                scoring_uri=endpoint.scoring_uri,
+                tags=tags,
+            ),
+        )
+        if cfg.foundry
+        else None
+    )
+
     outputs: dict[str, Any] = {
         "subscriptionId": client.subscription_id,
         "tenantId": client.tenant_id,
@@ -131,5 +154,8 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
         "cpuComputeName": cpu.name if cpu is not None else None,
         "endpointName": endpoint.name,
         "scoringUri": endpoint.scoring_uri,
+        "foundryHubName": foundry.hub_name if foundry else None,
+        "foundryProjectName": foundry.project_name if foundry else None,
+        "foundryConnectionName": foundry.connection_name if foundry else None,
     }
     return outputs

@@ -15,6 +15,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.settings import get_root_resource
@@ -24,6 +25,7 @@ PROGRAM = ROOT / "infra" / "__main__.py"
 
 SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000001"
 TENANT_ID = "00000000-0000-0000-0000-0000000000aa"
+MOCK_ENDPOINT_KEY = "mock-primary-endpoint-key"
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Registration:
     dependencies: list[str]
     parent: str
     urn: str = ""
+    wire_inputs: dict[str, Any] = field(default_factory=dict)
+    """The inputs as the engine receives them, secret markers included."""
 
 
 @dataclass
@@ -114,6 +118,7 @@ class AzureMocks(pulumi.runtime.Mocks):
             "azure-native:machinelearningservices:Compute": "computeName",
             "azure-native:machinelearningservices:OnlineEndpoint": "endpointName",
             "azure-native:machinelearningservices:Workspace": "workspaceName",
+            "azure-native:machinelearningservices:WorkspaceConnection": "connectionName",
         }.get(args.typ)
         if name_key is None:
             name_key = next((k for k in _NAME_KEYS if k in inputs and k != "resourceGroupName"), "")
@@ -160,6 +165,8 @@ class AzureMocks(pulumi.runtime.Mocks):
                 "clientId": "client",
                 "objectId": "object",
             }, []
+        if args.token == "azure-native:machinelearningservices:listOnlineEndpointKeys":
+            return {"primaryKey": MOCK_ENDPOINT_KEY, "secondaryKey": "mock-secondary"}, []
         if args.token == "azure-native:resources:getResourceGroup":
             name = args.args["resourceGroupName"]
             return {
@@ -168,6 +175,17 @@ class AzureMocks(pulumi.runtime.Mocks):
                 "location": "eastus2",
             }, []
         raise NotImplementedError(f"no mock for invoke {args.token}")
+
+
+def _reveal(value: Any) -> Any:
+    """Plain values for assertions; `wire_inputs` keeps the secret markers."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return _reveal(value["value"])
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reveal(v) for v in value]
+    return value
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -182,13 +200,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 Registration(
                     type=request.type,
                     name=request.name,
-                    inputs=rpc.deserialize_properties(request.object),
+                    inputs=_reveal(rpc.deserialize_properties(request.object)),
                     ignore_changes=list(request.ignoreChanges),
                     replace_on_changes=list(request.replaceOnChanges),
                     delete_before_replace=request.deleteBeforeReplace,
                     dependencies=list(request.dependencies),
                     parent=request.parent,
                     urn=response.urn,
+                    wire_inputs=json_format.MessageToDict(request.object),
                 )
             )
         return response

@@ -127,6 +127,8 @@ def test_every_name_can_be_overridden() -> None:
         "gpuClusterName": "gpu-custom",
         "cpuClusterName": "cpu-custom",
         "endpointName": "ep-custom-01",
+        "foundryHubName": "hub-custom",
+        "foundryProjectName": "proj-custom",
     }
     names = parse_dev(**overrides).names
     assert sorted(vars(names).values()) == sorted(overrides.values())

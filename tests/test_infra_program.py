@@ -12,6 +12,7 @@ from infra.config import ConfigError
 from infra.contract import OUTPUTS
 from infra.roles import BuiltInRole, assignment_name
 from tests.pulumi_harness import (
+    MOCK_ENDPOINT_KEY,
     ROOT,
     SUBSCRIPTION_ID,
     TENANT_ID,
@@ -334,3 +335,62 @@ def test_bad_config_registers_no_resource(config: dict[str, str], key: str) -> N
         deploy("dev", config, recording)
     assert recording.registrations == []
     assert recording.invokes == ["azure-native:authorization:getClientConfig"]
+
+
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # Pulumi's marker of a secret value on the wire
+
+
+@pytest.fixture(scope="module")
+def foundry() -> Deployment:
+    return deploy("dev", {**stack_config("dev"), "foundry": "true"})
+
+
+def test_foundry_is_off_by_default(dev: Deployment) -> None:
+    assert [
+        r for r in dev.recording.of_type(f"{ML}:Workspace") if r.inputs["kind"] != "Default"
+    ] == []
+    assert dev.outputs["foundryHubName"] is None
+    assert dev.outputs["foundryProjectName"] is None
+
+
+def test_foundry_hub_shares_the_stacks_services(foundry: Deployment) -> None:
+    hub = foundry.recording.one(f"{ML}:Workspace", "foundry-hub").inputs
+    ml = foundry.recording.one(f"{ML}:Workspace", "ml-workspace").inputs
+    assert hub["kind"] == "Hub"
+    assert hub["workspaceName"] == "hub-phi-dev"
+    assert hub["identity"] == {"type": "SystemAssigned"}
+    for service in ("storageAccount", "keyVault", "applicationInsights", "containerRegistry"):
+        assert hub[service] == ml[service], service
+
+
+def test_foundry_project_belongs_to_the_hub(foundry: Deployment) -> None:
+    project = foundry.recording.one(f"{ML}:Workspace", "foundry-project").inputs
+    assert project["kind"] == "Project"
+    assert project["workspaceName"] == "proj-phi-dev"
+    assert project["hubResourceId"].endswith(
+        "/Microsoft.MachineLearningServices/workspaces/hub-phi-dev"
+    )
+
+
+def test_foundry_connection_is_custom_keys_with_the_key_secret(foundry: Deployment) -> None:
+    connection = foundry.recording.one(f"{ML}:WorkspaceConnection")
+    properties = connection.inputs["properties"]
+    assert connection.inputs["connectionName"] == "phi3-endpoint"
+    assert connection.inputs["workspaceName"] == "proj-phi-dev"
+    assert properties["category"] == "CustomKeys"
+    assert properties["authType"] == "CustomKeys"
+    assert properties["target"] == foundry.outputs["scoringUri"]
+    assert properties["metadata"] == {"endpoint": foundry.outputs["scoringUri"]}
+    assert properties["credentials"]["keys"]["key"] == MOCK_ENDPOINT_KEY
+    wire_key = connection.wire_inputs["properties"]["credentials"]["keys"]["key"]
+    assert SECRET_SIG in json.dumps(wire_key)
+    assert (
+        "azure-native:machinelearningservices:listOnlineEndpointKeys" in foundry.recording.invokes
+    )
+    assert MOCK_ENDPOINT_KEY not in json.dumps(foundry.outputs)
+
+
+def test_foundry_names_are_outputs(foundry: Deployment) -> None:
+    assert foundry.outputs["foundryHubName"] == "hub-phi-dev"
+    assert foundry.outputs["foundryProjectName"] == "proj-phi-dev"
+    assert foundry.outputs["foundryConnectionName"] == "phi3-endpoint"

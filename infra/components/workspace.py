@@ -60,6 +60,7 @@ class MlWorkspace(pulumi.ComponentResource):
     container_registry_login_server: pulumi.Output[str]
     log_analytics_name: pulumi.Output[str]
     app_insights_name: pulumi.Output[str]
+    app_insights_id: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: MlWorkspaceArgs, opts: pulumi.ResourceOptions | None = None
@@ -154,6 +155,7 @@ class MlWorkspace(pulumi.ComponentResource):
         self.container_registry_login_server = registry.login_server
         self.log_analytics_name = logs.name
         self.app_insights_name = insights.name
+        self.app_insights_id = insights.id
         self.register_outputs(
             {
                 "name": self.name,
