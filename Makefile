@@ -18,7 +18,7 @@ define azure_requirements
   sed 's/^torch==\(.*\)+cpu$$/torch==\1/' $(1); } > $(2)
 endef
 
-.PHONY: venv venv-infra test lint typecheck unit lock clean
+.PHONY: venv venv-infra test rehearse lint typecheck unit lock clean
 .SECONDARY:
 
 # Exact pins, no resolver run at install time: --no-deps installs what the lock names and
@@ -52,6 +52,9 @@ unit: venv
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+rehearse: venv
+	$(BIN)/phi rehearse
 
 lock:
 	test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet "uv==$(UV_VERSION)"; }

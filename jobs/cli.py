@@ -154,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     connect.set_defaults(handler=run_flow_connect)
 
+    rehearse_parser = commands.add_parser(
+        "rehearse",
+        help="run the whole pipeline offline on a tiny model (the README's first command)",
+    )
+    rehearse_parser.add_argument("--work-dir", type=Path, help="default: .phi/rehearsal-<time>")
+    rehearse_parser.add_argument(
+        "--port", type=int, help="scoring server port (default: a free one)"
+    )
+    rehearse_parser.set_defaults(handler=run_rehearse)
+
     serve_parser = commands.add_parser(
         "serve", help="serve an MLflow model folder with the scoring server Azure ML uses"
     )
@@ -354,6 +364,12 @@ def run_flow_connect(args: argparse.Namespace, extra: Sequence[str]) -> int:
     name = flow_connect.connect(endpoint, key, args.name)
     print(f"connection {name}: endpoint {endpoint} (key stored encrypted by Prompt flow)")
     return 0
+
+
+def run_rehearse(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from jobs import rehearse
+
+    return rehearse.run_cli(args.work_dir, args.port)
 
 
 def run_serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
