@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import machinelearningservices as ml
 
+from infra.components.identity import runs_as
 from infra.config import ClusterConfig
 
 
@@ -50,10 +51,7 @@ class ComputeCluster(pulumi.ComponentResource):
             workspace_name=args.workspace_name,
             location=args.location,
             tags=dict(args.tags),
-            identity=ml.ManagedServiceIdentityArgs(
-                type=ml.ManagedServiceIdentityType.USER_ASSIGNED,
-                user_assigned_identities=[args.identity_id],
-            ),
+            identity=runs_as(args.identity_id),
             properties=ml.AmlComputeArgs(
                 compute_type="AmlCompute",
                 description=args.description,

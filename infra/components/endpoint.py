@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import machinelearningservices as ml
 
+from infra.components.identity import runs_as
+
 # Properties `phi deploy` sets on the live endpoint. A PUT without them resets live traffic
 # to 0 %, so Pulumi must never send its own (empty) value: it keeps whatever the refreshed
 # state holds (Pulumi.yaml sets `refresh: always`).
@@ -50,10 +52,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
             workspace_name=args.workspace_name,
             location=args.location,
             tags=dict(args.tags),
-            identity=ml.ManagedServiceIdentityArgs(
-                type=ml.ManagedServiceIdentityType.USER_ASSIGNED,
-                user_assigned_identities=[args.identity_id],
-            ),
+            identity=runs_as(args.identity_id),
             properties=ml.OnlineEndpointPropertiesArgs(
                 auth_mode=ml.EndpointAuthMode.KEY,
                 description="Fine-tuned Phi chat model; deployments and traffic by `phi deploy`.",

@@ -7,8 +7,16 @@ from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import authorization, managedidentity
+from pulumi_azure_native import machinelearningservices as ml
 
 from infra.roles import BuiltInRole, assignment_name
+
+
+def runs_as(identity_id: pulumi.Input[str]) -> ml.ManagedServiceIdentityArgs:
+    """The `identity` of an Azure ML compute or endpoint that runs as the given identity."""
+    return ml.ManagedServiceIdentityArgs(
+        type=ml.ManagedServiceIdentityType.USER_ASSIGNED, user_assigned_identities=[identity_id]
+    )
 
 
 @dataclass(frozen=True)
