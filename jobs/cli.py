@@ -15,9 +15,12 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from flow.endpoint_client import EndpointError
-from jobs import chat, deploy, finetune, flow_connect, serve, stack_outputs, state
+from jobs import catalog, chat, deploy, finetune, flow_connect, serve, stack_outputs, state
 from jobs.data import chat_format, prepare
 
 
@@ -111,6 +114,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--model", default=finetune.DEFAULT_MODEL, help="default: %(default)s")
     submit.add_argument("--experiment", default=finetune.EXPERIMENT, help="default: %(default)s")
+    submit.add_argument(
+        "--method", choices=("custom", "catalog", "serverless"), default="custom",
+        help="custom: our training script (default); catalog: the model catalog's fine-tuning "
+        "pipeline on the GPU cluster; serverless: fine-tuning as a service in the Foundry project",
+    )  # fmt: skip
+    tuning = submit.add_argument_group("catalog and serverless hyperparameters")
+    tuning.add_argument("--epochs", type=int, help="training epochs")
+    tuning.add_argument(
+        "--batch-size", type=int, help="batch size per device (catalog) or per step (serverless)"
+    )
+    tuning.add_argument("--learning-rate", type=float, help="catalog: learning rate (default 2e-5)")
+    tuning.add_argument("--lr-scheduler", help="catalog: scheduler (default linear)")
+    tuning.add_argument(
+        "--lora", action=argparse.BooleanOptionalAction, help="catalog: LoRA (default on)"
+    )
+    tuning.add_argument(
+        "--deepspeed",
+        action=argparse.BooleanOptionalAction,
+        help="catalog: DeepSpeed (default off)",
+    )
+    tuning.add_argument(
+        "--learning-rate-multiplier", type=float, help="serverless: learning-rate multiplier"
+    )
+    tuning.add_argument(
+        "--output-model-name", default="phi-finetuned", help="serverless: name of the output model"
+    )
+    tuning.add_argument(
+        "--auto-split",
+        action="store_true",
+        help="serverless: let the service split validation data off",
+    )
     submit.add_argument("--dry-run", action="store_true", help="print the job YAML; send nothing")
     submit.add_argument("--no-stream", action="store_true", help="do not wait for the job's logs")
     submit.set_defaults(handler=run_finetune_submit)
@@ -262,6 +296,86 @@ def run_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return subprocess.run(command, check=False).returncode
 
 
+CATALOG_ONLY = ("learning_rate", "lr_scheduler", "lora", "deepspeed")
+SERVERLESS_ONLY = ("learning_rate_multiplier", "auto_split")
+
+
+def _method_options(args: argparse.Namespace, extra: Sequence[str]) -> None:
+    """Refuse options that the chosen method would silently ignore."""
+    wrong = {
+        "custom": (*CATALOG_ONLY, *SERVERLESS_ONLY, "epochs", "batch_size"),
+        "catalog": SERVERLESS_ONLY,
+        "serverless": CATALOG_ONLY,
+    }[args.method]
+    given = [name for name in wrong if getattr(args, name) not in (None, False)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise finetune.SubmitError(f"{flags}: not an option of --method {args.method}")
+    if args.method != "custom" and (
+        extra or args.profile != "gpu" or (args.nodes, args.gpus_per_node) != (1, 1)
+    ):
+        raise finetune.SubmitError(
+            f"--method {args.method} runs the service's own recipe: TRL arguments, --profile, --nodes and "
+            "--gpus-per-node belong to --method custom"
+        )
+
+
+def _method_job(
+    args: argparse.Namespace, request: finetune.FinetuneRequest, outputs: stack_outputs.StackOutputs
+) -> tuple[Any, str, str]:
+    """(job, its YAML, the output naming the workspace it runs in) for the chosen method."""
+    from jobs.azure_yaml import to_yaml
+
+    if args.method == "custom":
+        compute_key = finetune.PROFILES[args.profile].compute_output
+        if args.profile == "cpu" and not outputs.values.get(compute_key):
+            raise finetune.SubmitError(
+                f"the stack from {outputs.source} has no CPU cluster: "
+                "`pulumi config set cpuCluster true && pulumi up`, or use --profile gpu"
+            )
+        job = finetune.build_job(request, outputs.require(compute_key)[compute_key])
+        return job, to_yaml(job), "workspaceName"
+    model = catalog.catalog_model(args.model)
+    assets = {
+        name: f"azureml:{a.name}:{a.version}" for name, a in finetune.data_assets(request).items()
+    }
+    if args.method == "catalog":
+        hyperparameters = catalog.CatalogHyperparameters(
+            **{
+                key: value
+                for key, value in {
+                    "learning_rate": args.learning_rate,
+                    "lr_scheduler_type": args.lr_scheduler,
+                    "num_train_epochs": args.epochs,
+                    "per_device_train_batch_size": args.batch_size,
+                    "apply_lora": args.lora,
+                    "apply_deepspeed": args.deepspeed,
+                }.items()
+                if value is not None
+            }
+        )
+        hyperparameters.check()
+        spec = catalog.catalog_pipeline(
+            model, outputs.require("gpuComputeName")["gpuComputeName"], assets["train_data"],
+            assets["test_data"], hyperparameters, request.experiment,
+        )  # fmt: skip
+        return catalog.load_pipeline(spec), yaml.safe_dump(spec, sort_keys=False), "workspaceName"
+    if not outputs.values.get("foundryProjectName"):
+        raise finetune.SubmitError(
+            f"the stack from {outputs.source} has no Foundry project: "
+            "`pulumi config set foundry true && pulumi up`, or use --method catalog"
+        )
+    serverless = catalog.ServerlessHyperparameters(
+        args.batch_size, args.learning_rate_multiplier, args.epochs
+    )
+    serverless.check()
+    job = catalog.serverless_job(
+        model, outputs.require("location")["location"], assets["train_data"],
+        None if args.auto_split else assets["test_data"], serverless, args.output_model_name,
+    )  # fmt: skip
+    return job, to_yaml(job), "foundryProjectName"
+
+
 def run_finetune_submit(args: argparse.Namespace, extra: Sequence[str]) -> int:
     request = finetune.FinetuneRequest(
         train_file=args.train_file,
@@ -273,35 +387,21 @@ def run_finetune_submit(args: argparse.Namespace, extra: Sequence[str]) -> int:
         experiment=args.experiment,
         trl_args=tuple(extra),
     )
+    _method_options(args, extra)
     request.check()
     outputs = stack_outputs.read(args.stack, args.outputs)
-    compute_key = finetune.PROFILES[args.profile].compute_output
-    if args.profile == "cpu" and not outputs.values.get(compute_key):
-        raise finetune.SubmitError(
-            f"the stack from {outputs.source} has no CPU cluster: "
-            "`pulumi config set cpuCluster true && pulumi up`, or use --profile gpu"
-        )
-    compute = outputs.require(compute_key)[compute_key]
-    job = finetune.build_job(request, compute)
+    job, spec, workspace_output = _method_job(args, request, outputs)
     if args.dry_run:
-        from jobs.azure_yaml import to_yaml
-
-        print(to_yaml(job), end="")
+        print(spec, end="")
         return 0
 
-    workspace = outputs.require("subscriptionId", "resourceGroupName", "workspaceName")
+    workspace = outputs.require("subscriptionId", "resourceGroupName", workspace_output)
     from azure.ai.ml import MLClient
     from azure.identity import DefaultAzureCredential
 
-    ml_client = MLClient(
-        DefaultAzureCredential(),
-        workspace["subscriptionId"],
-        workspace["resourceGroupName"],
-        workspace["workspaceName"],
-    )
+    ml_client = MLClient(DefaultAzureCredential(), *workspace.values())
     created = finetune.submit(ml_client, request, job)
-    key = "/".join(workspace.values())
-    state.record(key, finetune.LAST_JOB_KEY, created.name)
+    state.record("/".join(workspace.values()), finetune.LAST_JOB_KEY, created.name)
     print(f"submitted {created.name}\n{created.studio_url}")
     if not args.no_stream:
         ml_client.jobs.stream(created.name)
@@ -409,6 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve.ServeError,
         deploy.DeployError,
         flow_connect.ConnectError,
+        catalog.CatalogError,
         EndpointError,
     ) as error:
         print(f"phi: error: {error}", file=sys.stderr)

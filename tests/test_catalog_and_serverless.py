@@ -1,0 +1,182 @@
+"""`phi finetune submit --method catalog|serverless`: specs checked by azure-ai-ml's own loader."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.ai.ml import load_job
+from azure.ai.ml.entities import PipelineJob
+
+from jobs.catalog import CATALOG_PIPELINE, CatalogError, catalog_model
+from jobs.cli import main
+from jobs.data.prepare import SampleSize, prepare
+from jobs.finetune import content_version
+from tests.conftest import SAMPLE
+
+OUTPUTS = {
+    "subscriptionId": "sub-1",
+    "resourceGroupName": "rg-phi-dev",
+    "workspaceName": "mlw-phi-dev",
+    "gpuComputeName": "gpu-phidev",
+    "location": "eastus2",
+    "foundryProjectName": "proj-phi-dev",
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=42, from_path=SAMPLE)
+    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
+    return tmp_path
+
+
+def dry_run(workdir: Path, capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+    assert main(["finetune", "submit", "--outputs", "outputs.json", "--dry-run", *args]) == 0, (
+        capsys.readouterr().err
+    )
+    path = workdir / "spec.yaml"
+    path.write_text(capsys.readouterr().out)
+    return load_job(path)
+
+
+def test_catalog_pipeline_runs_the_registry_component_on_the_gpu_cluster(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = dry_run(
+        workdir, capsys, "--method", "catalog", "--learning-rate", "3e-5", "--lr-scheduler", "cosine",
+        "--epochs", "2", "--batch-size", "2", "--no-lora", "--deepspeed",
+    )  # fmt: skip
+    assert isinstance(job, PipelineJob)
+    assert job.settings.default_compute == "gpu-phidev"
+    step = job.jobs["chat_completion"]
+    assert step.component == CATALOG_PIPELINE
+    inputs = {name: value._data for name, value in step.inputs.items()}
+    assert inputs["compute_finetune"] == "gpu-phidev"
+    assert (
+        inputs["mlflow_model_path"].path
+        == "azureml://registries/azureml/models/Phi-3.5-mini-instruct/labels/latest"
+    )
+    version = content_version(workdir / "data" / "train_data.jsonl")
+    assert inputs["train_file_path"].path.removeprefix("azureml:") == f"phi-chat-train:{version}"
+    assert (inputs["learning_rate"], inputs["lr_scheduler_type"], inputs["num_train_epochs"]) == (
+        3e-5,
+        "cosine",
+        2,
+    )
+    assert (inputs["apply_lora"], inputs["apply_deepspeed"]) == ("false", "true")
+    # Named like the custom script's output, so `phi deploy` registers it the same way.
+    assert list(job.outputs) == ["model"]
+
+
+def test_serverless_job_is_fine_tuning_as_a_service(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = dry_run(
+        workdir, capsys, "--method", "serverless", "--epochs", "2", "--learning-rate-multiplier", "0.1",
+        "--output-model-name", "phi-support",
+    )  # fmt: skip
+    assert type(job).__name__ == "CustomModelFineTuningJob"
+    assert job.task == "chatCompletion"
+    assert (
+        job.model.path == "azureml://registries/azureml/models/Phi-3.5-mini-instruct/labels/latest"
+    )
+    assert job.hyperparameters == {"learning_rate_multiplier": "0.1", "n_epochs": "2"}
+    assert job.validation_data is not None
+    assert job.outputs["registered_model"].name == "phi-support"
+
+
+def test_serverless_automatic_split_sends_no_validation_data(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = dry_run(workdir, capsys, "--method", "serverless", "--auto-split")
+    assert job.validation_data is None
+
+
+def test_serverless_is_refused_outside_its_regions(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "outputs.json").write_text(json.dumps({**OUTPUTS, "location": "westeurope"}))
+    assert (
+        main(
+            [
+                "finetune",
+                "submit",
+                "--outputs",
+                "outputs.json",
+                "--dry-run",
+                "--method",
+                "serverless",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "offered in eastus2, not in the stack's region westeurope" in err
+
+
+def test_serverless_needs_the_foundry_project(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "outputs.json").write_text(json.dumps({**OUTPUTS, "foundryProjectName": None}))
+    assert (
+        main(
+            [
+                "finetune",
+                "submit",
+                "--outputs",
+                "outputs.json",
+                "--dry-run",
+                "--method",
+                "serverless",
+            ]
+        )
+        == 2
+    )
+    assert "pulumi config set foundry true" in capsys.readouterr().err
+
+
+def test_a_retired_model_is_refused_naming_alternatives() -> None:
+    with pytest.raises(CatalogError) as caught:
+        catalog_model("microsoft/Phi-3-mini-4k-instruct", today=date(2026, 1, 1))
+    assert "retired on 2025-08-30" in str(caught.value)
+    assert "Phi-3.5-mini-instruct" in str(caught.value)
+    assert (
+        catalog_model("Phi-3-mini-4k-instruct", today=date(2025, 8, 1)).name
+        == "Phi-3-mini-4k-instruct"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--method", "catalog", "--model", "microsoft/Phi-3-mini-4k-instruct"],
+            "retired on 2025-08-30",
+        ),
+        (["--method", "catalog", "--model", "gpt-2"], "is not a catalog model this tool knows"),
+        (
+            ["--method", "catalog", "--learning-rate-multiplier", "0.1"],
+            "--learning-rate-multiplier: not an option of --method catalog",
+        ),
+        (["--method", "serverless", "--lora"], "--lora: not an option of --method serverless"),
+        (["--method", "custom", "--epochs", "2"], "--epochs: not an option of --method custom"),
+        (["--method", "catalog", "--num_train_epochs", "2"], "TRL arguments, --profile, --nodes"),
+        (["--method", "catalog", "--lr-scheduler", "warp"], "--lr-scheduler 'warp'"),
+        (
+            ["--method", "serverless", "--learning-rate-multiplier", "50"],
+            "--learning-rate-multiplier 50",
+        ),
+    ],
+)
+def test_bad_choices_are_refused_before_anything_is_sent(
+    workdir: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["finetune", "submit", "--outputs", "outputs.json", "--dry-run", *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""
