@@ -213,5 +213,5 @@ def serverless_job(
         output_model_name_prefix=output_model_name,
     )
     if validation_data is None:
-        job.validation_data = None
+        job.validation_data = None  # type: ignore[assignment]  # the service splits the training data
     return job

@@ -52,6 +52,7 @@ def test_catalog_pipeline_runs_the_registry_component_on_the_gpu_cluster(
         "--epochs", "2", "--batch-size", "2", "--no-lora", "--deepspeed",
     )  # fmt: skip
     assert isinstance(job, PipelineJob)
+    assert job.settings is not None
     assert job.settings.default_compute == "gpu-phidev"
     step = job.jobs["chat_completion"]
     assert step.component == CATALOG_PIPELINE
