@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RETRIED = (429, 503)
+APIS = ("score", "chat-completions")
+"""score: the managed endpoint's contract (jobs/score/contract.py); chat-completions: a
+serverless endpoint's `/chat/completions` (messages in, choices[0].message.content out)."""
 NO_TRAFFIC = "No valid deployments to route to"
 
 
@@ -93,6 +96,7 @@ class EndpointClient:
     key: str | None = field(default=None, repr=False)
     deployment: str | None = None
     """Send to this deployment (azureml-model-deployment header), whatever the traffic split."""
+    api: str = "score"
     timeout: float = 120.0
     retries: int = 3
     backoff: float = 1.0
@@ -137,7 +141,23 @@ class EndpointClient:
     def chat(
         self, messages: list[dict[str, str]], parameters: Mapping[str, Any] | None = None
     ) -> str:
-        """The assistant's answer to a conversation that ends with the user's message."""
+        """The assistant's answer to a conversation that ends with the user's message.
+
+        `parameters` are the scoring contract's (temperature, top_p, max_new_tokens,
+        do_sample); for chat-completions they are translated to that API's names.
+        """
+        if self.api not in APIS:
+            raise EndpointError(None, f"api {self.api!r}: must be one of {', '.join(APIS)}")
+        if self.api == "chat-completions":
+            answer = self.score(
+                {"messages": messages, **chat_completions_parameters(parameters or {})}
+            )
+            try:
+                return str(answer["choices"][0]["message"]["content"])
+            except (KeyError, IndexError, TypeError):
+                raise EndpointError(
+                    200, f"the endpoint answered outside chat-completions: {str(answer)[:200]}"
+                ) from None
         body: dict[str, Any] = {"input_string": messages}
         if parameters:
             body["parameters"] = dict(parameters)
@@ -147,3 +167,12 @@ class EndpointClient:
                 200, f"the endpoint answered outside the contract: {str(answer)[:200]}"
             )
         return str(answer["output"])
+
+
+def chat_completions_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The scoring contract's parameter names, as the chat-completions API spells them."""
+    renamed = {"temperature": "temperature", "top_p": "top_p", "max_new_tokens": "max_tokens"}
+    translated = {renamed[name]: value for name, value in parameters.items() if name in renamed}
+    if parameters.get("do_sample") is False:
+        translated["temperature"] = 0
+    return translated

@@ -23,12 +23,18 @@ def call_endpoint(
 ) -> str:
     """Send the history and the question to the endpoint; return the assistant's answer.
 
-    The connection is a custom connection with config `endpoint` (the scoring URI) and
-    secret `key`; `phi flow connect` makes it from the stack outputs.
+    The connection is a custom connection with config `endpoint` (the scoring URI),
+    optional config `api` (`score`, the default, or `chat-completions` for a serverless
+    endpoint) and secret `key`; `phi flow connect` makes it from the stack outputs.
     """
     endpoint = connection.configs.get("endpoint")
     if not endpoint:
         raise ValueError("the connection has no 'endpoint' config: run `phi flow connect`")
-    client = EndpointClient(endpoint, key=connection.secrets.get("key"), timeout=timeout_seconds)
+    client = EndpointClient(
+        endpoint,
+        key=connection.secrets.get("key"),
+        timeout=timeout_seconds,
+        api=connection.configs.get("api") or "score",
+    )
     parameters = {"temperature": temperature, "max_new_tokens": max_new_tokens}
     return str(client.chat(history_messages(chat_history, question, system_prompt), parameters))

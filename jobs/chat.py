@@ -8,10 +8,13 @@ from flow.endpoint_client import EndpointClient
 from jobs.stack_outputs import StackOutputs
 
 
-def local_client(url: str) -> EndpointClient:
-    """A `phi serve` server: no key; `http://127.0.0.1:5001` or its `/score` URL."""
+def local_client(url: str, api: str = "score") -> EndpointClient:
+    """A local server with no key: `phi serve` (`http://127.0.0.1:5001` or its `/score`
+    URL), or with api chat-completions, the full `/chat/completions` URL."""
     url = url.rstrip("/")
-    return EndpointClient(url if url.endswith("/score") else f"{url}/score")
+    if api == "score" and not url.endswith("/score"):
+        url = f"{url}/score"
+    return EndpointClient(url, api=api)
 
 
 def fetch_key(outputs: StackOutputs) -> str:
@@ -27,6 +30,23 @@ def fetch_key(outputs: StackOutputs) -> str:
         found["workspaceName"],
     )
     return str(client.online_endpoints.get_keys(found["endpointName"]).primary_key)
+
+
+def serverless_client(outputs: StackOutputs) -> EndpointClient:
+    """The serverless endpoint `phi deploy --serverless` made in the stack's Foundry project."""
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+
+    from jobs import serverless, state
+
+    found = outputs.require("subscriptionId", "resourceGroupName", "foundryProjectName")
+    name = state.recall("/".join(found.values()), serverless.ENDPOINT_STATE_KEY)
+    if name is None:
+        raise serverless.ServerlessError(
+            "no serverless endpoint recorded for this stack: run `phi deploy --serverless`"
+        )
+    url, key = serverless.target(MLClient(DefaultAzureCredential(), *found.values()), name)
+    return EndpointClient(url, key=key, api="chat-completions")
 
 
 def stack_client(outputs: StackOutputs) -> EndpointClient:

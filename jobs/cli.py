@@ -19,8 +19,18 @@ from typing import Any
 
 import yaml
 
-from flow.endpoint_client import EndpointError
-from jobs import catalog, chat, deploy, finetune, flow_connect, serve, stack_outputs, state
+from flow.endpoint_client import APIS, EndpointError
+from jobs import (
+    catalog,
+    chat,
+    deploy,
+    finetune,
+    flow_connect,
+    serve,
+    serverless,
+    stack_outputs,
+    state,
+)
 from jobs.data import chat_format, prepare
 
 
@@ -31,6 +41,16 @@ def _outputs_options(parser: argparse.ArgumentParser) -> None:
     choice = source.add_mutually_exclusive_group()
     choice.add_argument("--stack", help="Pulumi stack name; runs `pulumi stack output --json`")
     choice.add_argument("--outputs", type=Path, help="JSON file from `pulumi stack output --json`")
+
+
+def _api_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api",
+        choices=APIS,
+        default="score",
+        help="the endpoint's contract: score (managed endpoint, the default) or "
+        "chat-completions (serverless endpoint, after `phi deploy --serverless`)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     deploy_parser.add_argument(
         "--dry-run", action="store_true", help="print model, deployment and plan; send nothing"
     )
+    serverless_group = deploy_parser.add_argument_group("serverless (after --method serverless)")
+    serverless_group.add_argument(
+        "--serverless", action="store_true", help="a serverless endpoint in the Foundry project"
+    )
+    serverless_group.add_argument("--endpoint-name", help="default: phi-ft-<environment>")
+    serverless_group.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete the serverless endpoint, then archive its model",
+    )
     deploy_parser.set_defaults(handler=run_deploy)
 
     connect = (
@@ -186,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument(
         "--name", default=flow_connect.CONNECTION_NAME, help="default: %(default)s"
     )
+    _api_option(connect)
     connect.set_defaults(handler=run_flow_connect)
 
     rehearse_parser = commands.add_parser(
@@ -222,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat_parser.add_argument(
         "--greedy", action="store_true", help="do_sample false: the most likely answer"
     )
+    _api_option(chat_parser)
     chat_parser.set_defaults(handler=run_chat)
     return parser
 
@@ -408,8 +440,41 @@ def run_finetune_submit(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def run_serverless_deploy(args: argparse.Namespace, outputs: stack_outputs.StackOutputs) -> int:
+    environment = outputs.values.get("environment") or "dev"
+    request = serverless.ServerlessRequest(
+        args.endpoint_name or f"phi-ft-{environment}", args.model_name
+    )
+    request.check()
+    if args.dry_run:
+        print(serverless.plan_yaml(request), end="")
+        return 0
+    if not outputs.values.get("foundryProjectName"):
+        raise serverless.ServerlessError(
+            f"the stack from {outputs.source} has no Foundry project: `pulumi config set foundry true && pulumi up`"
+        )
+    project = outputs.require("subscriptionId", "resourceGroupName", "foundryProjectName")
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+
+    ml_client = MLClient(DefaultAzureCredential(), *project.values())
+    key = "/".join(project.values())
+    if args.delete:
+        serverless.delete(ml_client, request)
+        state.record(key, serverless.ENDPOINT_STATE_KEY, None)
+        return 0
+    url = serverless.deploy(ml_client, request)
+    state.record(key, serverless.ENDPOINT_STATE_KEY, request.endpoint_name)
+    print(f"serverless endpoint {request.endpoint_name}: {url}")
+    return 0
+
+
 def run_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
     outputs = stack_outputs.read(args.stack, args.outputs)
+    if args.serverless:
+        return run_serverless_deploy(args, outputs)
+    if args.delete or args.endpoint_name:
+        raise deploy.DeployError("--delete and --endpoint-name go with --serverless")
     job = args.job
     if job is None:
         workspace = outputs.require("subscriptionId", "resourceGroupName", "workspaceName")
@@ -460,8 +525,12 @@ def run_flow_connect(args: argparse.Namespace, extra: Sequence[str]) -> int:
         endpoint, key = args.endpoint, flow_connect.key_from_environment()
     else:
         outputs = stack_outputs.read(args.stack, args.outputs)
-        endpoint, key = outputs.require("scoringUri")["scoringUri"], chat.fetch_key(outputs)
-    name = flow_connect.connect(endpoint, key, args.name)
+        if args.api == "chat-completions":
+            target = chat.serverless_client(outputs)
+            endpoint, key = target.scoring_uri, target.key or ""
+        else:
+            endpoint, key = outputs.require("scoringUri")["scoringUri"], chat.fetch_key(outputs)
+    name = flow_connect.connect(endpoint, key, args.name, args.api)
     print(f"connection {name}: endpoint {endpoint} (key stored encrypted by Prompt flow)")
     return 0
 
@@ -479,11 +548,15 @@ def run_serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def run_chat(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if args.local and (args.stack or args.outputs):
         raise stack_outputs.OutputsError("--local talks to a local server: drop --stack/--outputs")
-    client = (
-        chat.local_client(args.local)
-        if args.local
-        else chat.stack_client(stack_outputs.read(args.stack, args.outputs))
-    )
+    if args.local:
+        client = chat.local_client(args.local, args.api)
+    else:
+        outputs = stack_outputs.read(args.stack, args.outputs)
+        client = (
+            chat.serverless_client(outputs)
+            if args.api == "chat-completions"
+            else chat.stack_client(outputs)
+        )
     parameters = {
         "temperature": args.temperature,
         "top_p": args.top_p,
@@ -510,6 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         deploy.DeployError,
         flow_connect.ConnectError,
         catalog.CatalogError,
+        serverless.ServerlessError,
         EndpointError,
     ) as error:
         print(f"phi: error: {error}", file=sys.stderr)

@@ -29,13 +29,15 @@ def key_from_environment(environ: dict[str, str] | None = None) -> str:
     return key
 
 
-def connect(endpoint: str, key: str, name: str = CONNECTION_NAME) -> str:
+def connect(endpoint: str, key: str, name: str = CONNECTION_NAME, api: str = "score") -> str:
     """Create or update the connection; returns its name. Never prints the key."""
     if not endpoint.startswith(("https://", "http://")):
         raise ConnectError(f"endpoint {endpoint!r}: must be an http(s) scoring URI")
     from promptflow.client import PFClient
     from promptflow.entities import CustomConnection
 
-    connection = CustomConnection(name=name, configs={"endpoint": endpoint}, secrets={"key": key})
+    connection = CustomConnection(
+        name=name, configs={"endpoint": endpoint, "api": api}, secrets={"key": key}
+    )
     PFClient().connections.create_or_update(connection)
     return name

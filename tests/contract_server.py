@@ -25,11 +25,19 @@ class Recorded:
     """Replies to send first, in order; then the contract's answer."""
     key: str | None = None
     """When set, any other bearer key gets 401."""
+    api: str = "score"
+    """"score" answers the scoring contract; "chat-completions" a serverless endpoint's."""
 
 
 def contract_answer(body: Any) -> str:
     messages = body["input_data"]["input_string"]
     return f"{len(messages)} messages; last: {messages[-1]['content']}"
+
+
+def chat_completions_answer(body: Any) -> dict[str, Any]:
+    messages = body["messages"]
+    text = f"{len(messages)} messages; last: {messages[-1]['content']}"
+    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
 
 
 @contextmanager
@@ -50,6 +58,8 @@ def contract_server(recorded: Recorded | None = None) -> Iterator[tuple[str, Rec
                 state.key is not None and self.headers.get("Authorization") != f"Bearer {state.key}"
             ):
                 status, headers, reply = 401, {}, {"message": "Unauthorized"}
+            elif state.api == "chat-completions":
+                status, headers, reply = 200, {}, chat_completions_answer(body)
             else:
                 status, headers, reply = 200, {}, {"output": contract_answer(body)}
             payload = json.dumps(reply).encode()

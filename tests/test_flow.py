@@ -47,10 +47,10 @@ def pf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return {**os.environ, **variables}
 
 
-def connect(endpoint: str, key: str, env: dict[str, str]) -> None:
+def connect(endpoint: str, key: str, env: dict[str, str], api: str = "score") -> None:
     """`phi flow connect` in its own process: Prompt flow fixes its home at first import."""
     result = subprocess.run(
-        [str(BIN / "phi"), "flow", "connect", "--endpoint", endpoint],
+        [str(BIN / "phi"), "flow", "connect", "--endpoint", endpoint, "--api", api],
         env={**env, "PHI_ENDPOINT_KEY": key}, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
