@@ -207,7 +207,8 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
             pf = shutil.which("pf", path=str(Path(sys.executable).parent)) or "pf"
             output = r.run("flow", [
                 pf, "flow", "test", "--flow", str(FLOW),
-                "--inputs", f"question={QUESTION}", f"chat_history={json.dumps(HISTORY)}",
+                # Greedy: the tiny model's most likely answer, the same on every run.
+                "--inputs", f"question={QUESTION}", f"chat_history={json.dumps(HISTORY)}", "temperature=0",
             ])  # fmt: skip
             match = re.search(r'\{\s*"answer":.*?\}', output, re.S)
             if match is None:
