@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,18 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def submit_workdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outputs: Mapping[str, object]
+) -> Path:
+    """A folder as `phi finetune submit` expects it: prepared data and saved stack outputs."""
+    from jobs.data.prepare import SampleSize, prepare
+
+    monkeypatch.chdir(tmp_path)
+    prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=42, from_path=SAMPLE)
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,8 @@ from azure.ai.ml.entities import PipelineJob
 
 from jobs.catalog import CATALOG_PIPELINE, CatalogError, catalog_model
 from jobs.cli import main
-from jobs.data.prepare import SampleSize, prepare
 from jobs.finetune import content_version
-from tests.conftest import SAMPLE
+from tests.conftest import submit_workdir
 
 OUTPUTS = {
     "subscriptionId": "sub-1",
@@ -29,10 +28,7 @@ OUTPUTS = {
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=42, from_path=SAMPLE)
-    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
-    return tmp_path
+    return submit_workdir(tmp_path, monkeypatch, OUTPUTS)
 
 
 def dry_run(workdir: Path, capsys: pytest.CaptureFixture[str], *args: str) -> Any:
@@ -98,47 +94,28 @@ def test_serverless_automatic_split_sends_no_validation_data(
     assert job.validation_data is None
 
 
-def test_serverless_is_refused_outside_its_regions(
-    workdir: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        ({"location": "westeurope"}, "offered in eastus2, not in the stack's region westeurope"),
+        ({"foundryProjectName": None}, "pulumi config set foundry true"),
+    ],
+)
+def test_serverless_needs_its_region_and_the_foundry_project(
+    workdir: Path, capsys: pytest.CaptureFixture[str], changed: dict[str, Any], message: str
 ) -> None:
-    (workdir / "outputs.json").write_text(json.dumps({**OUTPUTS, "location": "westeurope"}))
-    assert (
-        main(
-            [
-                "finetune",
-                "submit",
-                "--outputs",
-                "outputs.json",
-                "--dry-run",
-                "--method",
-                "serverless",
-            ]
-        )
-        == 2
-    )
-    err = capsys.readouterr().err
-    assert "offered in eastus2, not in the stack's region westeurope" in err
-
-
-def test_serverless_needs_the_foundry_project(
-    workdir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (workdir / "outputs.json").write_text(json.dumps({**OUTPUTS, "foundryProjectName": None}))
-    assert (
-        main(
-            [
-                "finetune",
-                "submit",
-                "--outputs",
-                "outputs.json",
-                "--dry-run",
-                "--method",
-                "serverless",
-            ]
-        )
-        == 2
-    )
-    assert "pulumi config set foundry true" in capsys.readouterr().err
+    (workdir / "outputs.json").write_text(json.dumps({**OUTPUTS, **changed}))
+    command = [
+        "finetune",
+        "submit",
+        "--outputs",
+        "outputs.json",
+        "--dry-run",
+        "--method",
+        "serverless",
+    ]
+    assert main(command) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_a_retired_model_is_refused_naming_alternatives() -> None:

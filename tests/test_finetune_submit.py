@@ -13,9 +13,8 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from jobs import state
 from jobs.cli import main
-from jobs.data.prepare import SampleSize, prepare
 from jobs.finetune import BASE_IMAGE, FinetuneRequest, build_job, content_version, submit
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, submit_workdir
 
 OUTPUTS = {
     "subscriptionId": "sub-1",
@@ -28,10 +27,7 @@ OUTPUTS = {
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=42, from_path=SAMPLE)
-    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
-    return tmp_path
+    return submit_workdir(tmp_path, monkeypatch, OUTPUTS)
 
 
 def dry_run(workdir: Path, capsys: pytest.CaptureFixture[str], *args: str) -> Command:
