@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flow.endpoint_client import EndpointClient
+from flow.endpoint_client import EndpointClient, history_messages
 from jobs.stack_outputs import StackOutputs
 
 
@@ -19,33 +19,21 @@ def local_client(url: str, api: str = "score") -> EndpointClient:
 
 def fetch_key(outputs: StackOutputs) -> str:
     """The endpoint's primary key, asked of Azure ML now; never stored or printed."""
-    from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
-
-    found = outputs.require("subscriptionId", "resourceGroupName", "workspaceName", "endpointName")
-    client = MLClient(
-        DefaultAzureCredential(),
-        found["subscriptionId"],
-        found["resourceGroupName"],
-        found["workspaceName"],
-    )
-    return str(client.online_endpoints.get_keys(found["endpointName"]).primary_key)
+    endpoint = outputs.require("endpointName")["endpointName"]
+    return str(outputs.workspace().client().online_endpoints.get_keys(endpoint).primary_key)
 
 
 def serverless_client(outputs: StackOutputs) -> EndpointClient:
     """The serverless endpoint `phi deploy --serverless` made in the stack's Foundry project."""
-    from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
-
     from jobs import serverless, state
 
-    found = outputs.require("subscriptionId", "resourceGroupName", "foundryProjectName")
-    name = state.recall("/".join(found.values()), serverless.ENDPOINT_STATE_KEY)
+    project = outputs.workspace("foundryProjectName")
+    name = state.recall(project.state_key, serverless.ENDPOINT_STATE_KEY)
     if name is None:
         raise serverless.ServerlessError(
             "no serverless endpoint recorded for this stack: run `phi deploy --serverless`"
         )
-    url, key = serverless.target(MLClient(DefaultAzureCredential(), *found.values()), name)
+    url, key = serverless.target(project.client(), name)
     return EndpointClient(url, key=key, api="chat-completions")
 
 
@@ -57,6 +45,5 @@ def stack_client(outputs: StackOutputs) -> EndpointClient:
 def ask(
     client: EndpointClient, question: str, system: str | None, parameters: dict[str, Any]
 ) -> str:
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": question})
+    messages = history_messages(None, question, system or "")
     return client.chat(messages, {k: v for k, v in parameters.items() if v is not None})

@@ -4,6 +4,11 @@ phi data prepare --out data                  # 1 % of ultrachat_200k, split 80/2
 phi data validate data/train_data.jsonl      # every bad line, by number and reason
 phi train --local --model DIR --train-file F --eval-file F --output-dir out
 phi finetune submit --stack dev --dry-run    # the job YAML, sent nowhere
+phi deploy --stack dev --dry-run             # model, deployment and traffic plan
+phi serve --model out/model                  # the scoring server, locally
+phi chat --local http://127.0.0.1:5001 "Who founded Microsoft?"
+phi flow connect --stack dev                 # the flow's connection, key fetched now
+phi rehearse                                 # all of it, offline, on a tiny model
 """
 
 from __future__ import annotations
@@ -360,11 +365,6 @@ def _method_job(
 
     if args.method == "custom":
         compute_key = finetune.PROFILES[args.profile].compute_output
-        if args.profile == "cpu" and not outputs.values.get(compute_key):
-            raise finetune.SubmitError(
-                f"the stack from {outputs.source} has no CPU cluster: "
-                "`pulumi config set cpuCluster true && pulumi up`, or use --profile gpu"
-            )
         job = finetune.build_job(request, outputs.require(compute_key)[compute_key])
         return job, to_yaml(job), "workspaceName"
     model = catalog.catalog_model(args.model)
@@ -392,11 +392,7 @@ def _method_job(
             assets["test_data"], hyperparameters, request.experiment,
         )  # fmt: skip
         return catalog.load_pipeline(spec), yaml.safe_dump(spec, sort_keys=False), "workspaceName"
-    if not outputs.values.get("foundryProjectName"):
-        raise finetune.SubmitError(
-            f"the stack from {outputs.source} has no Foundry project: "
-            "`pulumi config set foundry true && pulumi up`, or use --method catalog"
-        )
+    outputs.require("foundryProjectName")
     serverless = catalog.ServerlessHyperparameters(
         args.batch_size, args.learning_rate_multiplier, args.epochs
     )
@@ -427,13 +423,10 @@ def run_finetune_submit(args: argparse.Namespace, extra: Sequence[str]) -> int:
         print(spec, end="")
         return 0
 
-    workspace = outputs.require("subscriptionId", "resourceGroupName", workspace_output)
-    from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
-
-    ml_client = MLClient(DefaultAzureCredential(), *workspace.values())
+    workspace = outputs.workspace(workspace_output)
+    ml_client = workspace.client()
     created = finetune.submit(ml_client, request, job)
-    state.record("/".join(workspace.values()), finetune.LAST_JOB_KEY, created.name)
+    state.record(workspace.state_key, finetune.LAST_JOB_KEY, created.name)
     print(f"submitted {created.name}\n{created.studio_url}")
     if not args.no_stream:
         ml_client.jobs.stream(created.name)
@@ -449,22 +442,14 @@ def run_serverless_deploy(args: argparse.Namespace, outputs: stack_outputs.Stack
     if args.dry_run:
         print(serverless.plan_yaml(request), end="")
         return 0
-    if not outputs.values.get("foundryProjectName"):
-        raise serverless.ServerlessError(
-            f"the stack from {outputs.source} has no Foundry project: `pulumi config set foundry true && pulumi up`"
-        )
-    project = outputs.require("subscriptionId", "resourceGroupName", "foundryProjectName")
-    from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
-
-    ml_client = MLClient(DefaultAzureCredential(), *project.values())
-    key = "/".join(project.values())
+    project = outputs.workspace("foundryProjectName")
+    ml_client = project.client()
     if args.delete:
         serverless.delete(ml_client, request)
-        state.record(key, serverless.ENDPOINT_STATE_KEY, None)
+        state.record(project.state_key, serverless.ENDPOINT_STATE_KEY, None)
         return 0
     url = serverless.deploy(ml_client, request)
-    state.record(key, serverless.ENDPOINT_STATE_KEY, request.endpoint_name)
+    state.record(project.state_key, serverless.ENDPOINT_STATE_KEY, request.endpoint_name)
     print(f"serverless endpoint {request.endpoint_name}: {url}")
     return 0
 
@@ -477,8 +462,7 @@ def run_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
         raise deploy.DeployError("--delete and --endpoint-name go with --serverless")
     job = args.job
     if job is None:
-        workspace = outputs.require("subscriptionId", "resourceGroupName", "workspaceName")
-        job = state.recall("/".join(workspace.values()), finetune.LAST_JOB_KEY)
+        job = state.recall(outputs.workspace().state_key, finetune.LAST_JOB_KEY)
         if job is None:
             raise deploy.DeployError(
                 f"no fine-tune job recorded in {state.state_file()} for this workspace: pass --job NAME"
@@ -502,13 +486,8 @@ def run_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
             end="",
         )
         return 0
-    workspace = outputs.require("subscriptionId", "resourceGroupName", "workspaceName")
-    from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
-
-    ml_client = MLClient(DefaultAzureCredential(), *workspace.values())
     deploy.rollout(
-        ml_client,
+        outputs.workspace().client(),
         request,
         endpoint_name=found["endpointName"],
         identity_client_id=found["identityClientId"],

@@ -19,6 +19,11 @@ from typing import Any
 from infra.contract import OUTPUTS
 
 ENV_PREFIX = "FINETUNE_PHI_"
+# Outputs that are null until a config switch turns their resource on.
+SWITCHED_OFF = {
+    "cpuComputeName": "the stack has no CPU cluster: `pulumi config set cpuCluster true && pulumi up`",
+    "foundryProjectName": "the stack has no Foundry project: `pulumi config set foundry true && pulumi up`",
+}
 
 
 class OutputsError(RuntimeError):
@@ -31,6 +36,29 @@ def env_name(output: str) -> str:
 
 
 @dataclass(frozen=True)
+class Workspace:
+    """An Azure ML workspace (or Foundry project) named by the stack outputs."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+
+    @property
+    def state_key(self) -> str:
+        """Where `jobs.state` keeps what one command leaves for the next."""
+        return f"{self.subscription_id}/{self.resource_group}/{self.name}"
+
+    def client(self) -> Any:
+        """An MLClient on it, signed in with DefaultAzureCredential."""
+        from azure.ai.ml import MLClient
+        from azure.identity import DefaultAzureCredential
+
+        return MLClient(
+            DefaultAzureCredential(), self.subscription_id, self.resource_group, self.name
+        )
+
+
+@dataclass(frozen=True)
 class StackOutputs:
     values: Mapping[str, Any]
     source: str
@@ -39,8 +67,14 @@ class StackOutputs:
         missing = [key for key in keys if not self.values.get(key)]
         if missing:
             hint = ", ".join(f"{key} (or ${env_name(key)})" for key in missing)
-            raise OutputsError(f"the stack outputs from {self.source} lack {hint}")
+            advice = "".join(f"; {SWITCHED_OFF[key]}" for key in missing if key in SWITCHED_OFF)
+            raise OutputsError(f"the stack outputs from {self.source} lack {hint}{advice}")
         return {key: str(self.values[key]) for key in keys}
+
+    def workspace(self, name_output: str = "workspaceName") -> Workspace:
+        """The workspace whose name is the output `name_output` (or the Foundry project's)."""
+        found = self.require("subscriptionId", "resourceGroupName", name_output)
+        return Workspace(found["subscriptionId"], found["resourceGroupName"], found[name_output])
 
 
 def from_file(path: Path) -> StackOutputs:
