@@ -19,12 +19,9 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +29,7 @@ from pathlib import Path
 
 from jobs.data import chat_format, prepare
 from jobs.flow_connect import KEY_VARIABLE
+from jobs.serve import free_port, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "jobs" / "data" / "samples" / "chat_sample.jsonl"
@@ -88,9 +86,8 @@ class Rehearsal:
             log.write(f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}\n")
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-            raise RehearsalError(
-                f"`{' '.join(Path(c).name if i == 0 else c for i, c in enumerate(command[:3]))} ...` exited {result.returncode}: {' / '.join(tail)}"
-            )
+            shown = " ".join([Path(command[0]).name, *command[1:3]])
+            raise RehearsalError(f"`{shown} ...` exited {result.returncode}: {' / '.join(tail)}")
         return result.stdout
 
     @contextmanager
@@ -116,24 +113,12 @@ class Rehearsal:
         return [sys.executable, "-m", "jobs.cli", *args]
 
     def start_server(self, model: Path) -> None:
-        log = self.log_path("serve").open("a")
-        self.server = subprocess.Popen(
-            self.phi("serve", "--model", str(model), "--port", str(self.port)),
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise RehearsalError(f"phi serve exited with {self.server.returncode}")
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.port}/", timeout=5
-                ) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.5)
-        raise RehearsalError("phi serve was not healthy within 180 s")
+        with self.log_path("serve").open("a") as log:
+            self.server = subprocess.Popen(
+                self.phi("serve", "--model", str(model), "--port", str(self.port)),
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        wait_until_healthy(self.server, f"http://127.0.0.1:{self.port}/", seconds=180)
 
     def stop_server(self) -> None:
         if self.server is not None and self.server.poll() is None:
@@ -144,12 +129,6 @@ class Rehearsal:
                 os.killpg(self.server.pid, 9)
                 self.server.wait()
         self.server = None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None] = print) -> str:

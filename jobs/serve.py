@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 SCORE_SCRIPT = Path(__file__).resolve().parent / "score" / "score.py"
@@ -34,3 +38,26 @@ def serve(model: Path, port: int) -> int:
         return subprocess.run(server_command(port), env=env, check=False).returncode
     except KeyboardInterrupt:
         return 0
+
+
+def free_port() -> int:
+    """A port on the loopback interface that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_healthy(process: subprocess.Popen[bytes], url: str, seconds: float) -> None:
+    """Poll `GET url` until it answers 200 (the model is loaded); ServeError if the
+    server exits first or is not healthy within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServeError(f"phi serve exited with {process.returncode} during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own local server
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    raise ServeError(f"phi serve was not healthy within {seconds:g} s")

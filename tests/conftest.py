@@ -55,6 +55,7 @@ def fine_tuned(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     the MLflow model, `checkpoints/` the trainer state and metrics."""
     from jobs.cli import main
     from jobs.data.prepare import SampleSize, prepare
+    from jobs.rehearse import TRAINING_ARGS
 
     work = tmp_path_factory.mktemp("train")
     data = prepare(out_dir=work / "data", size=SampleSize(percent=100), seed=42, from_path=SAMPLE)
@@ -62,9 +63,7 @@ def fine_tuned(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         [
             "train", "--local", "--model", str(tiny_model),
             "--train-file", str(data.train), "--eval-file", str(data.test),
-            "--output-dir", str(work / "out"),
-            "--learning_rate", "3e-3", "--num_train_epochs", "12", "--max_length", "128",
-            "--logging_steps", "3", "--gradient_checkpointing", "false",
+            "--output-dir", str(work / "out"), *TRAINING_ARGS,
         ]
     )  # fmt: skip
     assert code == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from jobs.cli import main
+from jobs.serve import free_port
 from tests.contract_server import Recorded, contract_server
 from tests.pulumi_harness import ROOT
 
@@ -123,9 +123,7 @@ def test_a_wrong_key_fails_clearly_without_showing_it(
 def test_pf_flow_serve_answers_over_http(
     pf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     with contract_server(Recorded(key=KEY)) as (endpoint, _):
         connect(endpoint, KEY, pf_env)
         server = subprocess.Popen(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,12 +15,7 @@ import pytest
 
 from jobs.cli import main
 from jobs.score.contract import MAX_NEW_TOKENS
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from jobs.serve import free_port, wait_until_healthy
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +38,7 @@ def server(fine_tuned: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "phi serve exited during start-up"
-            try:
-                with urllib.request.urlopen(f"{url}/", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.5)
-        else:
-            pytest.fail("phi serve was not healthy within 120 s")
+        wait_until_healthy(process, f"{url}/", seconds=120)
         yield url
     finally:
         process.terminate()
