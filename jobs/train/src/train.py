@@ -141,7 +141,7 @@ def check_inputs(script_args: ScriptArguments, training_args: Any) -> None:
         )
 
 
-def mlflow_callback(training_args: Any) -> Any:
+def mlflow_callback() -> Any:
     """Log curated parameters and metrics to the active MLflow run, from the main process only."""
     import mlflow
     from transformers import TrainerCallback
@@ -170,12 +170,11 @@ def save_mlflow_model(model: Any, tokenizer: Any, path: Path) -> None:
 
     import mlflow
 
+    # Without the local version label (+cpu): it names no wheel an Azure image could install.
     requirements = [
-        f"{package}=={importlib.metadata.version(package)}"
+        f"{package}=={importlib.metadata.version(package).split('+')[0]}"
         for package in ("torch", "transformers", "accelerate", "mlflow-skinny")
     ]
-    # A local version label (+cpu) names no wheel an Azure image could install.
-    requirements = [r.split("+")[0] for r in requirements]
     mlflow.transformers.save_model(
         transformers_model={"model": model, "tokenizer": tokenizer},
         path=str(path),
@@ -240,7 +239,7 @@ def main(script_args: ScriptArguments, training_args: Any) -> None:
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
 
-    callbacks = [mlflow_callback(training_args)] if os.environ.get("MLFLOW_TRACKING_URI") else []
+    callbacks = [mlflow_callback()] if os.environ.get("MLFLOW_TRACKING_URI") else []
     trainer = SFTTrainer(
         model=model,
         args=training_args,
