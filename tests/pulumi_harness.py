@@ -66,42 +66,44 @@ class Recording:
         ]
 
 
+# Every resource type the program declares: the input that names it, and its ARM path
+# ("" where the module and type name make the path, as for the role assignment).
+RESOURCE_TYPES: dict[str, tuple[str, str]] = {
+    "azure-native:resources:ResourceGroup": ("resourceGroupName", ""),
+    "azure-native:storage:StorageAccount": ("accountName", "Microsoft.Storage/storageAccounts"),
+    "azure-native:keyvault:Vault": ("vaultName", "Microsoft.KeyVault/vaults"),
+    "azure-native:operationalinsights:Workspace": (
+        "workspaceName",
+        "Microsoft.OperationalInsights/workspaces",
+    ),
+    "azure-native:applicationinsights:Component": ("resourceName", "Microsoft.Insights/components"),
+    "azure-native:containerregistry:Registry": (
+        "registryName",
+        "Microsoft.ContainerRegistry/registries",
+    ),
+    "azure-native:machinelearningservices:Workspace": (
+        "workspaceName",
+        "Microsoft.MachineLearningServices/workspaces",
+    ),
+    "azure-native:managedidentity:UserAssignedIdentity": (
+        "resourceName",
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
+    ),
+    "azure-native:authorization:RoleAssignment": ("roleAssignmentName", ""),
+    "azure-native:machinelearningservices:Compute": ("computeName", ""),
+    "azure-native:machinelearningservices:OnlineEndpoint": ("endpointName", ""),
+    "azure-native:machinelearningservices:WorkspaceConnection": ("connectionName", ""),
+}
+
+
 def _arm_id(type_: str, name: str, inputs: Mapping[str, Any]) -> str:
-    provider = {
-        "azure-native:resources:ResourceGroup": None,
-        "azure-native:storage:StorageAccount": "Microsoft.Storage/storageAccounts",
-        "azure-native:keyvault:Vault": "Microsoft.KeyVault/vaults",
-        "azure-native:operationalinsights:Workspace": "Microsoft.OperationalInsights/workspaces",
-        "azure-native:applicationinsights:Component": "Microsoft.Insights/components",
-        "azure-native:containerregistry:Registry": "Microsoft.ContainerRegistry/registries",
-        "azure-native:machinelearningservices:Workspace": (
-            "Microsoft.MachineLearningServices/workspaces"
-        ),
-        "azure-native:managedidentity:UserAssignedIdentity": (
-            "Microsoft.ManagedIdentity/userAssignedIdentities"
-        ),
-    }
-    group = inputs.get("resourceGroupName", "rg")
-    base = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{group}"
+    base = (
+        f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{inputs.get('resourceGroupName', 'rg')}"
+    )
     if type_ == "azure-native:resources:ResourceGroup":
         return base
-    if type_ in provider:
-        return f"{base}/providers/{provider[type_]}/{name}"
-    return f"{base}/providers/{type_.split(':')[1]}/{type_.split(':')[2]}/{name}"
-
-
-_NAME_KEYS = (
-    "resourceGroupName",
-    "accountName",
-    "vaultName",
-    "workspaceName",
-    "resourceName",
-    "registryName",
-    "computeName",
-    "endpointName",
-    "roleAssignmentName",
-    "connectionName",
-)
+    provider = RESOURCE_TYPES[type_][1] or "/".join(type_.split(":")[1:])
+    return f"{base}/providers/{provider}/{name}"
 
 
 class AzureMocks(pulumi.runtime.Mocks):
@@ -114,17 +116,9 @@ class AzureMocks(pulumi.runtime.Mocks):
         self, args: pulumi.runtime.MockResourceArgs
     ) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
-        name_key = {
-            "azure-native:machinelearningservices:Compute": "computeName",
-            "azure-native:machinelearningservices:OnlineEndpoint": "endpointName",
-            "azure-native:machinelearningservices:Workspace": "workspaceName",
-            "azure-native:machinelearningservices:WorkspaceConnection": "connectionName",
-        }.get(args.typ)
-        if name_key is None:
-            name_key = next((k for k in _NAME_KEYS if k in inputs and k != "resourceGroupName"), "")
-        if args.typ == "azure-native:resources:ResourceGroup":
-            name_key = "resourceGroupName"
-        name = inputs.get(name_key, args.name)
+        if not args.custom:  # our ComponentResources: no Azure resource behind them
+            return args.name, inputs
+        name = inputs.get(RESOURCE_TYPES[args.typ][0], args.name)
         arm_id = _arm_id(args.typ, name, inputs)
         state: dict[str, Any] = {**inputs, "name": name}
         identity = inputs.get("identity")
