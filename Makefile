@@ -24,7 +24,7 @@ endef
 # Exact pins, no resolver run at install time: --no-deps installs what the lock names and
 # nothing else, and `pip check` proves the set is complete and consistent. The stamp makes
 # a changed lock rebuild .venv from scratch, so nothing a previous lock installed lingers.
-$(VENV)/.installed-%: requirements/%.txt
+$(VENV)/.installed-%: requirements/%.txt pyproject.toml
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
@@ -62,8 +62,8 @@ lock:
 	$(UV) pip compile pyproject.toml --extra infra -c requirements/dev.txt $(LOCK_FLAGS) -o requirements/infra.txt
 	$(UV) pip compile pyproject.toml --extra train -c requirements/dev.txt $(LOCK_TORCH_SOURCE) $(LOCK_FLAGS) -o requirements/train.txt
 	$(UV) pip compile pyproject.toml --extra train --extra serve -c requirements/dev.txt $(LOCK_TORCH_SOURCE) $(LOCK_FLAGS) -o requirements/serve.txt
-	$(call azure_requirements,requirements/train.txt,jobs/train/environment/requirements.txt)
-	$(call azure_requirements,requirements/serve.txt,jobs/score/environment/requirements.txt)
+	$(call azure_requirements,requirements/train.txt,jobs/uploads/train/environment/requirements.txt)
+	$(call azure_requirements,requirements/serve.txt,jobs/uploads/score/environment/requirements.txt)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

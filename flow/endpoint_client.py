@@ -1,4 +1,4 @@
-"""A framework-free client of the scoring contract (jobs/score/contract.py).
+"""A framework-free client of the scoring contract (jobs/uploads/score/contract.py).
 
 Used by `phi chat` and, through a thin adapter, by this flow's Prompt flow tool. It depends
 on the standard library only and knows nothing of Prompt flow, which retires on 2027-04-20:
@@ -19,7 +19,7 @@ from typing import Any
 
 RETRIED = (429, 503)
 APIS = ("score", "chat-completions")
-"""score: the managed endpoint's contract (jobs/score/contract.py); chat-completions: a
+"""score: the managed endpoint's contract (jobs/uploads/score/contract.py); chat-completions: a
 serverless endpoint's `/chat/completions` (messages in, choices[0].message.content out)."""
 NO_TRAFFIC = "No valid deployments to route to"
 
@@ -94,8 +94,6 @@ def _error_text(body: str) -> str:
 class EndpointClient:
     scoring_uri: str
     key: str | None = field(default=None, repr=False)
-    deployment: str | None = None
-    """Send to this deployment (azureml-model-deployment header), whatever the traffic split."""
     api: str = "score"
     timeout: float = 120.0
     retries: int = 3
@@ -107,8 +105,6 @@ class EndpointClient:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        if self.deployment:
-            headers["azureml-model-deployment"] = self.deployment
         data = json.dumps(payload).encode()
         for attempt in range(self.retries + 1):
             request = urllib.request.Request(  # noqa: S310 - the user's own endpoint URL

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from infra import naming
-from infra.settings import NAME_OVERRIDES, SETTINGS_BY_KEY
+from infra.contract import PROJECT
+from infra.settings import DEPRECATED_KEYS, NAME_OVERRIDES, SETTINGS_BY_KEY
 
-PROJECT = "finetune-phi"
 _PREFIX_PATTERN = r"[a-z][a-z0-9]{1,9}"
 _ENVIRONMENT_PATTERN = r"[a-z][a-z0-9]{0,9}"
 _STORAGE_SKUS = (
@@ -51,11 +51,11 @@ class ResourceNames:
     key_vault: str
     container_registry: str
     log_analytics: str
-    app_insights: str
+    application_insights: str
     workspace: str
     identity: str
-    gpu_cluster: str
-    cpu_cluster: str
+    gpu_compute: str
+    cpu_compute: str
     endpoint: str
     foundry_hub: str
     foundry_project: str
@@ -92,24 +92,43 @@ class StackConfig:
     gpu: ClusterConfig
     cpu: ClusterConfig | None
     foundry: bool
+    deprecations: tuple[str, ...] = ()
+    """Warnings for deprecated keys that were accepted under their new names."""
 
 
 class _Reader:
     """Reads raw values with their declared defaults, collecting every problem."""
 
-    def __init__(self, values: Mapping[str, str]) -> None:
-        unknown = sorted(set(values) - set(SETTINGS_BY_KEY))
-        self.problems = [
+    def __init__(self, given: Mapping[str, str]) -> None:
+        self.problems: list[str] = []
+        self.deprecations: list[str] = []
+        values = dict(given)
+        for old, new in DEPRECATED_KEYS.items():
+            if old not in values:
+                continue
+            if new in values:
+                self.fail(
+                    old,
+                    values.pop(old),
+                    f"is the old name of {new}, which is set too: keep only {new}",
+                )
+                continue
+            values[new] = values.pop(old)
+            self.deprecations.append(
+                f"{PROJECT}:{old} is deprecated: rename it to {new} (`pulumi config rm {old}` "
+                f"and `pulumi config set {new} {values[new]}`)"
+            )
+        self.problems += [
             f"{PROJECT}:{key} = {values[key]!r}: unknown key; see Pulumi.yaml for the known keys"
-            for key in unknown
+            for key in sorted(set(values) - set(SETTINGS_BY_KEY))
         ]
-        self._values = values
+        self.values: Mapping[str, str] = values
 
     def fail(self, key: str, value: object, rule: str) -> None:
         self.problems.append(f"{PROJECT}:{key} = {value!r}: {rule}")
 
     def raw(self, key: str) -> str | None:
-        value = self._values.get(key)
+        value = self.values.get(key)
         if value is not None:
             return value
         default = SETTINGS_BY_KEY[key].default
@@ -148,6 +167,7 @@ class _Reader:
 def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> StackConfig:
     """Validate raw config values (keys without the namespace) into a StackConfig."""
     read = _Reader(values)
+    values = read.values
     location = read.string(
         "location", r"[a-z][a-z0-9]+", "must be an Azure region name, e.g. eastus2"
     )
@@ -221,6 +241,7 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
         if cpu_enabled
         else None,
         foundry=read.boolean("foundry"),
+        deprecations=tuple(read.deprecations),
     )
     if read.problems:
         raise ConfigError(read.problems)
@@ -254,4 +275,7 @@ def load(subscription_id: str) -> StackConfig:
         for key, value in everything.items()
         if key.startswith(namespace)
     }
-    return parse(values, stack=pulumi.get_stack(), subscription_id=subscription_id)
+    config = parse(values, stack=pulumi.get_stack(), subscription_id=subscription_id)
+    for warning in config.deprecations:
+        pulumi.log.warn(warning)
+    return config

@@ -6,6 +6,13 @@ the infrastructure dependencies. The README's outputs table is checked against i
 
 from __future__ import annotations
 
+PROJECT = "finetune-phi"
+"""The Pulumi project's name: the config namespace and the `project` tag of every resource."""
+
+FLOW_CONNECTION = "phi3-endpoint"
+"""The connection the chat flow's DAG names (flow/flow.dag.yaml): made by the stack in the
+Foundry project, and by `phi flow connect` locally."""
+
 OUTPUTS: dict[str, str] = {
     "subscriptionId": "Azure subscription the stack deploys into.",
     "tenantId": "Entra tenant of that subscription.",

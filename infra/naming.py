@@ -57,7 +57,7 @@ RULES: dict[str, NameRule] = {
         r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?",
         "letters, digits and hyphens, starting and ending with a letter or digit",
     ),
-    "appInsightsName": NameRule(
+    "applicationInsightsName": NameRule(
         1, 255, r"[\w.()-]*[\w()-]", "letters, digits, '_', '-', '.', '(', ')'; not ending in '.'"
     ),
     "workspaceName": NameRule(
@@ -72,7 +72,7 @@ RULES: dict[str, NameRule] = {
         r"[a-zA-Z0-9][a-zA-Z0-9_-]*",
         "letters, digits, '_' and '-', starting with a letter or digit",
     ),
-    "gpuClusterName": NameRule(
+    "gpuComputeName": NameRule(
         3,
         16,
         r"[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9]",
@@ -86,7 +86,7 @@ RULES: dict[str, NameRule] = {
         single_hyphens=True,
     ),
 }
-RULES["cpuClusterName"] = RULES["gpuClusterName"]
+RULES["cpuComputeName"] = RULES["gpuComputeName"]
 RULES["foundryHubName"] = RULES["foundryProjectName"] = RULES["workspaceName"]
 
 
@@ -117,11 +117,11 @@ def derived_names(prefix: str, environment: str, suffix: str) -> dict[str, str]:
         "keyVaultName": f"kv-{compact[:14]}-{suffix}",
         "containerRegistryName": f"cr{compact}{suffix}",
         "logAnalyticsName": f"log-{prefix}-{environment}",
-        "appInsightsName": f"appi-{prefix}-{environment}",
+        "applicationInsightsName": f"appi-{prefix}-{environment}",
         "workspaceName": f"mlw-{prefix}-{environment}",
         "identityName": f"id-{prefix}-{environment}",
-        "gpuClusterName": f"gpu-{compact[:12]}",
-        "cpuClusterName": f"cpu-{compact[:12]}",
+        "gpuComputeName": f"gpu-{compact[:12]}",
+        "cpuComputeName": f"cpu-{compact[:12]}",
         "endpointName": f"{prefix}-{environment}-{suffix}",
         "foundryHubName": f"hub-{prefix}-{environment}",
         "foundryProjectName": f"proj-{prefix}-{environment}",

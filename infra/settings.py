@@ -1,8 +1,9 @@
 """The stack's configuration keys: one table, read by the program, Pulumi.yaml and the README.
 
 Every key lives in the `finetune-phi` namespace (`pulumi config set gpuMaxNodes 2`). The
-defaults reproduce the tutorial's dev environment. `tests/test_settings_docs.py` checks
-that Pulumi.yaml and the README's configuration table say exactly what this table says.
+defaults reproduce the tutorial's dev environment. `tests/test_docs.py` checks that
+Pulumi.yaml and the README's configuration table say exactly what this table says. A name
+key is spelt like the stack output that reports the name (`gpuComputeName`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ NAME_OVERRIDES: dict[str, str] = {
     "keyVaultName": "key vault",
     "containerRegistryName": "container registry",
     "logAnalyticsName": "Log Analytics workspace",
-    "appInsightsName": "Application Insights component",
+    "applicationInsightsName": "Application Insights component",
     "workspaceName": "Azure ML workspace",
     "identityName": "user-assigned identity",
-    "gpuClusterName": "GPU compute cluster",
-    "cpuClusterName": "CPU compute cluster",
+    "gpuComputeName": "GPU compute cluster",
+    "cpuComputeName": "CPU compute cluster",
     "endpointName": "managed online endpoint",
     "foundryHubName": "AI Foundry hub",
     "foundryProjectName": "AI Foundry project",
@@ -133,3 +134,10 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 SETTINGS_BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
+
+DEPRECATED_KEYS: dict[str, str] = {
+    "appInsightsName": "applicationInsightsName",
+    "gpuClusterName": "gpuComputeName",
+    "cpuClusterName": "cpuComputeName",
+}
+"""Old key -> its new name (the stack output's). An old key is still accepted, with a warning."""

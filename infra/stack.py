@@ -92,9 +92,9 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
             ),
         )
 
-    gpu = cluster("gpu", names.gpu_cluster, "GPU cluster for fine-tuning jobs", cfg.gpu)
+    gpu = cluster("gpu", names.gpu_compute, "GPU cluster for fine-tuning jobs", cfg.gpu)
     cpu = (
-        cluster("cpu", names.cpu_cluster, "CPU cluster for the low-cost path", cfg.cpu)
+        cluster("cpu", names.cpu_compute, "CPU cluster for the low-cost path", cfg.cpu)
         if cfg.cpu is not None
         else None
     )
@@ -121,7 +121,7 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
                 project_name=names.foundry_project,
                 storage_account_id=workspace.storage_account_id,
                 key_vault_id=workspace.key_vault_id,
-                app_insights_id=workspace.app_insights_id,
+                application_insights_id=workspace.application_insights_id,
                 container_registry_id=workspace.container_registry_id,
                 ml_workspace_name=workspace.name,
                 endpoint_name=endpoint.name,
@@ -145,7 +145,7 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
         "keyVaultName": workspace.key_vault_name,
         "keyVaultUri": workspace.key_vault_uri,
         "containerRegistryLoginServer": workspace.container_registry_login_server,
-        "applicationInsightsName": workspace.app_insights_name,
+        "applicationInsightsName": workspace.application_insights_name,
         "logAnalyticsName": workspace.log_analytics_name,
         "identityId": identity.resource_id,
         "identityClientId": identity.client_id,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.contract import OUTPUTS
+from jobs.errors import UsageError
 
 ENV_PREFIX = "FINETUNE_PHI_"
 # Outputs that are null until a config switch turns their resource on.
@@ -26,7 +27,7 @@ SWITCHED_OFF = {
 }
 
 
-class OutputsError(RuntimeError):
+class OutputsError(UsageError):
     """The stack outputs could not be read, or lack what a command needs."""
 
 
@@ -64,6 +65,10 @@ class StackOutputs:
     source: str
 
     def require(self, *keys: str) -> dict[str, str]:
+        """The named outputs as strings; OutputsError naming each one that is missing."""
+        undocumented = [key for key in keys if key not in OUTPUTS]
+        if undocumented:  # a typo in our own code, not the user's fault
+            raise KeyError(f"not in infra.contract.OUTPUTS: {', '.join(undocumented)}")
         missing = [key for key in keys if not self.values.get(key)]
         if missing:
             hint = ", ".join(f"{key} (or ${env_name(key)})" for key in missing)
@@ -106,7 +111,13 @@ def from_stack(stack: str) -> StackOutputs:
         ) from error
     if result.returncode != 0:
         raise OutputsError(f"pulumi stack output --stack {stack} failed: {result.stderr.strip()}")
-    return StackOutputs(json.loads(result.stdout), f"stack {stack}")
+    try:
+        values = json.loads(result.stdout)
+    except json.JSONDecodeError as error:
+        raise OutputsError(
+            f"pulumi stack output --stack {stack} printed no JSON ({error.msg})"
+        ) from None
+    return StackOutputs(values, f"stack {stack}")
 
 
 def from_environment(environ: Mapping[str, str] = os.environ) -> StackOutputs:

@@ -1,4 +1,5 @@
-"""What one `phi` command leaves for the next: the last fine-tune job per workspace.
+"""What one `phi` command leaves for the next, per workspace: the last fine-tune job
+(`phi deploy` defaults to it) and the serverless endpoint (`phi chat` finds it).
 
 Kept in `.phi/state.json` under the current directory (or $PHI_STATE_DIR), written
 atomically so an interrupted command never leaves it half-written.
@@ -11,6 +12,9 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+LAST_FINETUNE_JOB = "last_finetune_job"
+SERVERLESS_ENDPOINT = "serverless_endpoint"
 
 
 def state_file() -> Path:

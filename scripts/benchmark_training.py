@@ -3,7 +3,7 @@
     .venv/bin/python scripts/benchmark_training.py            # CPU: a small Phi-3, ~2 minutes
     .venv/bin/python scripts/benchmark_training.py --steps 30 # on a GPU: full-size Phi-3-mini
 
-Each recipe runs the real `jobs/train/src/train.py` in its own process (so peak memory is
+Each recipe runs the real `jobs/uploads/train/src/train.py` in its own process (so peak memory is
 its own) for a fixed number of steps, and the table compares what the script measured:
 tokens per second, peak memory and, on a GPU, model FLOP utilisation (6 x parameters x
 tokens/s over the GPU's peak bf16 FLOP/s). The model is built from its config, randomly
@@ -26,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jobs.tiny_model import build_model, build_tokenizer  # noqa: E402
+from jobs.data import SAMPLE  # noqa: E402
+from jobs.local.tiny_model import build_model, build_tokenizer  # noqa: E402
+from jobs.uploads import TRAIN_HYPERPARAMETERS, TRAIN_SOURCE  # noqa: E402
 
-TRAIN = ROOT / "jobs" / "train" / "src"
-SAMPLE = ROOT / "jobs" / "data" / "samples" / "chat_sample.jsonl"
 RECIPES = {
     "tutorial": [
         "--attn_implementation",
@@ -78,7 +78,7 @@ def run(
 ) -> dict[str, float]:
     out = work / recipe
     command = [
-        sys.executable, str(TRAIN / "train.py"), "--config", str(TRAIN / "hyperparameters.yaml"),
+        sys.executable, str(TRAIN_SOURCE / "train.py"), "--config", str(TRAIN_HYPERPARAMETERS),
         "--model_name_or_path", str(model), "--train_file", str(data),
         "--output_dir", str(out), "--model_output", str(out / "model"), "--write_mlflow_model", "false",
         "--max_steps", str(args.steps), "--max_length", str(args.max_length),

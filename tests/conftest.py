@@ -1,17 +1,24 @@
-"""Shared fixtures: offline Hugging Face settings, the shipped sample, a tiny Phi-3 model."""
+"""Shared fixtures: offline Hugging Face settings, the session's rehearsals (whose tiny Phi-3
+model and its one fine-tune the other tests share), an isolated Prompt flow home. Helpers
+live in tests/support.py."""
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.pulumi_harness import ROOT
-
-SAMPLE = ROOT / "jobs" / "data" / "samples" / "chat_sample.jsonl"
+from tests.support import (
+    BIN,
+    PHI,
+    Rehearsal,
+    Rehearsals,
+    install_wheel,
+    isolated_promptflow,
+)
 
 # Nothing here may reach a hub: fail fast instead of retrying for a minute.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -20,51 +27,70 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
-def submit_workdir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outputs: Mapping[str, object]
-) -> Path:
-    """A folder as `phi finetune submit` expects it: prepared data and saved stack outputs."""
-    from jobs.data.prepare import SampleSize, prepare
-
-    monkeypatch.chdir(tmp_path)
-    prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=42, from_path=SAMPLE)
-    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
-    return tmp_path
+@pytest.fixture(scope="session")
+def installed_phi(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bin folder of a fresh environment with this project's wheel installed."""
+    return install_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="session")
-def sample_texts() -> list[str]:
-    return [
-        message["content"]
-        for line in SAMPLE.read_text().splitlines()
-        for message in json.loads(line)["messages"]
-    ]
+def rehearsals(installed_phi: Path, tmp_path_factory: pytest.TempPathFactory) -> Rehearsals:
+    """Both rehearsals, run at once: their stages are mostly single-threaded start-ups, so
+    two share this machine's cores well. The one that runs through is the installed wheel's,
+    started outside the checkout (Prompt flow's `pf` comes from PATH); the failing one is
+    the checkout's."""
+    through = tmp_path_factory.mktemp("rehearsal") / "work"
+    failing = tmp_path_factory.mktemp("rehearsal-failing") / "work"
+    wheel_env = {
+        **os.environ,
+        "PATH": f"{installed_phi}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        processes = [
+            subprocess.Popen(
+                [*phi, "rehearse", "--work-dir", str(work), *extra],
+                cwd=work.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            for phi, work, env, extra in (
+                ([str(installed_phi / "phi")], through, wheel_env, []),
+                (PHI, failing, None, ["--port", str(port)]),
+            )
+        ]  # fmt: skip
+        results = []
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=600)  # sets returncode
+            results.append(
+                subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+            )
+    return Rehearsals(Rehearsal(results[0], through), Rehearsal(results[1], failing, port))
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, sample_texts: list[str]) -> Path:
-    """A random-initialised Phi-3-architecture model and its tokenizer, built offline."""
-    from jobs.tiny_model import build
-
-    return build(sample_texts, tmp_path_factory.mktemp("tiny-phi3"))
+def tiny_model(rehearsals: Rehearsals) -> Path:
+    """A random-initialised Phi-3-architecture model and its tokenizer, built offline from
+    the shipped sample (the rehearsal's first stage)."""
+    path = rehearsals.through.work / "base-model"
+    assert (path / "config.json").is_file(), rehearsals.through.result.stderr
+    return path
 
 
 @pytest.fixture(scope="session")
-def fine_tuned(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model fine-tuned on the shipped sample by `phi train --local`: `model/` is
-    the MLflow model, `checkpoints/` the trainer state and metrics."""
-    from jobs.cli import main
-    from jobs.data.prepare import SampleSize, prepare
-    from jobs.rehearse import TRAINING_ARGS
+def fine_tuned(rehearsals: Rehearsals) -> Path:
+    """That model fine-tuned on the shipped sample by `phi train --local` with the
+    rehearsal's recipe, once per session: `model/` is the MLflow model, `checkpoints/` the
+    trainer state and metrics."""
+    path = rehearsals.through.work / "out"
+    assert (path / "model" / "MLmodel").is_file(), rehearsals.through.result.stderr
+    return path
 
-    work = tmp_path_factory.mktemp("train")
-    data = prepare(out_dir=work / "data", size=SampleSize(percent=100), seed=42, from_path=SAMPLE)
-    code = main(
-        [
-            "train", "--local", "--model", str(tiny_model),
-            "--train-file", str(data.train), "--eval-file", str(data.test),
-            "--output-dir", str(work / "out"), *TRAINING_ARGS,
-        ]
-    )  # fmt: skip
-    assert code == 0
-    return work / "out"
+
+@pytest.fixture
+def pf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """An isolated Prompt flow home for this test, in os.environ and as a subprocess env."""
+    variables = isolated_promptflow(tmp_path)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return {**os.environ, **variables}

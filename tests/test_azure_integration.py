@@ -20,7 +20,7 @@ from pulumi import automation as auto
 
 from infra.cleanup import ARM_SCOPE, ArmClient, cleanup
 from infra.contract import OUTPUTS
-from tests.pulumi_harness import ROOT
+from tests.support import ROOT
 
 pytestmark = pytest.mark.azure
 

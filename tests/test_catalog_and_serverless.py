@@ -11,10 +11,12 @@ import pytest
 from azure.ai.ml import load_job
 from azure.ai.ml.entities import PipelineJob
 
-from jobs.catalog import CATALOG_PIPELINE, CatalogError, catalog_model
-from jobs.cli import main
-from jobs.finetune import content_version
-from tests.conftest import submit_workdir
+from jobs.cli.main import main
+from jobs.cloud.finetune.catalog import CATALOG_PIPELINE
+from jobs.cloud.finetune.data_assets import content_version
+from jobs.cloud.finetune.models import catalog_model
+from jobs.errors import UsageError
+from tests.support import submit_workdir
 
 OUTPUTS = {
     "subscriptionId": "sub-1",
@@ -119,7 +121,7 @@ def test_serverless_needs_its_region_and_the_foundry_project(
 
 
 def test_a_retired_model_is_refused_naming_alternatives() -> None:
-    with pytest.raises(CatalogError) as caught:
+    with pytest.raises(UsageError) as caught:
         catalog_model("microsoft/Phi-3-mini-4k-instruct", today=date(2026, 1, 1))
     assert "retired on 2025-08-30" in str(caught.value)
     assert "Phi-3.5-mini-instruct" in str(caught.value)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobs import stack_outputs
-from jobs.cli import build_parser, main
+from jobs.cli.main import build_parser, main
 
 
 def subcommand_paths(
@@ -80,3 +80,31 @@ def test_an_outputs_file_is_read_as_pulumi_prints_it(tmp_path: Path) -> None:
         match=r"lack cpuComputeName \(or \$FINETUNE_PHI_CPU_COMPUTE_NAME\)",
     ):
         outputs.require("cpuComputeName")
+
+
+def test_a_missing_extra_is_named_with_the_install_command() -> None:
+    from jobs.cli.main import missing_package
+
+    error = missing_package(
+        ModuleNotFoundError("No module named 'promptflow'", name="promptflow.client")
+    )
+    assert str(error) == (
+        "the Python package 'promptflow' is not installed: pip install 'finetune-phi[flow]' "
+        "(or `make venv` in a checkout)"
+    )
+    assert error.exit_code == 2
+
+
+def test_usage_errors_and_run_time_failures_have_their_own_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from jobs.errors import PhiError, UsageError
+
+    assert UsageError.exit_code == 2
+    assert PhiError.exit_code == 1
+    # a usage error: nothing is sent
+    assert main(["chat", "--local", "http://127.0.0.1:9", "--stack", "dev", "Hi"]) == 2
+    assert capsys.readouterr().err.startswith("phi: error: --local talks to a local server")
+    # a run-time failure: nothing listens on the discard port
+    assert main(["chat", "--local", "http://127.0.0.1:9", "Hi"]) == 1
+    assert capsys.readouterr().err.startswith("phi: error: cannot reach http://127.0.0.1:9/score")

@@ -74,7 +74,7 @@ def test_tags_carry_project_environment_owner_cost_centre_and_manager() -> None:
         ("keyVaultName", "kv--double", "single hyphens"),
         ("keyVaultName", "this-vault-name-is-far-too-long", "3-24 characters"),
         ("endpointName", "1-endpoint", "starting with a letter"),
-        ("gpuClusterName", "gpu-cluster-for-training", "3-16 characters"),
+        ("gpuComputeName", "gpu-cluster-for-training", "3-16 characters"),
         ("workspaceName", "ws", "3-33 characters"),
         ("gpuMaxNode", "4", "unknown key"),
     ],
@@ -121,11 +121,11 @@ def test_every_name_can_be_overridden() -> None:
         "keyVaultName": "kv-custom-01",
         "containerRegistryName": "crcustom01",
         "logAnalyticsName": "log-custom",
-        "appInsightsName": "appi-custom",
+        "applicationInsightsName": "appi-custom",
         "workspaceName": "mlw-custom",
         "identityName": "id-custom",
-        "gpuClusterName": "gpu-custom",
-        "cpuClusterName": "cpu-custom",
+        "gpuComputeName": "gpu-custom",
+        "cpuComputeName": "cpu-custom",
         "endpointName": "ep-custom-01",
         "foundryHubName": "hub-custom",
         "foundryProjectName": "proj-custom",
@@ -144,7 +144,25 @@ def test_derived_names_fit_azure_rules_at_every_length(prefix: str, stack: str) 
         "keyVaultName": config.names.key_vault,
         "containerRegistryName": config.names.container_registry,
         "workspaceName": config.names.workspace,
-        "gpuClusterName": config.names.gpu_cluster,
+        "gpuComputeName": config.names.gpu_compute,
         "endpointName": config.names.endpoint,
     }.items():
         assert RULES[key].violation(name) is None, (key, name)
+
+
+def test_old_name_keys_are_accepted_with_a_deprecation_message() -> None:
+    config = parse_dev(gpuClusterName="gpu-old", appInsightsName="appi-old")
+    assert config.names.gpu_compute == "gpu-old"
+    assert config.names.application_insights == "appi-old"
+    assert any(
+        "finetune-phi:gpuClusterName is deprecated: rename it to gpuComputeName" in warning
+        for warning in config.deprecations
+    )
+    assert len(config.deprecations) == 2
+
+
+def test_an_old_key_beside_its_new_name_is_refused() -> None:
+    [problem] = problems(cpuClusterName="cpu-a", cpuComputeName="cpu-b")
+    assert problem.startswith(
+        "finetune-phi:cpuClusterName = 'cpu-a': is the old name of cpuComputeName"
+    )

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main
+from jobs.cli.main import main
 from jobs.data.chat_format import row_problems, validate_file
 from jobs.data.prepare import DataError, SampleSize, prepare
-from tests.conftest import SAMPLE
+from tests.support import SAMPLE
 
 GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 

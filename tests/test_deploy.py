@@ -13,8 +13,8 @@ from azure.ai.ml import load_online_deployment
 from azure.ai.ml.entities import ManagedOnlineDeployment
 
 from jobs import state
-from jobs.cli import main
-from jobs.deploy import PROBE_INITIAL_DELAY_S, DeployError, DeployRequest, rollout
+from jobs.cli.main import main
+from jobs.cloud.deploy.managed import PROBE_INITIAL_DELAY_S, DeployRequest, RolloutError, rollout
 
 OUTPUTS = {
     "subscriptionId": "sub-1",
@@ -246,7 +246,7 @@ def test_redeploy_goes_green_beside_blue_and_never_drops_to_zero() -> None:
 
 def test_an_unhealthy_deployment_leaves_traffic_on_the_old_one() -> None:
     service = FakeService({"blue": 100}, healthy=False)
-    with pytest.raises(DeployError) as caught:
+    with pytest.raises(RolloutError) as caught:
         deploy_to(service)
     message = str(caught.value)
     assert "deployment green did not become healthy" in message

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 
 from infra.contract import OUTPUTS
 from infra.settings import SETTINGS
-from tests.pulumi_harness import ROOT
+from tests.support import ROOT
 
 README = (ROOT / "README.md").read_text()
 
@@ -73,7 +74,7 @@ def test_readme_quick_start_test_command_is_what_ci_runs() -> None:
 
 
 def test_readme_states_the_scoring_limits_the_code_enforces() -> None:
-    from jobs.score.contract import MAX_BATCH, MAX_NEW_TOKENS, GenerationParameters
+    from jobs.uploads.score.contract import MAX_BATCH, MAX_NEW_TOKENS, GenerationParameters
 
     contract = README.split("\n## Scoring contract\n", 1)[1].split("\n## ", 1)[0]
     defaults = GenerationParameters()
@@ -81,3 +82,23 @@ def test_readme_states_the_scoring_limits_the_code_enforces() -> None:
     assert f"(1-{MAX_BATCH} questions)" in contract
     assert f"`temperature` 0-2 (default {defaults.temperature:g})" in contract
     assert "curl" in contract
+
+
+def test_every_path_the_layout_table_names_exists() -> None:
+    layout = README.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    named = 0
+    for line in layout.splitlines():
+        if not line.startswith("| `"):
+            continue
+        first, description = line.strip("|").split(" | ", 1)
+        folders = re.findall(r"`([^`]+)`", first)
+        for folder in folders:
+            assert (ROOT / folder).exists(), folder
+            named += 1
+        # Files a folder's description names are relative to that folder.
+        for name in re.findall(r"`([\w/.-]+\.(?:py|yaml))`", description):
+            parent = ROOT / folders[0] if folders[0].endswith("/") else ROOT
+            found = list(parent.rglob(Path(name).name)) if "/" not in name else [parent / name]
+            assert any(path.exists() for path in found), (folders[0], name)
+            named += 1
+    assert named > 40

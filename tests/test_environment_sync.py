@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from jobs.finetune import REQUIREMENTS, conda_environment
-from tests.pulumi_harness import ROOT
+from jobs.cloud.environment import conda_environment
+from jobs.uploads import TRAIN_REQUIREMENTS as REQUIREMENTS
+from tests.support import ROOT
 
 
 def pins(text: str) -> dict[str, str]:
@@ -31,6 +32,6 @@ def test_every_train_pin_is_the_version_the_tests_use() -> None:
 
 
 def test_the_job_environment_installs_exactly_those_pins() -> None:
-    dependencies = conda_environment()["dependencies"]
+    dependencies = conda_environment(REQUIREMENTS, "train")["dependencies"]
     assert dependencies[0] == "python=3.11"
     assert pins("\n".join(dependencies[2]["pip"])) == pins(REQUIREMENTS.read_text())

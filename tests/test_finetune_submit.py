@@ -12,9 +12,12 @@ from azure.ai.ml.entities import Command
 from azure.core.exceptions import ResourceNotFoundError
 
 from jobs import state
-from jobs.cli import main
-from jobs.finetune import BASE_IMAGE, FinetuneRequest, build_job, content_version, submit
-from tests.conftest import SAMPLE, submit_workdir
+from jobs.cli.main import main
+from jobs.cloud.environment import BASE_IMAGE
+from jobs.cloud.finetune.custom import build_job
+from jobs.cloud.finetune.data_assets import content_version
+from jobs.cloud.finetune.methods import SubmitOptions, submit
+from tests.support import SAMPLE, submit_workdir
 
 OUTPUTS = {
     "subscriptionId": "sub-1",
@@ -168,16 +171,17 @@ class FakeMlClient:
 
 
 def test_resubmitting_the_same_data_uploads_nothing(workdir: Path) -> None:
-    request = FinetuneRequest(
+    options = SubmitOptions(
         workdir / "data" / "train_data.jsonl", workdir / "data" / "test_data.jsonl"
     )
+    request = options.custom_request()
     client = FakeMlClient()
-    submit(client, request, build_job(request, "gpu-phidev"), log=lambda _: None)
-    submit(client, request, build_job(request, "gpu-phidev"), log=lambda _: None)
+    submit(client, options, build_job(request, "gpu-phidev"), log=lambda _: None)
+    submit(client, options, build_job(request, "gpu-phidev"), log=lambda _: None)
     assert client.data.uploads == 2  # train and test, once each
     assert [job.name for job in client.jobs.created] == ["job-1", "job-2"]
     (workdir / "data" / "train_data.jsonl").write_text(SAMPLE.read_text())
-    submit(client, request, build_job(request, "gpu-phidev"), log=lambda _: None)
+    submit(client, options, build_job(request, "gpu-phidev"), log=lambda _: None)
     assert client.data.uploads == 3  # only the changed file
 
 

@@ -3,76 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from jobs.cli import main
-from jobs.serve import free_port
+from jobs.cli.main import main
+from jobs.local.serve import free_port
 from tests.contract_server import Recorded, contract_server
-from tests.pulumi_harness import ROOT
+from tests.support import BIN, FLOW_DIR, answer_of, connect, flow_test
 
-BIN = Path(sys.executable).parent
-FLOW = ROOT / "flow"
 KEY = "right-key-5c1d"
 HISTORY = [
     {"inputs": {"question": "What is the capital of France?"}, "outputs": {"answer": "Paris."}},
 ]
-
-
-@pytest.fixture
-def pf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """An isolated Prompt flow home, no telemetry, no tracing service, a file keyring."""
-    home = tmp_path / "pf-home"
-    home.mkdir()
-    (home / "pf.yaml").write_text(
-        yaml.safe_dump({"telemetry": {"enabled": "false"}, "trace": {"destination": "none"}})
-    )
-    variables = {
-        "PF_HOME_DIRECTORY": str(home),
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-    }
-    for name, value in variables.items():
-        monkeypatch.setenv(name, value)
-    return {**os.environ, **variables}
-
-
-def connect(endpoint: str, key: str, env: dict[str, str], api: str = "score") -> None:
-    """`phi flow connect` in its own process: Prompt flow fixes its home at first import."""
-    result = subprocess.run(
-        [str(BIN / "phi"), "flow", "connect", "--endpoint", endpoint, "--api", api],
-        env={**env, "PHI_ENDPOINT_KEY": key}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert key not in result.stdout + result.stderr
-
-
-def flow_test(
-    env: dict[str, str], question: str, history: list[Any]
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            str(BIN / "pf"), "flow", "test", "--flow", str(FLOW),
-            "--inputs", f"question={question}", f"chat_history={json.dumps(history)}",
-        ],
-        env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
-
-
-def answer_of(result: subprocess.CompletedProcess[str]) -> str:
-    match = re.search(r'\{\s*"answer":.*?\}', result.stdout, re.S)
-    assert match, result.stdout + result.stderr
-    return str(json.loads(match.group(0))["answer"])
 
 
 def test_the_flow_sends_history_as_messages_with_the_key(
@@ -127,7 +75,7 @@ def test_pf_flow_serve_answers_over_http(
     with contract_server(Recorded(key=KEY)) as (endpoint, _):
         connect(endpoint, KEY, pf_env)
         server = subprocess.Popen(
-            [str(BIN / "pf"), "flow", "serve", "--source", str(FLOW), "--port", str(port), "--host", "127.0.0.1", "--skip-open-browser"],
+            [str(BIN / "pf"), "flow", "serve", "--source", str(FLOW_DIR), "--port", str(port), "--host", "127.0.0.1", "--skip-open-browser"],
             env=pf_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         try:
@@ -162,17 +110,17 @@ def test_connect_with_endpoint_needs_the_key_variable(
 
 
 def test_the_flow_folder_names_its_connection_and_holds_no_secret() -> None:
-    dag = yaml.safe_load((FLOW / "flow.dag.yaml").read_text())
+    dag = yaml.safe_load((FLOW_DIR / "flow.dag.yaml").read_text())
     assert dag["$schema"].endswith("Flow.schema.json")
     assert dag["inputs"]["question"]["is_chat_input"] is True
     assert dag["inputs"]["chat_history"]["is_chat_history"] is True
     assert dag["outputs"]["answer"]["is_chat_output"] is True
     assert dag["nodes"][0]["inputs"]["connection"] == "phi3-endpoint"
-    for path in FLOW.iterdir():
+    for path in FLOW_DIR.iterdir():
         if path.is_file():
             text = path.read_text()
             assert "inference.ml.azure.com" not in text
             assert not re.search(r"key[ \t]*[:=][ \t]*[\"']?[A-Za-z0-9+/=_-]{16,}", text, re.I)
-    rows = [json.loads(line) for line in (FLOW / "data.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (FLOW_DIR / "data.jsonl").read_text().splitlines()]
     assert rows
     assert all({"question", "chat_history"} <= set(row) for row in rows)

@@ -45,7 +45,7 @@ def test_two_stacks_never_share_a_globally_unique_name() -> None:
         ("keyVaultName", "kv-"),
         ("containerRegistryName", "cr-with-hyphens"),
         ("workspaceName", "_ws"),
-        ("gpuClusterName", "gpu-"),
+        ("gpuComputeName", "gpu-"),
         ("endpointName", "ep--x"),
     ],
 )

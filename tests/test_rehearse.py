@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
-PHI = [sys.executable, "-m", "jobs.cli"]
+from jobs.local.rehearse import STAGES
+from tests.support import PHI, ROOT, Rehearsals, no_process_mentions, port_is_free
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
-
-
-def no_process_mentions(text: str) -> bool:
-    result = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    return not any(text in line and "pytest" not in line for line in result.stdout.splitlines())
-
-
-def test_rehearse_runs_the_whole_pipeline_and_leaves_nothing_running(tmp_path: Path) -> None:
-    work = tmp_path / "rehearsal"
-    result = subprocess.run(
-        [*PHI, "rehearse", "--work-dir", str(work)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+def test_rehearse_runs_the_whole_pipeline_and_leaves_nothing_running(
+    rehearsals: Rehearsals,
+) -> None:
+    result, work = rehearsals.through.result, rehearsals.through.work
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for number, stage in enumerate(["model", "data", "train", "serve", "flow", "answer"], start=1):
-        assert f"[{number}/6]" in out
+    assert list(STAGES) == ["model", "data", "train", "serve", "flow", "answer"]
+    for number, stage in enumerate(STAGES, start=1):
+        assert f"[{number}/{len(STAGES)}] {STAGES[stage]}" in out
         assert re.search(rf"^\| {stage} \| \d+\.\d \|$", out, re.M), stage
     answer = re.search(r"^      A: (.*)$", out, re.M)
     assert answer is not None
@@ -48,18 +33,12 @@ def test_rehearse_runs_the_whole_pipeline_and_leaves_nothing_running(tmp_path: P
     assert no_process_mentions(str(work))
 
 
-def test_a_failed_stage_names_itself_and_its_log_and_stops_everything(tmp_path: Path) -> None:
-    work = tmp_path / "rehearsal"
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = subprocess.run(
-            [*PHI, "rehearse", "--work-dir", str(work), "--port", str(port)],
-            capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
+def test_a_failed_stage_names_itself_and_its_log_and_stops_everything(
+    rehearsals: Rehearsals,
+) -> None:
+    result, work = rehearsals.failing.result, rehearsals.failing.work
     assert result.returncode == 1
-    assert "phi rehearse: stage 'serve' failed" in result.stderr
+    assert "phi: error: stage 'serve' failed" in result.stderr
     assert f"log: {work / 'logs' / 'serve.log'}" in result.stderr
     assert (work / "logs" / "serve.log").read_text()
     assert no_process_mentions(str(work))
@@ -70,13 +49,13 @@ def test_rehearse_refuses_a_work_directory_in_use(tmp_path: Path) -> None:
     result = subprocess.run(
         [*PHI, "rehearse", "--work-dir", str(tmp_path)], capture_output=True, text=True, check=False
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error: nothing was started
     assert "is not empty" in result.stderr
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
 def test_readme_lists_the_azure_stages_in_order() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## The same stages in Azure\n", 1)[1].split("\n## ", 1)[0]
     stages = [
         "pulumi up",

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from azure.ai.ml import load_serverless_endpoint
 
-from jobs.cli import main
-from jobs.serverless import ServerlessRequest, chat_url, delete, deploy
+from jobs.cli.main import main
+from jobs.cloud.deploy.serverless import ServerlessRequest, chat_url, delete, deploy
 from tests.contract_server import Recorded, contract_server
-from tests.test_flow import answer_of, connect, flow_test, pf_env  # noqa: F401 - the fixture
+from tests.support import answer_of, connect, flow_test
 
 OUTPUTS = {
     "subscriptionId": "sub-1",
@@ -153,7 +153,7 @@ def test_phi_chat_speaks_chat_completions(capsys: pytest.CaptureFixture[str]) ->
     assert (request["max_tokens"], request["temperature"]) == (20, 0)
 
 
-def test_the_flow_speaks_chat_completions(pf_env: dict[str, str]) -> None:  # noqa: F811 - the fixture
+def test_the_flow_speaks_chat_completions(pf_env: dict[str, str]) -> None:
     with contract_server(Recorded(api="chat-completions", key="k-3f9e")) as (url, recorded):
         connect(url, "k-3f9e", pf_env, api="chat-completions")
         result = flow_test(pf_env, "Who founded Microsoft?", [])

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli import main
+from jobs.cli.main import main
 from jobs.data.prepare import SampleSize, prepare
-from tests.conftest import SAMPLE
+from jobs.uploads import TRAIN_SOURCE
+from tests.support import SAMPLE
 
 
 def test_loss_falls_clearly(fine_tuned: Path) -> None:
@@ -71,7 +72,7 @@ def test_bad_inputs_fail_before_loading_anything(
 def test_precision_and_cpu_mode_are_chosen_from_the_hardware(tmp_path: Path) -> None:
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs" / "train" / "src"))
+    sys.path.insert(0, str(TRAIN_SOURCE))
     try:
         import train  # type: ignore[import-not-found]  # the script itself, as Azure ML runs it
 

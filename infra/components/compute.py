@@ -10,6 +10,7 @@ from pulumi_azure_native import machinelearningservices as ml
 
 from infra.components.identity import runs_as
 from infra.config import ClusterConfig
+from infra.contract import PROJECT
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class ComputeCluster(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ComputeClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("finetune-phi:index:ComputeCluster", name, None, opts)
+        super().__init__(f"{PROJECT}:index:ComputeCluster", name, None, opts)
         spec = args.cluster
         compute = ml.Compute(
             f"{name}-compute",

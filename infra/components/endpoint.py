@@ -9,6 +9,7 @@ import pulumi
 from pulumi_azure_native import machinelearningservices as ml
 
 from infra.components.identity import runs_as
+from infra.contract import PROJECT
 
 # Properties `phi deploy` sets on the live endpoint. A PUT without them resets live traffic
 # to 0 %, so Pulumi must never send its own (empty) value: it keeps whatever the refreshed
@@ -44,7 +45,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: InferenceEndpointArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("finetune-phi:index:InferenceEndpoint", name, None, opts)
+        super().__init__(f"{PROJECT}:index:InferenceEndpoint", name, None, opts)
         endpoint = ml.OnlineEndpoint(
             f"{name}-endpoint",
             endpoint_name=args.endpoint_name,

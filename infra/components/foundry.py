@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import machinelearningservices as ml
 
-# The name the flow's DAG uses (flow/flow.dag.yaml), so the flow runs in the project as is.
-CONNECTION_NAME = "phi3-endpoint"
+from infra.contract import FLOW_CONNECTION, PROJECT
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class FoundryProjectArgs:
     """The stack's storage account, shared with the hub."""
     key_vault_id: pulumi.Input[str]
     """The stack's key vault, shared with the hub."""
-    app_insights_id: pulumi.Input[str]
+    application_insights_id: pulumi.Input[str]
     """The stack's Application Insights, shared with the hub."""
     container_registry_id: pulumi.Input[str]
     """The stack's container registry, shared with the hub."""
@@ -55,7 +54,7 @@ class FoundryProject(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: FoundryProjectArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("finetune-phi:index:FoundryProject", name, None, opts)
+        super().__init__(f"{PROJECT}:index:FoundryProject", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         identity = ml.ManagedServiceIdentityArgs(type=ml.ManagedServiceIdentityType.SYSTEM_ASSIGNED)
         sku = ml.SkuArgs(name="Basic", tier=ml.SkuTier.BASIC)
@@ -68,7 +67,7 @@ class FoundryProject(pulumi.ComponentResource):
             sku=sku,
             storage_account=args.storage_account_id,
             key_vault=args.key_vault_id,
-            application_insights=args.app_insights_id,
+            application_insights=args.application_insights_id,
             container_registry=args.container_registry_id,
             resource_group_name=args.resource_group_name,
             location=args.location,
@@ -96,7 +95,7 @@ class FoundryProject(pulumi.ComponentResource):
         key = pulumi.Output.secret(keys.primary_key)
         connection = ml.WorkspaceConnection(
             f"{name}-connection",
-            connection_name=CONNECTION_NAME,
+            connection_name=FLOW_CONNECTION,
             workspace_name=project.name,
             resource_group_name=args.resource_group_name,
             properties=ml.CustomKeysWorkspaceConnectionPropertiesArgs(

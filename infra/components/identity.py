@@ -9,6 +9,7 @@ import pulumi
 from pulumi_azure_native import authorization, managedidentity
 from pulumi_azure_native import machinelearningservices as ml
 
+from infra.contract import PROJECT
 from infra.roles import BuiltInRole, assignment_name
 
 
@@ -56,7 +57,7 @@ class RuntimeIdentity(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: RuntimeIdentityArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("finetune-phi:index:RuntimeIdentity", name, None, opts)
+        super().__init__(f"{PROJECT}:index:RuntimeIdentity", name, None, opts)
         identity = managedidentity.UserAssignedIdentity(
             f"{name}-identity",
             resource_name_=args.identity_name,

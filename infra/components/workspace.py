@@ -16,6 +16,7 @@ from pulumi_azure_native import (
 )
 
 from infra.config import ResourceNames
+from infra.contract import PROJECT
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,13 @@ class MlWorkspace(pulumi.ComponentResource):
     container_registry_id: pulumi.Output[str]
     container_registry_login_server: pulumi.Output[str]
     log_analytics_name: pulumi.Output[str]
-    app_insights_name: pulumi.Output[str]
-    app_insights_id: pulumi.Output[str]
+    application_insights_name: pulumi.Output[str]
+    application_insights_id: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: MlWorkspaceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("finetune-phi:index:MlWorkspace", name, None, opts)
+        super().__init__(f"{PROJECT}:index:MlWorkspace", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         common = {
             "resource_group_name": args.resource_group_name,
@@ -109,7 +110,7 @@ class MlWorkspace(pulumi.ComponentResource):
         )
         insights = applicationinsights.Component(
             f"{name}-insights",
-            resource_name_=args.names.app_insights,
+            resource_name_=args.names.application_insights,
             kind="web",
             application_type=applicationinsights.ApplicationType.WEB,
             ingestion_mode=applicationinsights.IngestionMode.LOG_ANALYTICS,
@@ -154,8 +155,8 @@ class MlWorkspace(pulumi.ComponentResource):
         self.container_registry_id = registry.id
         self.container_registry_login_server = registry.login_server
         self.log_analytics_name = logs.name
-        self.app_insights_name = insights.name
-        self.app_insights_id = insights.id
+        self.application_insights_name = insights.name
+        self.application_insights_id = insights.id
         self.register_outputs(
             {
                 "name": self.name,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.data.chat_format import read_jsonl, validate_rows
+from jobs.errors import UsageError
 
 DEFAULT_DATASET = "HuggingFaceH4/ultrachat_200k"
 DEFAULT_SPLIT = "train_sft"
@@ -28,7 +29,7 @@ TRAIN_FILE = "train_data.jsonl"
 TEST_FILE = "test_data.jsonl"
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """Bad arguments or bad data; nothing was written."""
 
 
@@ -59,9 +60,6 @@ class SampleSize:
             return min(self.rows, total)
         assert self.percent is not None
         return min(total, max(1, math.ceil(total * self.percent / 100)))
-
-    def __str__(self) -> str:
-        return f"{self.percent:g}%" if self.percent is not None else f"{self.rows} rows"
 
 
 Numbered = tuple[int, Any, str | None]

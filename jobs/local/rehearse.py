@@ -27,13 +27,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.data import chat_format, prepare
-from jobs.flow_connect import KEY_VARIABLE
-from jobs.serve import free_port, wait_until_healthy
+from flow import FLOW_DIR
+from jobs.data import SAMPLE, chat_format, prepare
+from jobs.errors import PhiError, UsageError
+from jobs.local.flow_connection import KEY_VARIABLE
+from jobs.local.serve import free_port, wait_until_healthy
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "jobs" / "data" / "samples" / "chat_sample.jsonl"
-FLOW = REPO / "flow"
+STAGES = {
+    "model": "building a tiny Phi-3 model and tokenizer offline",
+    "data": "preparing and validating the chat sample",
+    "train": "fine-tuning with the real training script (CPU)",
+    "serve": "starting the scoring server",
+    "flow": "connecting the chat flow and running it with a chat history",
+    "answer": "answer from the fine-tuned model, through the flow",
+}
 QUESTION = "Which river flows through it?"
 HISTORY = [
     {
@@ -48,7 +55,7 @@ TRAINING_ARGS = (
 )  # fmt: skip
 
 
-class RehearsalError(RuntimeError):
+class RehearsalError(PhiError):
     pass
 
 
@@ -91,8 +98,8 @@ class Rehearsal:
         return result.stdout
 
     @contextmanager
-    def stage(self, name: str, description: str) -> Iterator[None]:
-        self.log(f"[{len(self.times) + 1}/6] {description} ...")
+    def stage(self, name: str, detail: str = "") -> Iterator[None]:
+        self.log(f"[{len(self.times) + 1}/{len(STAGES)}] {STAGES[name]}{detail} ...")
         self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         try:
@@ -111,6 +118,16 @@ class Rehearsal:
 
     def phi(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "jobs.cli", *args]
+
+    def pf(self) -> str:
+        """Prompt flow's `pf`, beside this Python or on PATH."""
+        found = shutil.which("pf", path=str(Path(sys.executable).parent)) or shutil.which("pf")
+        if found is None:
+            raise RehearsalError(
+                "Prompt flow's `pf` is not installed: install the flow extra "
+                "(pip install 'finetune-phi[flow]') or run `make venv`"
+            )
+        return found
 
     def start_server(self, model: Path) -> None:
         with self.log_path("serve").open("a") as log:
@@ -132,9 +149,9 @@ class Rehearsal:
 
 
 def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None] = print) -> str:
-    """Run the six stages; returns the answer. Raises RehearsalError naming the stage and its log."""
+    """Run the STAGES; returns the answer. Raises RehearsalError naming the stage and its log."""
     if work_dir.exists() and any(work_dir.iterdir()):
-        raise RehearsalError(f"work directory {work_dir} is not empty; pass another --work-dir")
+        raise UsageError(f"work directory {work_dir} is not empty; pass another --work-dir")
     work_dir.mkdir(parents=True, exist_ok=True)
     pf_home = work_dir / "promptflow"
     pf_home.mkdir()
@@ -144,12 +161,12 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
     r = Rehearsal(work_dir, port or free_port(), log)
     log(f"work directory: {work_dir}")
     try:
-        with r.stage("model", "building a tiny Phi-3 model and tokenizer offline"):
-            from jobs.tiny_model import build
+        with r.stage("model"):
+            from jobs.local.tiny_model import build
 
             texts = [m["content"] for messages in prepare.iter_messages(SAMPLE) for m in messages]
             base_model = build(texts, work_dir / "base-model")
-        with r.stage("data", "preparing and validating the chat sample"):
+        with r.stage("data"):
             data = prepare.prepare(
                 out_dir=work_dir / "data",
                 size=prepare.SampleSize(percent=100),
@@ -161,7 +178,7 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
                 if not report.ok:
                     raise RehearsalError(f"{path}: {report.problems[:3]}")
             log(f"      {data.train_rows} training and {data.test_rows} test conversations")
-        with r.stage("train", "fine-tuning with the real training script (CPU)"):
+        with r.stage("train"):
             r.run("train", r.phi(
                 "train", "--local", "--model", str(base_model), "--train-file", str(data.train),
                 "--eval-file", str(data.test), "--output-dir", str(work_dir / "out"), *TRAINING_ARGS,
@@ -174,18 +191,21 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
             log(
                 f"      loss {losses[0]:.2f} -> {losses[-1]:.2f}, {metrics['tokens_per_second']:,.0f} tokens/s; MLflow model in {work_dir / 'out' / 'model'}"
             )
-        with r.stage("serve", f"starting the scoring server on port {r.port}"):
+        with r.stage("serve", f" on port {r.port}"):
             r.start_server(work_dir / "out" / "model")
-        with r.stage("flow", "connecting the chat flow and running it with a chat history"):
+        with r.stage("flow"):
             endpoint = f"http://127.0.0.1:{r.port}/score"
             r.run(
                 "flow",
                 r.phi("flow", "connect", "--endpoint", endpoint),
                 env={**r.env, KEY_VARIABLE: "local"},
             )
-            pf = shutil.which("pf", path=str(Path(sys.executable).parent)) or "pf"
+            # A copy: `pf flow test` writes its run artifacts into the flow folder.
+            flow = shutil.copytree(
+                FLOW_DIR, work_dir / "flow", ignore=shutil.ignore_patterns("__pycache__", ".*")
+            )
             output = r.run("flow", [
-                pf, "flow", "test", "--flow", str(FLOW),
+                r.pf(), "flow", "test", "--flow", str(flow),
                 # Greedy: the tiny model's most likely answer, the same on every run.
                 "--inputs", f"question={QUESTION}", f"chat_history={json.dumps(HISTORY)}", "temperature=0",
             ])  # fmt: skip
@@ -193,7 +213,7 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
             if match is None:
                 raise RehearsalError("pf flow test printed no answer")
             answer = str(json.loads(match.group(0))["answer"])
-        with r.stage("answer", "answer from the fine-tuned model, through the flow"):
+        with r.stage("answer"):
             log(f"      Q (after: {HISTORY[0]['inputs']['question']!r}): {QUESTION}")
             log(f"      A: {answer}")
     finally:
@@ -208,12 +228,3 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
 
 def default_work_dir() -> Path:
     return Path(".phi") / f"rehearsal-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def run_cli(work_dir: Path | None, port: int | None) -> int:
-    try:
-        rehearse((work_dir or default_work_dir()).resolve(), port)
-    except RehearsalError as error:
-        print(f"phi rehearse: {error}", file=sys.stderr)
-        return 1
-    return 0

@@ -17,13 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from jobs.finetune import BASE_IMAGE, MODEL_OUTPUT, conda_environment
+from jobs.cloud.environment import environment, tags
+from jobs.cloud.finetune import MODEL_OUTPUT
+from jobs.errors import PhiError, UsageError
+from jobs.uploads import SCORE_REQUIREMENTS, SCORE_SOURCE
 
-SCORE_SOURCE = Path(__file__).resolve().parent / "score"
-SCORE_REQUIREMENTS = SCORE_SOURCE / "environment" / "requirements.txt"
 MODEL_NAME = "phi-finetuned"
 COLOURS = ("blue", "green")
 INSTANCE_TYPES = {"gpu": "Standard_NC6s_v3", "cpu": "Standard_E4s_v3"}
@@ -31,7 +31,7 @@ INSTANCE_TYPES = {"gpu": "Standard_NC6s_v3", "cpu": "Standard_E4s_v3"}
 PROBE_INITIAL_DELAY_S = 600
 
 
-class DeployError(RuntimeError):
+class RolloutError(PhiError):
     """The rollout stopped; the message says where traffic is and what to do."""
 
 
@@ -46,22 +46,20 @@ class DeployRequest:
 
     def check(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", self.job):
-            raise DeployError(f"--job {self.job!r}: a job name holds letters, digits, '_' and '-'")
+            raise UsageError(f"--job {self.job!r}: a job name holds letters, digits, '_' and '-'")
         if not re.fullmatch(r"Standard_[A-Za-z0-9_]+", self.instance_type):
-            raise DeployError(
+            raise UsageError(
                 f"--instance-type {self.instance_type!r}: must be an Azure VM size, e.g. Standard_NC6s_v3"
             )
         if not 1 <= self.instance_count <= 20:
-            raise DeployError(f"--instance-count {self.instance_count}: must be between 1 and 20")
+            raise UsageError(f"--instance-count {self.instance_count}: must be between 1 and 20")
         if not 1_000 <= self.request_timeout_ms <= 180_000:
-            raise DeployError(
+            raise UsageError(
                 f"--request-timeout-ms {self.request_timeout_ms}: must be between 1000 and 180000 "
                 "(Azure ML's limit for managed online endpoints)"
             )
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", self.model_name):
-            raise DeployError(
-                f"--model-name {self.model_name!r}: letters, digits, '_', '-' and '.'"
-            )
+            raise UsageError(f"--model-name {self.model_name!r}: letters, digits, '_', '-' and '.'")
 
 
 def model_entity(request: DeployRequest) -> Any:
@@ -73,7 +71,7 @@ def model_entity(request: DeployRequest) -> Any:
         path=f"azureml://jobs/{request.job}/outputs/{MODEL_OUTPUT}",
         type=AssetTypes.MLFLOW_MODEL,
         description=f"Phi fine-tuned by Azure ML job {request.job}.",
-        tags={"job": request.job, "project": "finetune-phi"},
+        tags=tags(job=request.job),
     )
 
 
@@ -82,7 +80,6 @@ def deployment_entity(
 ) -> Any:
     from azure.ai.ml.entities import (
         CodeConfiguration,
-        Environment,
         ManagedOnlineDeployment,
         OnlineRequestSettings,
         ProbeSettings,
@@ -98,9 +95,7 @@ def deployment_entity(
         endpoint_name=endpoint,
         model=model,
         code_configuration=CodeConfiguration(code=str(SCORE_SOURCE), scoring_script="score.py"),
-        environment=Environment(
-            image=BASE_IMAGE, conda_file=conda_environment(SCORE_REQUIREMENTS, "finetune-phi-score")
-        ),
+        environment=environment(SCORE_REQUIREMENTS, "finetune-phi-score"),
         instance_type=request.instance_type,
         instance_count=request.instance_count,
         request_settings=OnlineRequestSettings(
@@ -120,7 +115,7 @@ def next_colour(existing: list[str], live: dict[str, int]) -> str:
     """The colour to deploy: one without traffic, preferring one that does not exist yet."""
     free = [colour for colour in COLOURS if live.get(colour, 0) == 0]
     if not free:
-        raise DeployError("both blue and green take traffic; shift it to one of them first")
+        raise RolloutError("both blue and green take traffic; shift it to one of them first")
     return next((colour for colour in free if colour not in existing), free[0])
 
 
@@ -161,7 +156,7 @@ def rollout(
     except Exception as error:  # any failure stops the rollout the same way
         failure = str(error).splitlines()[0] if str(error) else type(error).__name__
     if failure is not None:
-        raise DeployError(
+        raise RolloutError(
             f"deployment {colour} did not become healthy ({failure}); traffic is unchanged "
             f"({live or 'no traffic'}). Logs: az ml online-deployment get-logs --endpoint-name "
             f"{endpoint_name} --name {colour}; then delete it or run phi deploy again."
@@ -180,7 +175,7 @@ def plan_yaml(request: DeployRequest, *, endpoint_name: str, identity_client_id:
     """The dry run: model, deployment and traffic plan as three YAML documents."""
     import yaml
 
-    from jobs.azure_yaml import plain, to_yaml
+    from jobs.cloud.specs import plain, to_yaml
 
     model = model_entity(request)
     deployment = deployment_entity(

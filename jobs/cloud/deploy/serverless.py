@@ -17,23 +17,19 @@ from typing import Any
 import yaml
 
 from infra.naming import RULES
-
-ENDPOINT_STATE_KEY = "serverless_endpoint"
-
-
-class ServerlessError(ValueError):
-    pass
+from jobs.cloud.deploy.managed import MODEL_NAME
+from jobs.errors import UsageError
 
 
 @dataclass(frozen=True)
 class ServerlessRequest:
     endpoint_name: str
-    model_name: str = "phi-finetuned"
+    model_name: str = MODEL_NAME
 
     def check(self) -> None:
         broken = RULES["endpointName"].violation(self.endpoint_name)
         if broken:
-            raise ServerlessError(f"--endpoint-name {self.endpoint_name!r}: {broken}")
+            raise UsageError(f"--endpoint-name {self.endpoint_name!r}: {broken}")
 
 
 def spec(name: str, model_id: str) -> dict[str, str]:

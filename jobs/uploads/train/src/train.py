@@ -52,8 +52,10 @@ LOGGED_METRICS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "t
 @dataclass
 class ScriptArguments:
     model_name_or_path: str = field(
-        default="microsoft/Phi-3.5-mini-instruct",
-        metadata={"help": "Hugging Face model id or local folder to fine-tune."},
+        default="",
+        metadata={
+            "help": "Hugging Face model id or local folder to fine-tune (hyperparameters.yaml names the tutorial's)."
+        },
     )
     train_file: str = field(default="", metadata={"help": "Training data, chat JSONL."})
     eval_file: str = field(default="", metadata={"help": "Evaluation data, chat JSONL (optional)."})
@@ -126,6 +128,8 @@ def choose_attention(training_args: Any, requested: str) -> tuple[Any, str]:
 
 def check_inputs(script_args: ScriptArguments, training_args: Any) -> None:
     """Fail before loading anything heavy, with the argument that is wrong."""
+    if not script_args.model_name_or_path:
+        raise SystemExit("error: --model_name_or_path is required (a hub id or a local folder)")
     if not script_args.train_file:
         raise SystemExit("error: --train_file is required (chat JSONL with a 'messages' column)")
     for name in ("train_file", "eval_file"):

@@ -1,4 +1,5 @@
-"""`phi serve`: the scoring server Azure ML runs, on this machine, on an MLflow model folder."""
+"""`phi serve`: the scoring server Azure ML runs, on this machine, on an MLflow model folder;
+and the helpers that start, probe and talk to it (the rehearsal and the tests use them)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-SCORE_SCRIPT = Path(__file__).resolve().parent / "score" / "score.py"
+from flow.endpoint_client import EndpointClient
+from jobs.errors import PhiError, UsageError
+from jobs.uploads import SCORE_SOURCE
 
-
-class ServeError(ValueError):
-    pass
+SCORE_SCRIPT = SCORE_SOURCE / "score.py"
 
 
 def server_command(port: int) -> list[str]:
@@ -28,11 +29,11 @@ def server_command(port: int) -> list[str]:
 def serve(model: Path, port: int) -> int:
     """Run the server in the foreground until it stops (Ctrl-C)."""
     if not any(model.glob("MLmodel")) and not any(model.glob("*/MLmodel")):
-        raise ServeError(
+        raise UsageError(
             f"--model {model}: no MLmodel file here (`phi train --local --output-dir DIR` writes DIR/model)"
         )
     if not 1 <= port <= 65535:
-        raise ServeError(f"--port {port}: must be between 1 and 65535")
+        raise UsageError(f"--port {port}: must be between 1 and 65535")
     env = {**os.environ, "AZUREML_MODEL_DIR": str(model.resolve()), "HF_HUB_OFFLINE": "1"}
     try:
         return subprocess.run(server_command(port), env=env, check=False).returncode
@@ -48,16 +49,25 @@ def free_port() -> int:
 
 
 def wait_until_healthy(process: subprocess.Popen[bytes], url: str, seconds: float) -> None:
-    """Poll `GET url` until it answers 200 (the model is loaded); ServeError if the
+    """Poll `GET url` until it answers 200 (the model is loaded); PhiError if the
     server exits first or is not healthy within `seconds`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServeError(f"phi serve exited with {process.returncode} during start-up")
+            raise PhiError(f"phi serve exited with {process.returncode} during start-up")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own local server
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.5)
-    raise ServeError(f"phi serve was not healthy within {seconds:g} s")
+    raise PhiError(f"phi serve was not healthy within {seconds:g} s")
+
+
+def local_client(url: str, api: str = "score") -> EndpointClient:
+    """A local server with no key: `phi serve` (`http://127.0.0.1:5001` or its `/score`
+    URL), or with api chat-completions, the full `/chat/completions` URL."""
+    url = url.rstrip("/")
+    if api == "score" and not url.endswith("/score"):
+        url = f"{url}/score"
+    return EndpointClient(url, api=api)

@@ -11,28 +11,26 @@ from __future__ import annotations
 
 import os
 
-CONNECTION_NAME = "phi3-endpoint"
+from infra.contract import FLOW_CONNECTION
+from jobs.errors import UsageError
+
 KEY_VARIABLE = "PHI_ENDPOINT_KEY"
-
-
-class ConnectError(ValueError):
-    pass
 
 
 def key_from_environment(environ: dict[str, str] | None = None) -> str:
     key = (environ if environ is not None else dict(os.environ)).get(KEY_VARIABLE, "")
     if not key:
-        raise ConnectError(
+        raise UsageError(
             f"--endpoint needs the key in ${KEY_VARIABLE} (a local `phi serve` checks no key: "
             f"set {KEY_VARIABLE}=local)"
         )
     return key
 
 
-def connect(endpoint: str, key: str, name: str = CONNECTION_NAME, api: str = "score") -> str:
+def connect(endpoint: str, key: str, name: str = FLOW_CONNECTION, api: str = "score") -> str:
     """Create or update the connection; returns its name. Never prints the key."""
     if not endpoint.startswith(("https://", "http://")):
-        raise ConnectError(f"endpoint {endpoint!r}: must be an http(s) scoring URI")
+        raise UsageError(f"endpoint {endpoint!r}: must be an http(s) scoring URI")
     from promptflow.client import PFClient
     from promptflow.entities import CustomConnection
 

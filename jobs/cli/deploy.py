@@ -1,0 +1,97 @@
+"""`phi deploy`: the fine-tuned model, blue/green on the managed endpoint, or serverless."""
+
+from __future__ import annotations
+
+import argparse
+
+from jobs import state
+from jobs.cli.options import Commands, add_outputs_options, read_outputs
+from jobs.cloud.deploy import managed, serverless
+from jobs.errors import UsageError
+from jobs.stack_outputs import StackOutputs
+
+
+def register(commands: Commands) -> None:
+    deploy = commands.add_parser(
+        "deploy", help="register the fine-tuned model and deploy it blue/green to the endpoint"
+    )
+    add_outputs_options(deploy)
+    deploy.add_argument(
+        "--job", help="fine-tune job (default: the last one `phi finetune submit` ran)"
+    )
+    deploy.add_argument(
+        "--profile", choices=sorted(managed.INSTANCE_TYPES), default="gpu",
+        help=", ".join(f"{name}: {size}" for name, size in managed.INSTANCE_TYPES.items())
+        + " (the tutorials' two paths)",
+    )  # fmt: skip
+    deploy.add_argument("--instance-type", help="any VM size; overrides --profile")
+    deploy.add_argument("--instance-count", type=int, default=1)
+    deploy.add_argument("--request-timeout-ms", type=int, default=90_000)
+    deploy.add_argument("--model-name", default=managed.MODEL_NAME)
+    deploy.add_argument(
+        "--dry-run", action="store_true", help="print model, deployment and plan; send nothing"
+    )
+    group = deploy.add_argument_group("serverless (after --method serverless)")
+    group.add_argument(
+        "--serverless", action="store_true", help="a serverless endpoint in the Foundry project"
+    )
+    group.add_argument("--endpoint-name", help="default: phi-ft-<environment>")
+    group.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete the serverless endpoint, then archive its model",
+    )
+    deploy.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    outputs = read_outputs(args)
+    if args.serverless:
+        return run_serverless(args, outputs)
+    if args.delete or args.endpoint_name:
+        raise UsageError("--delete and --endpoint-name go with --serverless")
+    job = args.job or state.recall(outputs.workspace().state_key, state.LAST_FINETUNE_JOB)
+    if job is None:
+        raise UsageError(
+            f"no fine-tune job recorded in {state.state_file()} for this workspace: pass --job NAME"
+        )
+    request = managed.DeployRequest(
+        job=job,
+        instance_type=args.instance_type or managed.INSTANCE_TYPES[args.profile],
+        instance_count=args.instance_count,
+        request_timeout_ms=args.request_timeout_ms,
+        model_name=args.model_name,
+    )
+    request.check()
+    found = outputs.require("endpointName", "identityClientId")
+    endpoint, identity = found["endpointName"], found["identityClientId"]
+    if args.dry_run:
+        print(
+            managed.plan_yaml(request, endpoint_name=endpoint, identity_client_id=identity), end=""
+        )
+        return 0
+    managed.rollout(
+        outputs.workspace().client(), request, endpoint_name=endpoint, identity_client_id=identity
+    )
+    return 0
+
+
+def run_serverless(args: argparse.Namespace, outputs: StackOutputs) -> int:
+    environment = outputs.values.get("environment") or "dev"
+    request = serverless.ServerlessRequest(
+        args.endpoint_name or f"phi-ft-{environment}", args.model_name
+    )
+    request.check()
+    if args.dry_run:
+        print(serverless.plan_yaml(request), end="")
+        return 0
+    project = outputs.workspace("foundryProjectName")
+    ml_client = project.client()
+    if args.delete:
+        serverless.delete(ml_client, request)
+        state.record(project.state_key, state.SERVERLESS_ENDPOINT, None)
+        return 0
+    url = serverless.deploy(ml_client, request)
+    state.record(project.state_key, state.SERVERLESS_ENDPOINT, request.endpoint_name)
+    print(f"serverless endpoint {request.endpoint_name}: {url}")
+    return 0

@@ -1,0 +1,45 @@
+"""`phi flow connect`: the chat flow's Prompt flow connection to the endpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from infra.contract import FLOW_CONNECTION
+from jobs.cli.options import Commands, add_api_option, add_outputs_options, read_outputs
+from jobs.cloud import endpoints
+from jobs.errors import UsageError
+from jobs.local import flow_connection
+
+
+def register(commands: Commands) -> None:
+    connect = (
+        commands.add_parser("flow", help="the Prompt flow chat flow")
+        .add_subparsers(dest="flow_command", required=True, metavar="COMMAND")
+        .add_parser(
+            "connect",
+            help=f"create or update the local Prompt flow connection {FLOW_CONNECTION}",
+            description="Makes the flow's custom connection from the stack outputs (the key is "
+            f"fetched at run time) or from --endpoint URL with the key in "
+            f"${flow_connection.KEY_VARIABLE}.",
+        )
+    )
+    add_outputs_options(connect)
+    connect.add_argument(
+        "--endpoint", metavar="URL", help="a scoring URI, e.g. http://127.0.0.1:5001/score"
+    )
+    connect.add_argument("--name", default=FLOW_CONNECTION, help="default: %(default)s")
+    add_api_option(connect)
+    connect.set_defaults(handler=run_connect)
+
+
+def run_connect(args: argparse.Namespace) -> int:
+    if args.endpoint and (args.stack or args.outputs):
+        raise UsageError("--endpoint names the endpoint itself: drop --stack/--outputs")
+    if args.endpoint:
+        endpoint, key = args.endpoint, flow_connection.key_from_environment()
+    else:
+        client = endpoints.stack_client(read_outputs(args), args.api)
+        endpoint, key = client.scoring_uri, client.key or ""
+    name = flow_connection.connect(endpoint, key, args.name, args.api)
+    print(f"connection {name}: endpoint {endpoint} (key stored encrypted by Prompt flow)")
+    return 0

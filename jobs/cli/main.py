@@ -1,0 +1,80 @@
+"""`phi`: the command line of the jobs side. Every subcommand has --help.
+
+phi data prepare --out data                  # 1 % of ultrachat_200k, split 80/20
+phi data validate data/train_data.jsonl      # every bad line, by number and reason
+phi train --local --model DIR --train-file F --eval-file F --output-dir out
+phi finetune submit --stack dev --dry-run    # the job YAML, sent nowhere
+phi deploy --stack dev --dry-run             # model, deployment and traffic plan
+phi serve --model out/model                  # the scoring server, locally
+phi chat --local http://127.0.0.1:5001 "Who founded Microsoft?"
+phi flow connect --stack dev                 # the flow's connection, key fetched now
+phi rehearse                                 # all of it, offline, on a tiny model
+
+Exit codes: 0 done, 1 a failure at run time, 2 a usage error (nothing was sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from flow.endpoint_client import EndpointError
+from jobs.errors import PhiError, UsageError
+
+COMMAND_GROUPS = ("data", "train", "finetune", "deploy", "serve", "chat", "flow", "rehearse")
+# Which extra of the package installs a missing top-level module.
+EXTRAS = {
+    "yaml": "jobs", "azure": "jobs", "datasets": "jobs", "pyarrow": "jobs",
+    "torch": "train", "transformers": "train", "trl": "train", "mlflow": "train",
+    "accelerate": "train", "azureml_inference_server_http": "serve", "promptflow": "flow",
+}  # fmt: skip
+
+
+def missing_package(error: ModuleNotFoundError) -> UsageError:
+    top = (error.name or "").split(".")[0]
+    extra = EXTRAS.get(top, "jobs,train,serve,flow")
+    return UsageError(
+        f"the Python package {top!r} is not installed: pip install 'finetune-phi[{extra}]' "
+        "(or `make venv` in a checkout)"
+    )
+
+
+def command_groups() -> list[ModuleType]:
+    return [importlib.import_module(f"jobs.cli.{name}") for name in COMMAND_GROUPS]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in command_groups():
+        group.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "passthrough", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.trl_args = tuple(extra)
+        return int(args.handler(args))
+    except ModuleNotFoundError as error:
+        return main_error(missing_package(error))
+    except PhiError as error:
+        return main_error(error)
+    except EndpointError as error:  # the flow's client knows nothing of phi's errors
+        return main_error(PhiError(str(error)))
+
+
+def main_error(error: PhiError) -> int:
+    """The one way `phi` reports a failure: one line on stderr, and the error's exit code."""
+    print(f"phi: error: {error}", file=sys.stderr)
+    return error.exit_code

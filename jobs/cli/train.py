@@ -1,0 +1,51 @@
+"""`phi train --local`: the training script the Azure ML job runs, on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from jobs.cli.options import Commands
+from jobs.cloud.finetune.custom import check_trl_args
+from jobs.uploads import TRAIN_HYPERPARAMETERS, TRAIN_SOURCE
+
+
+def register(commands: Commands) -> None:
+    train = commands.add_parser(
+        "train",
+        help="run the training script locally (extra --args go to TRL)",
+        description="Runs jobs/uploads/train/src/train.py, the script the Azure ML job runs. Any "
+        "further --name value pairs are TRL/Trainer arguments in TRL's spelling, e.g. "
+        "--num_train_epochs 1.",
+    )
+    train.add_argument("--local", action="store_true", required=True, help="run on this machine")
+    train.add_argument("--model", required=True, help="hub id or local folder of the model")
+    train.add_argument("--train-file", type=Path, required=True)
+    train.add_argument("--eval-file", type=Path)
+    train.add_argument("--output-dir", type=Path, required=True, help="MLflow model in DIR/model")
+    train.add_argument(
+        "--nproc-per-node", type=int, default=1, help="processes (torchrun) on this machine"
+    )
+    train.set_defaults(handler=run, passthrough=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_trl_args(args.trl_args)
+    launcher = [sys.executable]
+    if args.nproc_per_node > 1:
+        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={args.nproc_per_node}"]
+    output = args.output_dir.resolve()
+    command = [
+        *launcher,
+        str(TRAIN_SOURCE / "train.py"),
+        "--config", str(TRAIN_HYPERPARAMETERS),
+        "--model_name_or_path", args.model,
+        "--train_file", str(args.train_file.resolve()),
+        *(["--eval_file", str(args.eval_file.resolve())] if args.eval_file else []),
+        "--output_dir", str(output / "checkpoints"),
+        "--model_output", str(output / "model"),
+        *args.trl_args,
+    ]  # fmt: skip
+    return subprocess.run(command, check=False).returncode

@@ -1,0 +1,110 @@
+"""The catalog path: the model catalog's chat-completion fine-tuning pipeline, run on the
+stack's GPU cluster with the registry's own components (no script of ours)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jobs.cloud.environment import tags
+from jobs.cloud.finetune import MODEL_OUTPUT
+from jobs.cloud.finetune.models import REGISTRY, CatalogModel, registry_id
+from jobs.errors import UsageError
+
+CATALOG_PIPELINE = (
+    f"azureml://registries/{REGISTRY}/components/chat_completion_pipeline/labels/latest"
+)
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+)
+
+
+@dataclass(frozen=True)
+class CatalogHyperparameters:
+    learning_rate: float = 2e-5
+    lr_scheduler_type: str = "linear"
+    num_train_epochs: int = 1
+    per_device_train_batch_size: int = 1
+    apply_lora: bool = True
+    apply_deepspeed: bool = False
+
+    def check(self) -> None:
+        if not 0 < self.learning_rate < 1:
+            raise UsageError(f"--learning-rate {self.learning_rate:g}: must be above 0 and below 1")
+        if self.lr_scheduler_type not in SCHEDULERS:
+            raise UsageError(
+                f"--lr-scheduler {self.lr_scheduler_type!r}: must be one of {', '.join(SCHEDULERS)}"
+            )
+        if not 1 <= self.num_train_epochs <= 100:
+            raise UsageError(f"--epochs {self.num_train_epochs}: must be between 1 and 100")
+        if not 1 <= self.per_device_train_batch_size <= 64:
+            raise UsageError(
+                f"--batch-size {self.per_device_train_batch_size}: must be between 1 and 64"
+            )
+
+
+def catalog_pipeline(
+    model: CatalogModel,
+    compute: str,
+    train_data: str,
+    validation_data: str,
+    hyperparameters: CatalogHyperparameters,
+    experiment: str,
+) -> dict[str, Any]:
+    """The pipeline job running the registry's chat-completion fine-tuning pipeline.
+
+    Its output is named `model`, like the custom script's, so `phi deploy` registers it
+    the same way.
+    """
+    hp = hyperparameters
+    return {
+        "$schema": "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json",
+        "type": "pipeline",
+        "display_name": f"catalog fine-tune {model.name}",
+        "experiment_name": experiment,
+        "description": f"The model catalog's chat-completion fine-tuning of {model.name}; MLflow model in outputs.{MODEL_OUTPUT}.",
+        "tags": tags(method="catalog"),
+        "settings": {"default_compute": f"azureml:{compute}"},
+        "outputs": {MODEL_OUTPUT: {"type": "mlflow_model"}},
+        "jobs": {
+            "chat_completion": {
+                "type": "pipeline",
+                "component": CATALOG_PIPELINE,
+                "inputs": {
+                    "mlflow_model_path": {"type": "mlflow_model", "path": registry_id(model)},
+                    **{
+                        f"compute_{step}": compute
+                        for step in ("model_import", "preprocess", "finetune", "model_evaluation")
+                    },
+                    "train_file_path": {"type": "uri_file", "path": train_data},
+                    "validation_file_path": {"type": "uri_file", "path": validation_data},
+                    "learning_rate": hp.learning_rate,
+                    "lr_scheduler_type": hp.lr_scheduler_type,
+                    "num_train_epochs": hp.num_train_epochs,
+                    "per_device_train_batch_size": hp.per_device_train_batch_size,
+                    "apply_lora": str(hp.apply_lora).lower(),
+                    "apply_deepspeed": str(hp.apply_deepspeed).lower(),
+                },
+                "outputs": {"mlflow_model_folder": f"${{{{parent.outputs.{MODEL_OUTPUT}}}}}"},
+            }
+        },
+    }
+
+
+def load_pipeline(spec: dict[str, Any]) -> Any:
+    """The pipeline spec as azure-ai-ml's PipelineJob, through its own loader and schema."""
+    from azure.ai.ml import load_job
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "pipeline.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        return load_job(path)

@@ -1,0 +1,135 @@
+"""The custom path: our TRL training script as an Azure ML command job on the stack's cluster.
+
+The job runs `jobs/uploads/train/src/train.py` with `hyperparameters.yaml` in the training
+environment (`jobs.cloud.environment`). Its model is the named output `model`, an MLflow
+model that `phi deploy` registers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.contract import PROJECT
+from jobs.cloud.environment import environment, tags
+from jobs.cloud.finetune import MODEL_OUTPUT
+from jobs.cloud.finetune.data_assets import check_files, data_assets, reference
+from jobs.errors import UsageError
+from jobs.uploads import TRAIN_HYPERPARAMETERS, TRAIN_REQUIREMENTS, TRAIN_SOURCE
+
+EXPERIMENT = PROJECT
+DEFAULT_MODEL: str = yaml.safe_load(TRAIN_HYPERPARAMETERS.read_text())["model_name_or_path"]
+"""The tutorial's model, as the training script's hyperparameters name it."""
+# Arguments phi itself passes to the script; a user sets them through phi's own options.
+RESERVED_ARGUMENTS = frozenset(
+    {"train_file", "eval_file", "model_output", "config", "output_dir", "model_name_or_path"}
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One of the tutorial's two paths."""
+
+    compute_output: str
+    """Stack output naming the cluster."""
+    trl_defaults: tuple[str, ...]
+    """TRL arguments the path needs; the user's own arguments come after and win."""
+
+
+PROFILES = {
+    "gpu": Profile("gpuComputeName", ()),
+    # The tutorial's low-cost path: a CPU node, short sequences, one example per step.
+    "cpu": Profile("cpuComputeName", ("--max_length", "512", "--per_device_train_batch_size", "1")),
+}
+
+
+@dataclass(frozen=True)
+class FinetuneRequest:
+    train_file: Path
+    test_file: Path
+    profile: str = "gpu"
+    nodes: int = 1
+    gpus_per_node: int = 1
+    model: str = DEFAULT_MODEL
+    experiment: str = EXPERIMENT
+    trl_args: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        """Every rule, each naming its argument, before anything is sent."""
+        check_files(self.train_file, self.test_file)
+        if self.profile not in PROFILES:
+            raise UsageError(f"--profile {self.profile!r}: must be one of {', '.join(PROFILES)}")
+        if not 1 <= self.nodes <= 100:
+            raise UsageError(f"--nodes {self.nodes}: must be between 1 and 100")
+        if not 1 <= self.gpus_per_node <= 16:
+            raise UsageError(f"--gpus-per-node {self.gpus_per_node}: must be between 1 and 16")
+        if self.profile == "cpu" and (self.nodes, self.gpus_per_node) != (1, 1):
+            raise UsageError(
+                "--profile cpu runs one process on one node: drop --nodes/--gpus-per-node"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", self.experiment):
+            raise UsageError(f"--experiment {self.experiment!r}: letters, digits, '_', '-', '.'")
+        check_trl_args(self.trl_args)
+
+
+def check_trl_args(args: tuple[str, ...]) -> None:
+    """TRL overrides are `--name value` pairs (or `--name=value`) in TRL's own spelling."""
+    if args and not args[0].startswith("--"):
+        raise UsageError(
+            f"unexpected argument {args[0]!r}; TRL overrides look like --learning_rate 3e-3"
+        )
+    for name in (a.removeprefix("--").split("=")[0] for a in args if a.startswith("--")):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise UsageError(
+                f"--{name}: TRL arguments are spelt in snake_case, e.g. --num_train_epochs"
+            )
+        if name in RESERVED_ARGUMENTS:
+            raise UsageError(f"--{name} is set by phi itself; use the phi option instead")
+
+
+def build_job(request: FinetuneRequest, compute: str) -> Any:
+    """The command job, built with azure-ai-ml's own classes; needs no credentials."""
+    from azure.ai.ml import Input, Output, PyTorchDistribution, command
+    from azure.ai.ml.constants import AssetTypes
+
+    profile = PROFILES[request.profile]
+    assets = data_assets(request.train_file, request.test_file)
+    trl_args = " ".join((*profile.trl_defaults, *request.trl_args))
+    distributed = request.nodes * request.gpus_per_node > 1
+    node = command(
+        code=str(TRAIN_SOURCE),
+        command=(
+            "python train.py --config hyperparameters.yaml"
+            f" --model_name_or_path {request.model}"
+            " --train_file ${{inputs.train_data}} --eval_file ${{inputs.test_data}}"
+            f" --model_output ${{{{outputs.{MODEL_OUTPUT}}}}} --output_dir outputs/checkpoints"
+            + (f" {trl_args}" if trl_args else "")
+        ),
+        inputs={
+            name: Input(type=AssetTypes.URI_FILE, path=reference(asset))
+            for name, asset in assets.items()
+        },
+        outputs={MODEL_OUTPUT: Output(type=AssetTypes.MLFLOW_MODEL)},
+        environment=environment(TRAIN_REQUIREMENTS, "finetune-phi-train"),
+        compute=compute,
+        instance_count=request.nodes,
+        distribution=(
+            PyTorchDistribution(process_count_per_instance=request.gpus_per_node)
+            if distributed
+            else None
+        ),
+        shm_size="16g",
+        environment_variables={
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        },
+        display_name=f"sft {request.model.split('/')[-1]} ({request.profile})",
+        experiment_name=request.experiment,
+        description=f"TRL SFT of {request.model} on the prepared chat data; MLflow model in outputs.{MODEL_OUTPUT}.",
+        tags=tags(profile=request.profile),
+    )
+    return node._to_job()

@@ -1,0 +1,152 @@
+"""Helpers the test modules share (fixtures built on them live in conftest.py).
+
+Test modules import from here and from the stand-ins for Azure (`contract_server`,
+`arm_server`, `pulumi_harness`), never from one another.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flow import FLOW_DIR
+from jobs.data import SAMPLE
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PHI = [sys.executable, "-m", "jobs.cli"]
+
+__all__ = ["BIN", "FLOW_DIR", "PHI", "ROOT", "SAMPLE"]
+
+
+def submit_workdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outputs: Mapping[str, object]
+) -> Path:
+    """A folder as `phi finetune submit` expects it: prepared data and saved stack outputs."""
+    from jobs.data.prepare import SampleSize, prepare
+
+    monkeypatch.chdir(tmp_path)
+    prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=42, from_path=SAMPLE)
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    return tmp_path
+
+
+def isolated_promptflow(tmp_path: Path) -> dict[str, str]:
+    """Variables for an isolated Prompt flow home: no telemetry, no tracing service, a file
+    keyring."""
+    home = tmp_path / "pf-home"
+    home.mkdir()
+    (home / "pf.yaml").write_text(
+        yaml.safe_dump({"telemetry": {"enabled": "false"}, "trace": {"destination": "none"}})
+    )
+    return {
+        "PF_HOME_DIRECTORY": str(home),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+    }
+
+
+def connect(endpoint: str, key: str, env: dict[str, str], api: str = "score") -> None:
+    """`phi flow connect` in its own process: Prompt flow fixes its home at first import."""
+    result = subprocess.run(
+        [str(BIN / "phi"), "flow", "connect", "--endpoint", endpoint, "--api", api],
+        env={**env, "PHI_ENDPOINT_KEY": key}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert key not in result.stdout + result.stderr
+
+
+def flow_test(
+    env: dict[str, str], question: str, history: list[Any]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(BIN / "pf"), "flow", "test", "--flow", str(FLOW_DIR),
+            "--inputs", f"question={question}", f"chat_history={json.dumps(history)}",
+        ],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+
+
+def answer_of(result: subprocess.CompletedProcess[str]) -> str:
+    match = re.search(r'\{\s*"answer":.*?\}', result.stdout, re.S)
+    assert match, result.stdout + result.stderr
+    return str(json.loads(match.group(0))["answer"])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def no_process_mentions(text: str) -> bool:
+    result = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    return not any(text in line and "pytest" not in line for line in result.stdout.splitlines())
+
+
+@dataclass(frozen=True)
+class Rehearsal:
+    """One `phi rehearse` run, in its own process: its result and its work directory."""
+
+    result: subprocess.CompletedProcess[str]
+    work: Path
+    port: int | None = None
+    """The --port it was given, if any."""
+
+
+@dataclass(frozen=True)
+class Rehearsals:
+    through: Rehearsal
+    """A rehearsal that runs through: its tiny model and fine-tune are the session's."""
+    failing: Rehearsal
+    """A rehearsal whose scoring port is taken, so its serve stage fails."""
+
+
+def install_wheel(work: Path) -> Path:
+    """Build this checkout's wheel and install it into a fresh virtual environment under
+    `work`, outside the checkout; returns that environment's bin folder.
+
+    The wheel is built from a copy of the tracked files, so the checkout gets no build
+    output. The environment borrows this one's third-party packages through a path file,
+    but not its editable install of this project: a path file's own path files are never
+    read, so `jobs`, `infra` and `flow` come from the wheel alone.
+    """
+    source = work / "source"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(source)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    [wheel] = (work / "dist").glob("finetune_phi-*.whl")
+    fresh = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], check=True)
+    [site_packages] = fresh.glob("lib/python*/site-packages")
+    (site_packages / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [*pip, "--python", str(fresh / "bin" / "python"), "install", "--no-deps", "--no-index", str(wheel)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return fresh / "bin"
