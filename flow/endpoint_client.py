@@ -67,9 +67,15 @@ def explain(status: int, body: str, headers: Mapping[str, str]) -> str:
             "or raise the deployment's request timeout (`phi deploy --request-timeout-ms`)"
         )
     if status == 424:
-        model_error = headers.get("ms-azureml-model-error-reason") or reason
+        # A managed endpoint turns any non-200 of the scoring script into 424, keeping the
+        # script's status in this header and its body as the body.
+        original = headers.get("ms-azureml-model-error-statuscode", "")
+        if original.isdigit() and 400 <= int(original) < 500:
+            return f"HTTP {original} (424 from Azure): {reason}"
+        model_error = headers.get("ms-azureml-model-error-reason") or "model_error"
         return (
-            f"the model failed (HTTP 424: {model_error}); read the deployment's logs: "
+            f"the model failed (HTTP {original or '?'} ({model_error}), 424 from Azure: {reason}); "
+            "read the deployment's logs: "
             "az ml online-deployment get-logs --endpoint-name ENDPOINT --name DEPLOYMENT"
         )
     if status == 429:
@@ -121,9 +127,8 @@ class EndpointClient:
                         float(retry_after) if retry_after.isdigit() else self.backoff * 2**attempt
                     )
                     continue
-                raise EndpointError(
-                    error.code, explain(error.code, body, dict(error.headers))
-                ) from None
+                message = explain(error.code, body, dict(error.headers))
+                raise EndpointError(error.code, self._redact(message)) from None
             except TimeoutError:
                 raise EndpointError(
                     None, f"no answer within {self.timeout:g} s from the endpoint"
@@ -133,6 +138,10 @@ class EndpointClient:
                     None, f"cannot reach {self.scoring_uri}: {error.reason}"
                 ) from None
         raise AssertionError("unreachable")
+
+    def _redact(self, text: str) -> str:
+        """The text with the key, if it echoes it, masked."""
+        return text.replace(self.key, "***") if self.key else text
 
     def chat(
         self, messages: list[dict[str, str]], parameters: Mapping[str, Any] | None = None

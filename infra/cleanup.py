@@ -1,10 +1,12 @@
 """Tear an environment down so that the same stack can be brought up again at once.
 
-`pulumi destroy` alone leaves three names taken: Azure keeps the ML workspace (14 days),
-the key vault (its retention period) and the Log Analytics workspace soft-deleted, and
-the next `pulumi up` with the same, stack-stable names fails. With `--purge` this command:
+`pulumi destroy` alone leaves names taken: Azure keeps the ML workspace (14 days), the
+Foundry project and hub when the stack has them (ML workspaces too), the key vault (its
+retention period) and the Log Analytics workspace soft-deleted, and the next `pulumi up`
+with the same, stack-stable names fails. With `--purge` this command:
 
-1. deletes the ML workspace with `forceToPurge=true` (no soft-delete),
+1. deletes the Foundry project, then its hub, then the ML workspace, each with
+   `forceToPurge=true` (no soft-delete),
 2. deletes the Log Analytics workspace with `force=true` (no soft-delete),
 3. runs `pulumi destroy` for everything else,
 4. purges the soft-deleted key vault (impossible when purge protection is on; then the
@@ -22,7 +24,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +31,9 @@ from typing import Any
 
 import requests
 
-ARM_ENDPOINT = "https://management.azure.com"
-ARM_SCOPE = "https://management.azure.com/.default"
-_API_VERSIONS = {
-    "Microsoft.MachineLearningServices": "2024-10-01",
-    "Microsoft.OperationalInsights": "2023-09-01",
-    "Microsoft.KeyVault": "2023-07-01",
-}
+from infra.arm import ARM_ENDPOINT, ARM_SCOPE, ArmClient, ArmError
+from infra.azure_facts import API_VERSIONS
+
 _REQUIRED_OUTPUTS = (
     "subscriptionId",
     "resourceGroupName",
@@ -47,7 +44,7 @@ _REQUIRED_OUTPUTS = (
 )
 
 
-class CleanupError(RuntimeError):
+class CleanupError(ArmError):
     """A step failed; the message says which and what to do."""
 
 
@@ -70,17 +67,32 @@ def plan(outputs: Mapping[str, Any]) -> list[HttpStep]:
         )
     sub, group = outputs["subscriptionId"], outputs["resourceGroupName"]
     base = f"/subscriptions/{sub}/resourceGroups/{group}/providers"
-    ml = _API_VERSIONS["Microsoft.MachineLearningServices"]
-    logs = _API_VERSIONS["Microsoft.OperationalInsights"]
-    vault = _API_VERSIONS["Microsoft.KeyVault"]
-    return [
-        HttpStep(
-            f"delete ML workspace {outputs['workspaceName']} permanently",
+    ml = API_VERSIONS["Microsoft.MachineLearningServices"]
+    logs = API_VERSIONS["Microsoft.OperationalInsights"]
+    vault = API_VERSIONS["Microsoft.KeyVault"]
+
+    def purge_workspace(what: str, name: str) -> HttpStep:
+        return HttpStep(
+            f"delete {what} {name} permanently",
             "DELETE",
-            f"{base}/Microsoft.MachineLearningServices/workspaces/{outputs['workspaceName']}"
+            f"{base}/Microsoft.MachineLearningServices/workspaces/{name}"
             f"?api-version={ml}&forceToPurge=true",
             "before",
-        ),
+        )
+
+    # The Foundry project and hub are ML workspaces too, soft-deleted alike; the project
+    # goes before the hub it belongs to.
+    foundry = [
+        purge_workspace(what, outputs[key])
+        for what, key in (
+            ("Foundry project", "foundryProjectName"),
+            ("Foundry hub", "foundryHubName"),
+        )
+        if outputs.get(key)
+    ]
+    return [
+        *foundry,
+        purge_workspace("ML workspace", outputs["workspaceName"]),
         HttpStep(
             f"delete Log Analytics workspace {outputs['logAnalyticsName']} permanently",
             "DELETE",
@@ -96,64 +108,6 @@ def plan(outputs: Mapping[str, Any]) -> list[HttpStep]:
             "after",
         ),
     ]
-
-
-@dataclass
-class ArmClient:
-    """Just enough of Azure Resource Manager: send a request, follow its async operation."""
-
-    session: requests.Session
-    token: Callable[[], str]
-    endpoint: str = ARM_ENDPOINT
-    poll_seconds: float = 5.0
-    timeout_seconds: float = 1800.0
-
-    def _send(self, method: str, url: str) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.token()}"}
-        return self.session.request(method, url, headers=headers, timeout=60)
-
-    def run(self, step: HttpStep) -> str:
-        """Carry out `step`; returns "done" or "already gone"."""
-        response = self._send(step.method, f"{self.endpoint}{step.path}")
-        if response.status_code == 404:
-            return "already gone"
-        if response.status_code >= 400:
-            raise CleanupError(
-                f"{step.description}: HTTP {response.status_code}: {_reason(response)}"
-            )
-        poll_url = response.headers.get("Azure-AsyncOperation") or response.headers.get("Location")
-        if response.status_code == 202 and poll_url:
-            self._wait(step, poll_url)
-        return "done"
-
-    def _wait(self, step: HttpStep, url: str) -> None:
-        deadline = time.monotonic() + self.timeout_seconds
-        while time.monotonic() < deadline:
-            response = self._send("GET", url)
-            if response.status_code == 202:
-                time.sleep(self.poll_seconds)
-                continue
-            if response.status_code >= 400:
-                raise CleanupError(
-                    f"{step.description}: HTTP {response.status_code}: {_reason(response)}"
-                )
-            status = (
-                (response.json() or {}).get("status", "Succeeded") if response.text else "Succeeded"
-            )
-            if status == "Succeeded":
-                return
-            if status in ("Failed", "Canceled"):
-                raise CleanupError(f"{step.description}: operation {status}: {_reason(response)}")
-            time.sleep(self.poll_seconds)
-        raise CleanupError(f"{step.description}: not finished after {self.timeout_seconds:.0f} s")
-
-
-def _reason(response: requests.Response) -> str:
-    try:
-        error = response.json().get("error", {})
-        return f"{error.get('code', '')}: {error.get('message', '')}".strip(": ") or response.text
-    except ValueError:
-        return response.text[:300]
 
 
 def cleanup(
@@ -172,14 +126,17 @@ def cleanup(
     steps = plan(outputs)
     if arm is None:
         raise CleanupError("purging needs Azure credentials")
-    for step in (s for s in steps if s.when == "before"):
-        log(f"{step.description}: {arm.run(step)}")
+    try:
+        for step in (s for s in steps if s.when == "before"):
+            log(f"{step.description}: {arm.run(step)}")
+    except ArmError as error:
+        raise CleanupError(f"{error}\nNothing was destroyed.") from error
     log("pulumi destroy ...")
     destroy()
     for step in (s for s in steps if s.when == "after"):
         try:
             log(f"{step.description}: {arm.run(step)}")
-        except CleanupError as error:
+        except ArmError as error:
             raise CleanupError(
                 f"{error}\nEverything else is gone. If the vault is purge-protected "
                 "(keyVaultPurgeProtection), its name stays taken until its retention ends: "

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from infra import naming
+from infra.azure_facts import retirement_problem
 from infra.contract import PROJECT
 from infra.settings import DEPRECATED_KEYS, NAME_OVERRIDES, SETTINGS_BY_KEY
 
@@ -142,6 +143,16 @@ class _Reader:
             self.fail(key, value, rule)
         return value
 
+    def vm_size(self, key: str) -> str:
+        """A VM size that Azure has not retired (infra/azure_facts.py)."""
+        value = self.string(
+            key, _VM_SIZE_PATTERN, f"must be an Azure VM size, e.g. {SETTINGS_BY_KEY[key].default}"
+        )
+        retired = retirement_problem("vm", value)
+        if retired is not None:
+            self.fail(key, value, retired)
+        return value
+
     def choice(self, key: str, options: tuple[str, ...]) -> str:
         return self.string(
             key, "|".join(map(re.escape, options)), f"must be one of {', '.join(options)}"
@@ -212,9 +223,7 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
 
     gpu = _gpu_cluster(read)
     cpu_enabled = read.boolean("cpuCluster")
-    cpu_vm = read.string(
-        "cpuVmSize", _VM_SIZE_PATTERN, "must be an Azure VM size, e.g. Standard_E16s_v3"
-    )
+    cpu_vm = read.vm_size("cpuVmSize")
     cpu_max = read.integer("cpuMaxNodes", 1, 100)
     config = StackConfig(
         stack=stack,
@@ -249,9 +258,7 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
 
 
 def _gpu_cluster(read: _Reader) -> ClusterConfig:
-    vm_size = read.string(
-        "gpuVmSize", _VM_SIZE_PATTERN, "must be an Azure VM size, e.g. Standard_NC24ads_A100_v4"
-    )
+    vm_size = read.vm_size("gpuVmSize")
     min_nodes = read.integer("gpuMinNodes", 0, 100)
     max_nodes = read.integer("gpuMaxNodes", 1, 100)
     if 1 <= max_nodes < min_nodes:

@@ -36,5 +36,6 @@ OUTPUTS: dict[str, str] = {
     "scoringUri": "Endpoint scoring URI; its key is fetched at run time, never exported.",
     "foundryHubName": "AI Foundry hub, or null when `foundry` is off.",
     "foundryProjectName": "AI Foundry project the flow runs in, or null when `foundry` is off.",
+    "foundryProjectWorkspaceId": "The project's workspace GUID (serverless endpoints name their model by it), or null when `foundry` is off.",
     "foundryConnectionName": "The project's custom-keys connection to the endpoint, or null when `foundry` is off.",
 }

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from infra.azure_facts import DEFAULT_CPU_VM, DEFAULT_TRAINING_VM
+
 
 class Kind(Enum):
     STRING = "string"
@@ -95,8 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "gpuVmSize",
         Kind.STRING,
-        "Standard_NC24ads_A100_v4",
-        "VM size of the GPU training cluster. Changing it replaces the cluster.",
+        DEFAULT_TRAINING_VM,
+        "VM size of the GPU training cluster (a retired size is refused). Changing it replaces the cluster.",
     ),
     Setting("gpuMinNodes", Kind.INTEGER, 0, "Minimum nodes of the GPU cluster; 0 scales to zero."),
     Setting("gpuMaxNodes", Kind.INTEGER, 1, "Maximum nodes of the GPU cluster (1-100)."),
@@ -118,7 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Also create the CPU cluster of the tutorial's low-cost path.",
     ),
-    Setting("cpuVmSize", Kind.STRING, "Standard_E16s_v3", "VM size of the optional CPU cluster."),
+    Setting("cpuVmSize", Kind.STRING, DEFAULT_CPU_VM, "VM size of the optional CPU cluster."),
     Setting("cpuMaxNodes", Kind.INTEGER, 1, "Maximum nodes of the optional CPU cluster (1-100)."),
     Setting(
         "foundry",

@@ -156,6 +156,7 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
         "scoringUri": endpoint.scoring_uri,
         "foundryHubName": foundry.hub_name if foundry else None,
         "foundryProjectName": foundry.project_name if foundry else None,
+        "foundryProjectWorkspaceId": foundry.project_workspace_id if foundry else None,
         "foundryConnectionName": foundry.connection_name if foundry else None,
     }
     return outputs

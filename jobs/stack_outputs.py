@@ -21,9 +21,11 @@ from jobs.errors import UsageError
 
 ENV_PREFIX = "FINETUNE_PHI_"
 # Outputs that are null until a config switch turns their resource on.
+_NO_FOUNDRY = "the stack has no Foundry project: `pulumi config set foundry true && pulumi up`"
 SWITCHED_OFF = {
     "cpuComputeName": "the stack has no CPU cluster: `pulumi config set cpuCluster true && pulumi up`",
-    "foundryProjectName": "the stack has no Foundry project: `pulumi config set foundry true && pulumi up`",
+    "foundryProjectName": _NO_FOUNDRY,
+    "foundryProjectWorkspaceId": _NO_FOUNDRY,
 }
 
 

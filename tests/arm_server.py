@@ -1,8 +1,11 @@
-"""A local HTTP server that answers like Azure Resource Manager, for cleanup tests.
+"""A local HTTP server that answers like Azure Resource Manager, for cleanup and preflight
+tests.
 
 It speaks the documented long-running-operation contract: a DELETE or POST answers 202
 with an `Azure-AsyncOperation` (or `Location`) header, which is polled until it reports
-`Succeeded`. Every request is recorded with its method, path, query and auth header.
+`Succeeded`. A GET answers the document recorded for its path (shapes as Azure's REST
+specifications' examples show them), or 404. Every request is recorded with its method,
+path, query and auth header.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class ArmState:
     failing: dict[str, tuple[int, str]] = field(default_factory=dict)
     """Paths that answer this status and error code."""
     polls_before_done: int = 1
+    documents: dict[str, object] = field(default_factory=dict)
+    """GET answers by path (a list's pages may link to further paths with `nextLink`)."""
+    redirects: dict[str, str] = field(default_factory=dict)
+    """Paths that answer 302 to this location."""
 
     def resource_calls(self) -> list[tuple[str, str]]:
         return [
@@ -77,9 +84,18 @@ def arm_server() -> Iterator[tuple[str, ArmState]]:
             if url.path in state.missing:
                 self._answer(404, {"error": {"code": "ResourceNotFound", "message": "gone"}})
                 return
+            if url.path in state.redirects:
+                self._answer(302, {}, {"Location": state.redirects[url.path]})
+                return
             if url.path in state.failing:
                 status, code = state.failing[url.path]
                 self._answer(status, {"error": {"code": code, "message": f"{code} for test"}})
+                return
+            if self.command == "GET":
+                found = url.path in state.documents
+                document = state.documents.get(url.path)
+                body = {"error": {"code": "NotFound", "message": "none"}}
+                self._answer(200 if found else 404, document if found else body)
                 return
             operation = f"/operations/{len(state.calls)}"
             pending[operation] = state.polls_before_done

@@ -8,6 +8,7 @@ so tests can check what the engine would be asked to do, not just the Python obj
 from __future__ import annotations
 
 import runpy
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,8 @@ class AzureMocks(pulumi.runtime.Mocks):
                 **inputs["properties"],
                 "vaultUri": f"https://{name}.vault.azure.net/",
             }
+        if args.typ == "azure-native:machinelearningservices:Workspace":
+            state["workspaceId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, arm_id))
         if args.typ == "azure-native:containerregistry:Registry":
             state["loginServer"] = f"{name}.azurecr.io"
         if args.typ == "azure-native:machinelearningservices:OnlineEndpoint":

@@ -30,6 +30,20 @@ PHI = [sys.executable, "-m", "jobs.cli"]
 
 __all__ = ["BIN", "FLOW_DIR", "PHI", "ROOT", "SAMPLE"]
 
+EXAMPLE_OUTPUTS: dict[str, object] = {
+    "subscriptionId": "sub-1",
+    "resourceGroupName": "rg-phi-dev",
+    "workspaceName": "mlw-phi-dev",
+    "gpuComputeName": "gpu-phidev",
+    "location": "eastus2",
+    "environment": "dev",
+    "foundryProjectName": "proj-phi-dev",
+    "foundryProjectWorkspaceId": "0f8fad5b-d9cb-469f-a165-70867728950e",
+    "endpointName": "phi-dev-abc123",
+    "identityClientId": "client-of-id-phi-dev",
+}
+"""Stack outputs of a dev stack with every switch on, as `pulumi stack output --json` prints."""
+
 
 def submit_workdir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outputs: Mapping[str, object]

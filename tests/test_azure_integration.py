@@ -18,7 +18,8 @@ import requests
 from azure.identity import DefaultAzureCredential
 from pulumi import automation as auto
 
-from infra.cleanup import ARM_SCOPE, ArmClient, cleanup
+from infra.arm import ARM_SCOPE, ArmClient
+from infra.cleanup import cleanup
 from infra.contract import OUTPUTS
 from tests.support import ROOT
 

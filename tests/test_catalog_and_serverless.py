@@ -16,16 +16,9 @@ from jobs.cloud.finetune.catalog import CATALOG_PIPELINE
 from jobs.cloud.finetune.data_assets import content_version
 from jobs.cloud.finetune.models import catalog_model
 from jobs.errors import UsageError
-from tests.support import submit_workdir
+from tests.support import EXAMPLE_OUTPUTS, submit_workdir
 
-OUTPUTS = {
-    "subscriptionId": "sub-1",
-    "resourceGroupName": "rg-phi-dev",
-    "workspaceName": "mlw-phi-dev",
-    "gpuComputeName": "gpu-phidev",
-    "location": "eastus2",
-    "foundryProjectName": "proj-phi-dev",
-}
+OUTPUTS = EXAMPLE_OUTPUTS
 
 
 @pytest.fixture
@@ -58,7 +51,7 @@ def test_catalog_pipeline_runs_the_registry_component_on_the_gpu_cluster(
     assert inputs["compute_finetune"] == "gpu-phidev"
     assert (
         inputs["mlflow_model_path"].path
-        == "azureml://registries/azureml/models/Phi-3.5-mini-instruct/labels/latest"
+        == "azureml://registries/azureml/models/Phi-4-mini-instruct/labels/latest"
     )
     version = content_version(workdir / "data" / "train_data.jsonl")
     assert inputs["train_file_path"].path.removeprefix("azureml:") == f"phi-chat-train:{version}"
@@ -76,15 +69,18 @@ def test_serverless_job_is_fine_tuning_as_a_service(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     job = dry_run(
-        workdir, capsys, "--method", "serverless", "--epochs", "2", "--learning-rate-multiplier", "0.1",
-        "--output-model-name", "phi-support",
+        workdir, capsys, "--method", "serverless", "--epochs", "2", "--learning-rate", "2e-5",
+        "--batch-size", "1", "--output-model-name", "phi-support",
     )  # fmt: skip
     assert type(job).__name__ == "CustomModelFineTuningJob"
     assert job.task == "chatCompletion"
-    assert (
-        job.model.path == "azureml://registries/azureml/models/Phi-3.5-mini-instruct/labels/latest"
-    )
-    assert job.hyperparameters == {"learning_rate_multiplier": "0.1", "n_epochs": "2"}
+    assert job.model.path == "azureml://registries/azureml/models/Phi-4-mini-instruct/labels/latest"
+    # The names azure-ai-ml's serverless fine-tuning sample sends, as strings.
+    assert job.hyperparameters == {
+        "per_device_train_batch_size": "1",
+        "learning_rate": "2e-05",
+        "num_train_epochs": "2",
+    }
     assert job.validation_data is not None
     assert job.outputs["registered_model"].name == "phi-support"
 
@@ -99,7 +95,10 @@ def test_serverless_automatic_split_sends_no_validation_data(
 @pytest.mark.parametrize(
     ("changed", "message"),
     [
-        ({"location": "westeurope"}, "offered in eastus2, not in the stack's region westeurope"),
+        (
+            {"location": "westeurope"},
+            "offered in eastus2, eastus, northcentralus, southcentralus, westus, westus3, not in the stack's region westeurope",
+        ),
         ({"foundryProjectName": None}, "pulumi config set foundry true"),
     ],
 )
@@ -123,10 +122,9 @@ def test_serverless_needs_its_region_and_the_foundry_project(
 def test_a_retired_model_is_refused_naming_alternatives() -> None:
     with pytest.raises(UsageError) as caught:
         catalog_model("microsoft/Phi-3-mini-4k-instruct", today=date(2026, 1, 1))
-    assert "retired on 2025-08-30" in str(caught.value)
-    assert "Phi-3.5-mini-instruct" in str(caught.value)
+    assert "retired by Azure on 2025-08-30; use Phi-4-mini-instruct" in str(caught.value)
     assert (
-        catalog_model("Phi-3-mini-4k-instruct", today=date(2025, 8, 1)).name
+        catalog_model("Phi-3-mini-4k-instruct", today=date(2025, 8, 1)).registry_name
         == "Phi-3-mini-4k-instruct"
     )
 
@@ -136,20 +134,32 @@ def test_a_retired_model_is_refused_naming_alternatives() -> None:
     [
         (
             ["--method", "catalog", "--model", "microsoft/Phi-3-mini-4k-instruct"],
-            "retired on 2025-08-30",
+            "retired by Azure on 2025-08-30",
+        ),
+        (
+            ["--method", "serverless", "--model", "Phi-3.5-mini-instruct"],
+            "retired by Azure on 2025-08-30; use Phi-4-mini-instruct (for --method serverless)",
+        ),
+        (
+            ["--method", "catalog", "--model", "microsoft/phi-4"],
+            "the catalog's pipeline does not fine-tune it",
         ),
         (["--method", "catalog", "--model", "gpt-2"], "is not a catalog model this tool knows"),
         (
-            ["--method", "catalog", "--learning-rate-multiplier", "0.1"],
-            "--learning-rate-multiplier: not an option of --method catalog",
+            ["--method", "catalog", "--auto-split"],
+            "--auto-split: not an option of --method catalog",
         ),
         (["--method", "serverless", "--lora"], "--lora: not an option of --method serverless"),
         (["--method", "custom", "--epochs", "2"], "--epochs: not an option of --method custom"),
         (["--method", "catalog", "--num_train_epochs", "2"], "TRL arguments, --profile, --nodes"),
         (["--method", "catalog", "--lr-scheduler", "warp"], "--lr-scheduler 'warp'"),
         (
-            ["--method", "serverless", "--learning-rate-multiplier", "50"],
-            "--learning-rate-multiplier 50",
+            ["--method", "serverless", "--learning-rate", "5"],
+            "--learning-rate 5: must be above 0 and below 1",
+        ),
+        (
+            ["--method", "custom", "--learning-rate", "1e-4"],
+            "--learning-rate: not an option of --method custom",
         ),
     ],
 )

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from infra.cleanup import ArmClient, CleanupError, cleanup, main, plan
+from infra.arm import ArmClient
+from infra.cleanup import CleanupError, cleanup, main, plan
 from tests.arm_server import arm_server
 
 OUTPUTS = {
@@ -121,3 +122,17 @@ def test_unreadable_outputs_are_a_clear_error(
 ) -> None:
     assert main(["--stack", "dev", "--outputs", str(tmp_path / "nope.json"), "--dry-run"]) == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_a_foundry_stack_purges_the_project_then_the_hub() -> None:
+    outputs = {**OUTPUTS, "foundryHubName": "hub-phi-dev", "foundryProjectName": "proj-phi-dev"}
+    base = WORKSPACE.removesuffix("mlw-phi-dev")
+    with arm_server() as (endpoint, state):
+        cleanup(outputs, purge=True, destroy=lambda: None, arm=client(endpoint), log=lambda _: None)
+        calls = state.resource_calls()
+    assert calls[:3] == [
+        ("DELETE", f"{base}proj-phi-dev?api-version=2024-10-01&forceToPurge=true"),
+        ("DELETE", f"{base}hub-phi-dev?api-version=2024-10-01&forceToPurge=true"),
+        ("DELETE", f"{WORKSPACE}?api-version=2024-10-01&forceToPurge=true"),
+    ]
+    assert len(calls) == 5

@@ -12,6 +12,7 @@ import yaml
 from azure.ai.ml import load_online_deployment
 from azure.ai.ml.entities import ManagedOnlineDeployment
 
+from infra.azure_facts import AZURE_TORCH
 from jobs import state
 from jobs.cli.main import main
 from jobs.cloud.deploy.managed import PROBE_INITIAL_DELAY_S, DeployRequest, RolloutError, rollout
@@ -54,7 +55,7 @@ def test_dry_run_deployment_loads_with_azure_ai_ml(
     assert model["type"] == "mlflow_model"
     assert isinstance(deployment, ManagedOnlineDeployment)
     assert deployment.endpoint_name == "phi-dev-abc123"
-    assert deployment.instance_type == "Standard_NC6s_v3"
+    assert deployment.instance_type == "Standard_NC4as_T4_v3"
     assert deployment.instance_count == 2
     assert deployment.code_configuration is not None
     assert deployment.code_configuration.scoring_script == "score.py"
@@ -68,7 +69,8 @@ def test_dry_run_deployment_loads_with_azure_ai_ml(
     environment: Any = deployment.environment
     pip = environment.conda_file["dependencies"][2]["pip"]
     assert any(p.startswith("azureml-inference-server-http==") for p in pip)
-    assert "torch==2.13.0" in pip
+    assert f"torch=={AZURE_TORCH.version}" in pip
+    assert any(p.startswith("nvidia-cudnn-cu12==") for p in pip)
     assert plan["endpoint"] == "phi-dev-abc123"
 
 

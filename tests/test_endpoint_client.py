@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from flow.endpoint_client import EndpointClient, EndpointError, history_messages
+from jobs.cli.main import main
 from tests.contract_server import Recorded, Reply, contract_server
 
 SECRET = "s3cr3t-endpoint-key"
@@ -49,6 +50,30 @@ def test_429_and_503_are_retried(status: int) -> None:
         (404, {}, {"message": "Not found"}, "check scoringUri"),
         (408, {}, {"message": "Request timeout"}, "fewer max_new_tokens"),
         (424, {"ms-azureml-model-error-reason": "model_error"}, {"message": "boom"}, "get-logs"),
+        (
+            424,
+            {
+                "ms-azureml-model-error-statuscode": "500",
+                "ms-azureml-model-error-reason": "model_error",
+            },
+            {"message": "CUDA out of memory"},
+            "the model failed (HTTP 500 (model_error), 424 from Azure: CUDA out of memory)",
+        ),
+        (
+            424,
+            {
+                "ms-azureml-model-error-statuscode": "400",
+                "ms-azureml-model-error-reason": "model_error",
+            },
+            {"error": "parameters.temperature = 5 is out of range: at least 0, at most 2"},
+            "HTTP 400 (424 from Azure): parameters.temperature = 5 is out of range",
+        ),
+        (
+            400,
+            {},
+            {"error": f"echoed header: Authorization: Bearer {SECRET}"},
+            "echoed header: Authorization: Bearer ***",
+        ),
         (429, {}, {"message": "Too many"}, "slow down"),
         (
             424,
@@ -104,3 +129,22 @@ def test_a_chat_flow_history_becomes_the_contracts_messages() -> None:
         {"role": "user", "content": "And of Spain?"},
     ]
     assert history_messages(None, "Hi") == [{"role": "user", "content": "Hi"}]
+
+
+def test_phi_chat_shows_the_scoring_scripts_reason_behind_azures_424(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    reply = (
+        424,
+        {
+            "ms-azureml-model-error-statuscode": "400",
+            "ms-azureml-model-error-reason": "model_error",
+        },
+        {"error": "parameters.temperature = 5 is out of range: at least 0, at most 2"},
+    )
+    with endpoint([reply]) as (uri, _):
+        assert main(["chat", "--local", uri, "--temperature", "5", "Hi"]) == 1
+    assert capsys.readouterr().err == (
+        "phi: error: HTTP 400 (424 from Azure): parameters.temperature = 5 is out of range: "
+        "at least 0, at most 2\n"
+    )

@@ -1,10 +1,21 @@
-"""The Azure ML training environment and the tests' environment come from one lock."""
+"""The Azure ML environments and the tests' environment come from one lock: the same
+version of every package, but torch, which in Azure is PyPI's CUDA 12 build with its CUDA
+wheels (infra/azure_facts.py says which and why)."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
+
+from infra.azure_facts import AZURE_TORCH
 from jobs.cloud.environment import conda_environment
-from jobs.uploads import TRAIN_REQUIREMENTS as REQUIREMENTS
+from jobs.uploads import SCORE_REQUIREMENTS, TRAIN_REQUIREMENTS
 from tests.support import ROOT
+
+# What the CUDA build of torch brings beside itself.
+CUDA_PACKAGES = re.compile(r"nvidia-.*|triton|cuda-.*")
 
 
 def pins(text: str) -> dict[str, str]:
@@ -16,13 +27,23 @@ def pins(text: str) -> dict[str, str]:
     return result
 
 
-def test_azure_requirements_are_the_train_lock_with_cudas_torch() -> None:
-    lock = pins((ROOT / "requirements" / "train.txt").read_text())
-    azure = pins(REQUIREMENTS.read_text())
-    assert lock["torch"] == "2.13.0+cpu"
-    assert azure.pop("torch") == "2.13.0"
-    lock.pop("torch")
-    assert azure == lock
+@pytest.mark.parametrize(
+    ("lock", "azure"), [("train.txt", TRAIN_REQUIREMENTS), ("serve.txt", SCORE_REQUIREMENTS)]
+)
+def test_azure_environment_is_the_cpu_lock_with_cudas_torch(lock: str, azure: Path) -> None:
+    cpu = pins((ROOT / "requirements" / lock).read_text())
+    gpu = pins(azure.read_text())
+    assert cpu.pop("torch") == "2.13.0+cpu"
+    assert gpu.pop("torch") == AZURE_TORCH.version
+    cuda = {name for name in gpu if CUDA_PACKAGES.fullmatch(name)}
+    assert any(name.startswith("nvidia-cudnn-cu12") for name in cuda)
+    assert any(name.startswith("nvidia-") and name.endswith("-cu12") for name in cuda)
+    assert not any(name.endswith("-cu13") for name in gpu)
+    shared = set(cpu) & set(gpu)
+    assert {name: gpu[name] for name in shared} == {name: cpu[name] for name in shared}
+    # Nothing but torch's own build needs differ.
+    assert set(gpu) - set(cpu) == cuda
+    assert set(cpu) - set(gpu) <= {"setuptools"}
 
 
 def test_every_train_pin_is_the_version_the_tests_use() -> None:
@@ -32,6 +53,6 @@ def test_every_train_pin_is_the_version_the_tests_use() -> None:
 
 
 def test_the_job_environment_installs_exactly_those_pins() -> None:
-    dependencies = conda_environment(REQUIREMENTS, "train")["dependencies"]
+    dependencies = conda_environment(TRAIN_REQUIREMENTS, "train")["dependencies"]
     assert dependencies[0] == "python=3.11"
-    assert pins("\n".join(dependencies[2]["pip"])) == pins(REQUIREMENTS.read_text())
+    assert pins("\n".join(dependencies[2]["pip"])) == pins(TRAIN_REQUIREMENTS.read_text())

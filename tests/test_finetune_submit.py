@@ -11,6 +11,7 @@ from azure.ai.ml import PyTorchDistribution, load_job
 from azure.ai.ml.entities import Command
 from azure.core.exceptions import ResourceNotFoundError
 
+from infra.azure_facts import AZURE_TORCH
 from jobs import state
 from jobs.cli.main import main
 from jobs.cloud.environment import BASE_IMAGE
@@ -54,7 +55,8 @@ def test_dry_run_job_loads_with_the_expected_spec(
     assert job.distribution.process_count_per_instance == 4
     assert job.environment.image == BASE_IMAGE
     pip = job.environment.conda_file["dependencies"][2]["pip"]
-    assert "torch==2.13.0" in pip
+    assert f"torch=={AZURE_TORCH.version}" in pip
+    assert any(p.startswith("nvidia-cudnn-cu12==") for p in pip)
     assert any(p.startswith("trl==") for p in pip)
     train_version = content_version(workdir / "data" / "train_data.jsonl")
     # The data assets are referenced by content-hash version, never re-uploaded as local paths.

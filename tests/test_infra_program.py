@@ -207,7 +207,7 @@ def test_cluster_size_nodes_and_priority_follow_config() -> None:
     deployment = deploy(
         "dev",
         {
-            "gpuVmSize": "Standard_NC6s_v3",
+            "gpuVmSize": "Standard_NC48ads_A100_v4",
             "gpuMaxNodes": "4",
             "gpuMinNodes": "1",
             "gpuIdleSeconds": "900",
@@ -215,7 +215,7 @@ def test_cluster_size_nodes_and_priority_follow_config() -> None:
         },
     )
     aml = deployment.recording.one(f"{ML}:Compute", "gpu").inputs["properties"]["properties"]
-    assert aml["vmSize"] == "Standard_NC6s_v3"
+    assert aml["vmSize"] == "Standard_NC48ads_A100_v4"
     assert aml["vmPriority"] == "LowPriority"
     assert aml["scaleSettings"]["maxNodeCount"] == 4
     assert aml["scaleSettings"]["minNodeCount"] == 1

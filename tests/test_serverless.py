@@ -15,11 +15,14 @@ from jobs.cloud.deploy.serverless import ServerlessRequest, chat_url, delete, de
 from tests.contract_server import Recorded, contract_server
 from tests.support import answer_of, connect, flow_test
 
+WORKSPACE_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 OUTPUTS = {
     "subscriptionId": "sub-1",
     "resourceGroupName": "rg-phi-dev",
+    "location": "eastus2",
     "environment": "dev",
     "foundryProjectName": "proj-phi-dev",
+    "foundryProjectWorkspaceId": WORKSPACE_ID,
 }
 
 
@@ -33,7 +36,23 @@ def test_dry_run_endpoint_loads_with_azure_ai_ml(
     endpoint = load_serverless_endpoint(tmp_path / "endpoint.yaml")
     assert endpoint.name == "phi-ft-dev"
     assert endpoint.auth_mode == "key"
-    assert endpoint.model_id == "azureml:phi-finetuned@latest"
+    assert endpoint.model_id == (
+        f"azureml://locations/eastus2/workspaces/{WORKSPACE_ID}/models/phi-finetuned"
+        "/versions/<latest version at deploy time>"
+    )
+    exact = [
+        "deploy",
+        "--outputs",
+        "outputs.json",
+        "--serverless",
+        "--dry-run",
+        "--model-version",
+        "4",
+    ]
+    assert main(exact) == 0
+    assert (
+        f"/workspaces/{WORKSPACE_ID}/models/phi-finetuned/versions/4\n" in capsys.readouterr().out
+    )
 
 
 def test_a_bad_endpoint_name_is_refused(
@@ -62,12 +81,6 @@ def test_a_bad_endpoint_name_is_refused(
 class FakeModel:
     name: str = "phi-finetuned"
     version: str = "3"
-
-    @property
-    def id(self) -> str:
-        return (
-            f"azureml://locations/eastus2/workspaces/w/models/{self.name}/versions/{self.version}"
-        )
 
 
 class FakeService:
@@ -111,11 +124,11 @@ class FakeService:
 def test_deploy_serves_the_latest_model_and_cleanup_deletes_the_endpoint_first() -> None:
     service = FakeService()
     request = ServerlessRequest("phi-ft-dev")
-    url = deploy(service, request, log=lambda _: None)
+    url = deploy(service, request, "eastus2", WORKSPACE_ID, log=lambda _: None)
     assert url == "https://phi-ft-dev.eastus2.models.ai.azure.com/v1/chat/completions"
     delete(service, request, log=lambda _: None)
     assert service.events == [
-        "create phi-ft-dev on azureml://locations/eastus2/workspaces/w/models/phi-finetuned/versions/3",
+        f"create phi-ft-dev on azureml://locations/eastus2/workspaces/{WORKSPACE_ID}/models/phi-finetuned/versions/3",
         "delete phi-ft-dev",
         "archive phi-finetuned:3",
     ]

@@ -49,6 +49,8 @@ class FoundryProject(pulumi.ComponentResource):
 
     hub_name: pulumi.Output[str]
     project_name: pulumi.Output[str]
+    project_workspace_id: pulumi.Output[str]
+    """The project's workspace GUID: serverless endpoints name their model by it."""
     connection_name: pulumi.Output[str]
 
     def __init__(
@@ -110,11 +112,13 @@ class FoundryProject(pulumi.ComponentResource):
         )
         self.hub_name = hub.name
         self.project_name = project.name
+        self.project_workspace_id = project.workspace_id
         self.connection_name = connection.name
         self.register_outputs(
             {
                 "hub_name": self.hub_name,
                 "project_name": self.project_name,
+                "project_workspace_id": self.project_workspace_id,
                 "connection_name": self.connection_name,
             }
         )

@@ -37,6 +37,9 @@ def register(commands: Commands) -> None:
     )
     group.add_argument("--endpoint-name", help="default: phi-ft-<environment>")
     group.add_argument(
+        "--model-version", type=int, help="version of --model-name to serve (default: the latest)"
+    )
+    group.add_argument(
         "--delete",
         action="store_true",
         help="delete the serverless endpoint, then archive its model",
@@ -48,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     outputs = read_outputs(args)
     if args.serverless:
         return run_serverless(args, outputs)
-    if args.delete or args.endpoint_name:
-        raise UsageError("--delete and --endpoint-name go with --serverless")
+    if args.delete or args.endpoint_name or args.model_version:
+        raise UsageError("--delete, --endpoint-name and --model-version go with --serverless")
     job = args.job or state.recall(outputs.workspace().state_key, state.LAST_FINETUNE_JOB)
     if job is None:
         raise UsageError(
@@ -79,11 +82,13 @@ def run(args: argparse.Namespace) -> int:
 def run_serverless(args: argparse.Namespace, outputs: StackOutputs) -> int:
     environment = outputs.values.get("environment") or "dev"
     request = serverless.ServerlessRequest(
-        args.endpoint_name or f"phi-ft-{environment}", args.model_name
+        args.endpoint_name or f"phi-ft-{environment}", args.model_name, args.model_version
     )
     request.check()
+    found = outputs.require("location", "foundryProjectWorkspaceId")
+    location, workspace_id = found["location"], found["foundryProjectWorkspaceId"]
     if args.dry_run:
-        print(serverless.plan_yaml(request), end="")
+        print(serverless.plan_yaml(request, location, workspace_id), end="")
         return 0
     project = outputs.workspace("foundryProjectName")
     ml_client = project.client()
@@ -91,7 +96,7 @@ def run_serverless(args: argparse.Namespace, outputs: StackOutputs) -> int:
         serverless.delete(ml_client, request)
         state.record(project.state_key, state.SERVERLESS_ENDPOINT, None)
         return 0
-    url = serverless.deploy(ml_client, request)
+    url = serverless.deploy(ml_client, request, location, workspace_id)
     state.record(project.state_key, state.SERVERLESS_ENDPOINT, request.endpoint_name)
     print(f"serverless endpoint {request.endpoint_name}: {url}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from infra.azure_facts import DEFAULT_CATALOG_MODEL
 from jobs import state
 from jobs.cli.options import Commands, add_outputs_options, read_outputs
 from jobs.cloud.finetune import custom, methods
@@ -30,7 +31,10 @@ def register(commands: Commands) -> None:
     submit.add_argument(
         "--gpus-per-node", type=int, default=1, help="processes per node (default: 1)"
     )
-    submit.add_argument("--model", default=custom.DEFAULT_MODEL, help="default: %(default)s")
+    submit.add_argument(
+        "--model",
+        help=f"default: {custom.DEFAULT_MODEL} (custom), {DEFAULT_CATALOG_MODEL} (catalog, serverless)",
+    )
     submit.add_argument("--experiment", default=custom.EXPERIMENT, help="default: %(default)s")
     submit.add_argument(
         "--method", choices=methods.METHODS, default="custom",
@@ -38,11 +42,13 @@ def register(commands: Commands) -> None:
         "pipeline on the GPU cluster; serverless: fine-tuning as a service in the Foundry project",
     )  # fmt: skip
     tuning = submit.add_argument_group("catalog and serverless hyperparameters")
-    tuning.add_argument("--epochs", type=int, help="training epochs")
+    tuning.add_argument("--epochs", type=int, help="training epochs (num_train_epochs)")
     tuning.add_argument(
-        "--batch-size", type=int, help="batch size per device (catalog) or per step (serverless)"
+        "--batch-size", type=int, help="batch size per device (per_device_train_batch_size)"
     )
-    tuning.add_argument("--learning-rate", type=float, help="catalog: learning rate (default 2e-5)")
+    tuning.add_argument(
+        "--learning-rate", type=float, help="learning rate (catalog default 2e-5; learning_rate)"
+    )
     tuning.add_argument("--lr-scheduler", help="catalog: scheduler (default linear)")
     tuning.add_argument(
         "--lora", action=argparse.BooleanOptionalAction, help="catalog: LoRA (default on)"
@@ -51,9 +57,6 @@ def register(commands: Commands) -> None:
         "--deepspeed",
         action=argparse.BooleanOptionalAction,
         help="catalog: DeepSpeed (default off)",
-    )
-    tuning.add_argument(
-        "--learning-rate-multiplier", type=float, help="serverless: learning-rate multiplier"
     )
     tuning.add_argument(
         "--output-model-name", default="phi-finetuned", help="serverless: name of the output model"

@@ -25,7 +25,9 @@ from types import ModuleType
 from flow.endpoint_client import EndpointError
 from jobs.errors import PhiError, UsageError
 
-COMMAND_GROUPS = ("data", "train", "finetune", "deploy", "serve", "chat", "flow", "rehearse")
+COMMAND_GROUPS = (
+    "data", "train", "finetune", "deploy", "serve", "chat", "flow", "rehearse", "doctor",
+)  # fmt: skip
 # Which extra of the package installs a missing top-level module.
 EXTRAS = {
     "yaml": "jobs", "azure": "jobs", "datasets": "jobs", "pyarrow": "jobs",

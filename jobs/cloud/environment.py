@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from infra.azure_facts import DEFAULT_BASE_IMAGE
 from infra.contract import PROJECT
 
-# Azure ML's Ubuntu 22.04 base image with conda and OpenMPI; torch brings its own CUDA
-# libraries from the requirements, so the image supplies the OS, conda and MPI only.
-BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04:20240712.v1"
+# A supported Azure ML base image (OS, conda, OpenMPI, CUDA 12) at a tag from its release
+# notes; torch brings its own CUDA libraries of the same CUDA 12 line from the requirements.
+BASE_IMAGE = DEFAULT_BASE_IMAGE.reference
 PYTHON_VERSION = "3.11"
 
 

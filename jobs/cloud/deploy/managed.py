@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from infra.azure_facts import DEFAULT_CPU_SERVING_VM, DEFAULT_SERVING_VM, retirement_problem
 from jobs.cloud.environment import environment, tags
 from jobs.cloud.finetune import MODEL_OUTPUT
 from jobs.errors import PhiError, UsageError
@@ -26,7 +27,7 @@ from jobs.uploads import SCORE_REQUIREMENTS, SCORE_SOURCE
 
 MODEL_NAME = "phi-finetuned"
 COLOURS = ("blue", "green")
-INSTANCE_TYPES = {"gpu": "Standard_NC6s_v3", "cpu": "Standard_E4s_v3"}
+INSTANCE_TYPES = {"gpu": DEFAULT_SERVING_VM, "cpu": DEFAULT_CPU_SERVING_VM}
 # A 3.8B model takes minutes to load: probes wait 10 minutes before the first check.
 PROBE_INITIAL_DELAY_S = 600
 
@@ -38,7 +39,7 @@ class RolloutError(PhiError):
 @dataclass(frozen=True)
 class DeployRequest:
     job: str
-    instance_type: str = INSTANCE_TYPES["gpu"]
+    instance_type: str = DEFAULT_SERVING_VM
     instance_count: int = 1
     request_timeout_ms: int = 90_000
     max_concurrent_requests: int = 1
@@ -49,8 +50,11 @@ class DeployRequest:
             raise UsageError(f"--job {self.job!r}: a job name holds letters, digits, '_' and '-'")
         if not re.fullmatch(r"Standard_[A-Za-z0-9_]+", self.instance_type):
             raise UsageError(
-                f"--instance-type {self.instance_type!r}: must be an Azure VM size, e.g. Standard_NC6s_v3"
+                f"--instance-type {self.instance_type!r}: must be an Azure VM size, e.g. {DEFAULT_SERVING_VM}"
             )
+        retired = retirement_problem("vm", self.instance_type)
+        if retired is not None:
+            raise UsageError(f"--instance-type {retired}")
         if not 1 <= self.instance_count <= 20:
             raise UsageError(f"--instance-count {self.instance_count}: must be between 1 and 20")
         if not 1_000 <= self.request_timeout_ms <= 180_000:

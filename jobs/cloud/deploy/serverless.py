@@ -20,28 +20,43 @@ from infra.naming import RULES
 from jobs.cloud.deploy.managed import MODEL_NAME
 from jobs.errors import UsageError
 
+LATEST = "<latest version at deploy time>"
+
 
 @dataclass(frozen=True)
 class ServerlessRequest:
     endpoint_name: str
     model_name: str = MODEL_NAME
+    model_version: int | None = None
+    """None: the model's latest version, read when the endpoint is created."""
 
     def check(self) -> None:
         broken = RULES["endpointName"].violation(self.endpoint_name)
         if broken:
             raise UsageError(f"--endpoint-name {self.endpoint_name!r}: {broken}")
+        if self.model_version is not None and self.model_version < 1:
+            raise UsageError(f"--model-version {self.model_version}: must be 1 or more")
 
 
-def spec(name: str, model_id: str) -> dict[str, str]:
-    """The endpoint as azure-ai-ml's `load_serverless_endpoint` reads it."""
-    return {"name": name, "model_id": model_id, "auth_mode": "key"}
-
-
-def plan_yaml(request: ServerlessRequest) -> str:
-    """The dry run: the endpoint, with the model resolved at deploy time to its latest version."""
-    return yaml.safe_dump(
-        spec(request.endpoint_name, f"azureml:{request.model_name}@latest"), sort_keys=False
+def model_id(location: str, workspace_id: str, name: str, version: str) -> str:
+    """A fine-tuned model as a serverless endpoint names it: by the region and the workspace
+    GUID of the project it was registered in (azure-ai-ml's serverless sample)."""
+    return (
+        f"azureml://locations/{location}/workspaces/{workspace_id}/models/{name}/versions/{version}"
     )
+
+
+def spec(name: str, model: str) -> dict[str, str]:
+    """The endpoint as azure-ai-ml's `load_serverless_endpoint` reads it."""
+    return {"name": name, "model_id": model, "auth_mode": "key"}
+
+
+def plan_yaml(request: ServerlessRequest, location: str, workspace_id: str) -> str:
+    """The dry run: the endpoint as it will be sent; without --model-version, the version is
+    the latest one when `phi deploy --serverless` runs."""
+    version = str(request.model_version) if request.model_version else LATEST
+    model = model_id(location, workspace_id, request.model_name, version)
+    return yaml.safe_dump(spec(request.endpoint_name, model), sort_keys=False)
 
 
 def chat_url(scoring_uri: str) -> str:
@@ -49,13 +64,23 @@ def chat_url(scoring_uri: str) -> str:
     return uri if uri.endswith("/chat/completions") else f"{uri}/v1/chat/completions"
 
 
-def deploy(ml_client: Any, request: ServerlessRequest, log: Callable[[str], None] = print) -> str:
-    """Create (or update) the endpoint on the model's latest version; its chat URL."""
+def deploy(
+    ml_client: Any,
+    request: ServerlessRequest,
+    location: str,
+    workspace_id: str,
+    log: Callable[[str], None] = print,
+) -> str:
+    """Create (or update) the endpoint on the requested (or latest) version; its chat URL."""
     from azure.ai.ml.entities import ServerlessEndpoint
 
-    model = ml_client.models.get(name=request.model_name, label="latest")
-    log(f"serving {model.name}:{model.version} from {request.endpoint_name}")
-    endpoint = ServerlessEndpoint(name=request.endpoint_name, model_id=model.id, auth_mode="key")
+    version = (
+        request.model_version
+        or ml_client.models.get(name=request.model_name, label="latest").version
+    )
+    model = model_id(location, workspace_id, request.model_name, str(version))
+    log(f"serving {request.model_name}:{version} from {request.endpoint_name}")
+    endpoint = ServerlessEndpoint(name=request.endpoint_name, model_id=model, auth_mode="key")
     created = ml_client.serverless_endpoints.begin_create_or_update(endpoint).result()
     return chat_url(created.scoring_uri)
 

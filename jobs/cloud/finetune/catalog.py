@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 
+from infra.azure_facts import Model
 from jobs.cloud.environment import tags
 from jobs.cloud.finetune import MODEL_OUTPUT
-from jobs.cloud.finetune.models import REGISTRY, CatalogModel, registry_id
+from jobs.cloud.finetune.models import REGISTRY, registry_id
 from jobs.errors import UsageError
 
 CATALOG_PIPELINE = (
@@ -53,7 +54,7 @@ class CatalogHyperparameters:
 
 
 def catalog_pipeline(
-    model: CatalogModel,
+    model: Model,
     compute: str,
     train_data: str,
     validation_data: str,
@@ -69,9 +70,9 @@ def catalog_pipeline(
     return {
         "$schema": "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json",
         "type": "pipeline",
-        "display_name": f"catalog fine-tune {model.name}",
+        "display_name": f"catalog fine-tune {model.registry_name}",
         "experiment_name": experiment,
-        "description": f"The model catalog's chat-completion fine-tuning of {model.name}; MLflow model in outputs.{MODEL_OUTPUT}.",
+        "description": f"The model catalog's chat-completion fine-tuning of {model.registry_name}; MLflow model in outputs.{MODEL_OUTPUT}.",
         "tags": tags(method="catalog"),
         "settings": {"default_compute": f"azureml:{compute}"},
         "outputs": {MODEL_OUTPUT: {"type": "mlflow_model"}},

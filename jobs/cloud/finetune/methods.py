@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from infra.azure_facts import DEFAULT_CATALOG_MODEL
 from jobs.cloud.finetune import catalog, custom, serverless
 from jobs.cloud.finetune.data_assets import data_assets, reference, upload_missing
 from jobs.cloud.finetune.models import catalog_model
@@ -18,11 +19,11 @@ from jobs.errors import UsageError
 from jobs.stack_outputs import StackOutputs
 
 METHODS = ("custom", "catalog", "serverless")
-CATALOG_ONLY = ("learning_rate", "lr_scheduler", "lora", "deepspeed")
-SERVERLESS_ONLY = ("learning_rate_multiplier", "auto_split")
+CATALOG_ONLY = ("lr_scheduler", "lora", "deepspeed")
+SERVERLESS_ONLY = ("auto_split",)
 # Options a method would silently ignore; refused instead.
 NOT_FOR = {
-    "custom": (*CATALOG_ONLY, *SERVERLESS_ONLY, "epochs", "batch_size"),
+    "custom": (*CATALOG_ONLY, *SERVERLESS_ONLY, "epochs", "batch_size", "learning_rate"),
     "catalog": SERVERLESS_ONLY,
     "serverless": CATALOG_ONLY,
 }
@@ -35,7 +36,9 @@ class SubmitOptions:
     train_file: Path
     test_file: Path
     method: str = "custom"
-    model: str = custom.DEFAULT_MODEL
+    model: str | None = None
+    """Default: the tutorial's Hugging Face model for custom, the table's catalog default
+    for catalog and serverless."""
     experiment: str = custom.EXPERIMENT
     # custom
     profile: str = "gpu"
@@ -45,13 +48,12 @@ class SubmitOptions:
     # catalog and serverless
     epochs: int | None = None
     batch_size: int | None = None
-    # catalog
     learning_rate: float | None = None
+    # catalog
     lr_scheduler: str | None = None
     lora: bool | None = None
     deepspeed: bool | None = None
     # serverless
-    learning_rate_multiplier: float | None = None
     output_model_name: str = "phi-finetuned"
     auto_split: bool = False
 
@@ -66,7 +68,7 @@ class SubmitOptions:
             profile=self.profile,
             nodes=self.nodes,
             gpus_per_node=self.gpus_per_node,
-            model=self.model,
+            model=self.model or custom.DEFAULT_MODEL,
             experiment=self.experiment,
             trl_args=self.trl_args,
         )
@@ -107,7 +109,7 @@ def plan(options: SubmitOptions, outputs: StackOutputs) -> PlannedJob:
         compute_key = custom.PROFILES[request.profile].compute_output
         job = custom.build_job(request, outputs.require(compute_key)[compute_key])
         return PlannedJob(job, to_yaml(job), "workspaceName")
-    model = catalog_model(options.model)
+    model = catalog_model(options.model or DEFAULT_CATALOG_MODEL, options.method)
     assets = {
         name: reference(asset)
         for name, asset in data_assets(options.train_file, options.test_file).items()
@@ -135,7 +137,9 @@ def plan(options: SubmitOptions, outputs: StackOutputs) -> PlannedJob:
         )
     outputs.require("foundryProjectName")
     tuning = serverless.ServerlessHyperparameters(
-        options.batch_size, options.learning_rate_multiplier, options.epochs
+        per_device_train_batch_size=options.batch_size,
+        learning_rate=options.learning_rate,
+        num_train_epochs=options.epochs,
     )
     tuning.check()
     job = serverless.serverless_job(

@@ -6,37 +6,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.cloud.finetune.models import CatalogModel, registry_id
+from infra.azure_facts import Model
+from jobs.cloud.finetune.models import registry_id
 from jobs.errors import UsageError
 
 
 @dataclass(frozen=True)
 class ServerlessHyperparameters:
-    batch_size: int | None = None
-    learning_rate_multiplier: float | None = None
-    n_epochs: int | None = None
+    """What the service is told, in the names azure-ai-ml's own sample sends (the portal
+    labels them batch size, learning rate multiplier and epochs). Only what was given is sent:
+    the service picks the rest from the data."""
+
+    per_device_train_batch_size: int | None = None
+    learning_rate: float | None = None
+    num_train_epochs: int | None = None
 
     def check(self) -> None:
-        if self.batch_size is not None and not 1 <= self.batch_size <= 64:
-            raise UsageError(f"--batch-size {self.batch_size}: must be between 1 and 64")
-        if (
-            self.learning_rate_multiplier is not None
-            and not 0 < self.learning_rate_multiplier <= 10
-        ):
-            raise UsageError(
-                f"--learning-rate-multiplier {self.learning_rate_multiplier:g}: must be above 0 and at most 10 "
-                "(0.02-0.2 is the documented range to start from)"
-            )
-        if self.n_epochs is not None and not 1 <= self.n_epochs <= 100:
-            raise UsageError(f"--epochs {self.n_epochs}: must be between 1 and 100")
+        batch, rate, epochs = (
+            self.per_device_train_batch_size,
+            self.learning_rate,
+            self.num_train_epochs,
+        )
+        if batch is not None and not 1 <= batch <= 64:
+            raise UsageError(f"--batch-size {batch}: must be between 1 and 64")
+        if rate is not None and not 0 < rate < 1:
+            raise UsageError(f"--learning-rate {rate:g}: must be above 0 and below 1")
+        if epochs is not None and not 1 <= epochs <= 100:
+            raise UsageError(f"--epochs {epochs}: must be between 1 and 100")
 
     def as_strings(self) -> dict[str, str]:
-        """Only what was given: the service picks the rest from the data."""
+        """The hyperparameters as the service takes them: strings, only those given."""
         return {key: str(value) for key, value in vars(self).items() if value is not None}
 
 
 def serverless_job(
-    model: CatalogModel,
+    model: Model,
     region: str,
     train_data: str,
     validation_data: str | None,
@@ -46,7 +50,7 @@ def serverless_job(
     """azure-ai-ml's fine-tuning-as-a-service job; validation None means an automatic split."""
     if region not in model.serverless_regions:
         raise UsageError(
-            f"serverless fine-tuning of {model.name} is offered in {', '.join(model.serverless_regions) or 'no region'}, "
+            f"serverless fine-tuning of {model.registry_name} is offered in {', '.join(model.serverless_regions) or 'no region'}, "
             f"not in the stack's region {region}; use --method catalog or custom, or a stack in "
             f"{model.serverless_regions[0] if model.serverless_regions else 'a supported region'}"
         )

@@ -34,15 +34,26 @@ def find_mlflow_model(root: Path) -> Path:
     raise FileNotFoundError(f"no MLmodel file in {root} or the two levels below it")
 
 
+def precision(torch: Any) -> tuple[str, Any]:
+    """(device, dtype) for this machine: bf16 on a GPU with native bf16 (compute capability
+    8.0 or newer: A100, A10, H100), fp16 on older GPUs (T4), fp32 on a CPU."""
+    if not torch.cuda.is_available():
+        return "cpu", torch.float32
+    major, _minor = torch.cuda.get_device_capability()
+    return "cuda", torch.bfloat16 if major >= 8 else torch.float16
+
+
 def init() -> None:
     global _model, _tokenizer
     import mlflow
+    import torch
 
     model_dir = find_mlflow_model(Path(os.environ["AZUREML_MODEL_DIR"]))
     components = mlflow.transformers.load_model(str(model_dir), return_type="components")
-    _model, _tokenizer = components["model"], components["tokenizer"]
+    device, dtype = precision(torch)
+    _model, _tokenizer = components["model"].to(device=device, dtype=dtype), components["tokenizer"]
     _model.eval()
-    logger.info("loaded %s from %s", type(_model).__name__, model_dir)
+    logger.info("loaded %s from %s on %s in %s", type(_model).__name__, model_dir, device, dtype)
 
 
 def generate(messages: list[dict[str, str]], parameters: GenerationParameters) -> str:

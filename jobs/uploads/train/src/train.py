@@ -88,7 +88,9 @@ def hardware_defaults(argv: list[str]) -> list[str]:
     if not torch.cuda.is_available():
         defaults = {"bf16": "false", "fp16": "false", "use_cpu": "true"}
     else:
-        bf16 = torch.cuda.is_bf16_supported()
+        # Native bf16 only (compute capability 8.0+): is_bf16_supported() also says yes for
+        # the emulated bf16 of a T4, which is slow.
+        bf16 = torch.cuda.get_device_capability()[0] >= 8
         defaults = {"bf16": str(bf16).lower(), "fp16": str(not bf16).lower()}
     if given & {"bf16", "fp16"}:
         defaults = {k: v for k, v in defaults.items() if k not in ("bf16", "fp16")}

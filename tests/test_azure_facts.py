@@ -1,0 +1,169 @@
+"""The table of Azure facts: every default this repository ships is current, every row has
+a source and a date, and retired choices are refused before anything is sent."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from infra import azure_facts
+from infra.azure_facts import (
+    BASE_IMAGES,
+    CHECKED,
+    MODELS,
+    VM_SIZES,
+    retirement_problem,
+)
+from infra.config import ConfigError, parse
+from jobs.cli.main import main
+from jobs.uploads import SCORE_SOURCE
+from tests.support import EXAMPLE_OUTPUTS, submit_workdir
+
+SHIPPED_DEFAULTS = [
+    ("vm", azure_facts.DEFAULT_TRAINING_VM),
+    ("vm", azure_facts.DEFAULT_SERVING_VM),
+    ("vm", azure_facts.DEFAULT_CPU_VM),
+    ("vm", azure_facts.DEFAULT_CPU_SERVING_VM),
+    ("model", azure_facts.DEFAULT_CATALOG_MODEL),
+    ("image", azure_facts.DEFAULT_BASE_IMAGE.reference),
+]
+
+
+@pytest.mark.parametrize(("kind", "name"), SHIPPED_DEFAULTS, ids=lambda v: str(v))
+def test_no_shipped_default_has_passed_its_retirement_date(kind: str, name: str) -> None:
+    """Fails on the day Azure retires a default: update the table and the default then."""
+    assert retirement_problem(kind, name) is None
+    known: dict[str, dict[str, Any]] = {"vm": VM_SIZES, "model": MODELS, "image": BASE_IMAGES}
+    assert name.split(":")[0] in known[kind]
+
+
+def test_every_row_has_a_source_and_the_table_a_check_date() -> None:
+    assert date.today() >= CHECKED
+    rows: list[Any] = [*VM_SIZES.values(), *MODELS.values(), *BASE_IMAGES.values()]
+    assert all(row.source for row in rows)
+    assert all(
+        row.replacement
+        for row in rows
+        if getattr(row, "retired", None) or getattr(row, "deprecated", None)
+    )
+
+
+def test_the_default_serving_size_holds_a_3_8b_model_in_half_precision() -> None:
+    size = VM_SIZES[azure_facts.DEFAULT_SERVING_VM]
+    assert size.gpus >= 1
+    assert size.gpu_memory_gb > 3.8e9 * 2 / 1e9
+
+
+def test_retired_choices_name_the_date_and_the_replacement() -> None:
+    problem = retirement_problem("vm", "Standard_NC6s_v3")
+    assert problem is not None
+    assert "2025-09-30" in problem
+    assert "Standard_NC24ads_A100_v4" in problem
+    assert retirement_problem("vm", "Standard_NC6s_v3", today=date(2025, 9, 29)) is None
+    model = retirement_problem("model", "Phi-3.5-mini-instruct")
+    assert model is not None
+    assert "2025-08-30" in model
+    assert "Phi-4-mini-instruct" in model
+
+
+def test_the_stack_refuses_a_retired_cluster_size() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse({"gpuVmSize": "Standard_NC6s_v3"}, stack="dev", subscription_id="s")
+    [problem] = caught.value.problems
+    assert problem.startswith("finetune-phi:gpuVmSize = 'Standard_NC6s_v3': ")
+    assert "retired by Azure on 2025-09-30" in problem
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--instance-type", "Standard_NC6s_v3"],
+        ["--instance-type", "Standard_NC24s_v3"],
+    ],
+)
+def test_deploy_refuses_a_retired_size_by_name(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs.json").write_text(
+        json.dumps({"subscriptionId": "s", "resourceGroupName": "g", "workspaceName": "w",
+                    "endpointName": "e-1", "identityClientId": "c"})
+    )  # fmt: skip
+    assert main(["deploy", "--outputs", "outputs.json", "--dry-run", "--job", "j", *args]) == 2
+    captured = capsys.readouterr()
+    assert "retired by Azure on 2025-09-30" in captured.err
+    assert captured.out == ""
+
+
+RETIRED_SIZES_AND_IMAGES = [
+    *(name for name, size in VM_SIZES.items() if size.retired),
+    *(name for name, image in BASE_IMAGES.items() if image.deprecated),
+]
+RETIRED_CATALOG_MODELS = [name for name, model in MODELS.items() if model.retired]
+OUTPUTS = EXAMPLE_OUTPUTS
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["finetune", "submit", "--method", "custom"],
+        ["finetune", "submit", "--method", "catalog"],
+        ["finetune", "submit", "--method", "serverless"],
+        ["deploy", "--job", "j1"],
+        ["deploy", "--serverless"],
+    ],
+    ids=" ".join,
+)
+def test_every_dry_run_shows_only_current_models_sizes_and_images(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    submit_workdir(tmp_path, monkeypatch, OUTPUTS)
+    assert main([*command, "--outputs", "outputs.json", "--dry-run"]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert printed
+    for name in RETIRED_SIZES_AND_IMAGES:
+        assert name not in printed, name
+    if command[-1] == "custom":
+        # The custom path fine-tunes the Hugging Face copy, which Azure's retirement of its
+        # catalog entry does not touch.
+        assert "--model_name_or_path microsoft/Phi-3.5-mini-instruct" in printed
+    else:
+        for name in RETIRED_CATALOG_MODELS:
+            assert f"/{name}/" not in printed, name
+
+
+def load_score() -> Any:
+    sys.path.insert(0, str(SCORE_SOURCE))
+    try:
+        import score  # type: ignore[import-not-found]  # the scoring script, as Azure ML loads it
+
+        return score
+    finally:
+        sys.path.pop(0)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "capability", "expected"),
+    [(False, None, ("cpu", "float32")), (True, (7, 5), ("cuda", "float16")),
+     (True, (8, 0), ("cuda", "bfloat16")), (True, (9, 0), ("cuda", "bfloat16"))],
+)  # fmt: skip
+def test_the_scoring_script_picks_precision_from_the_gpu(
+    gpu: bool, capability: tuple[int, int] | None, expected: tuple[str, str]
+) -> None:
+    fake = SimpleNamespace(
+        cuda=SimpleNamespace(is_available=lambda: gpu, get_device_capability=lambda: capability),
+        float32="float32", float16="float16", bfloat16="bfloat16",
+    )  # fmt: skip
+    assert load_score().precision(fake) == expected

@@ -1,0 +1,294 @@
+"""`phi doctor`: every check against a stand-in for Azure Resource Manager that answers
+with the shapes of Azure's documented responses; no credentials in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.azure_facts import API_VERSIONS
+from infra.roles import BuiltInRole
+from jobs.cli import doctor as doctor_cli
+from jobs.cli.main import main
+from jobs.cloud.doctor import CHECKS
+from tests.arm_server import ArmState, arm_server
+from tests.support import BIN, ROOT
+
+SUB = "00000000-0000-0000-0000-000000000001"
+PRINCIPAL = "11111111-2222-3333-4444-555555555555"
+RG = "rg-phi-dev"
+OUTPUTS = {
+    "subscriptionId": SUB,
+    "resourceGroupName": RG,
+    "location": "eastus2",
+    "environment": "dev",
+    "workspaceName": "mlw-phi-dev",
+    "keyVaultName": "kv-phidev-abc123",
+    "logAnalyticsName": "log-phi-dev",
+    "storageAccountName": "stphidevabc123",
+    "containerRegistryLoginServer": "crphidevabc123.azurecr.io",
+    "identityPrincipalId": PRINCIPAL,
+}
+PROVIDERS = f"/subscriptions/{SUB}/providers"
+USAGES = f"{PROVIDERS}/Microsoft.MachineLearningServices/locations/eastus2/usages"
+DELETED_VAULT = f"{PROVIDERS}/Microsoft.KeyVault/locations/eastus2/deletedVaults/kv-phidev-abc123"
+DELETED_LOGS = f"{PROVIDERS}/Microsoft.OperationalInsights/deletedWorkspaces"
+ROLES = f"{PROVIDERS}/Microsoft.Authorization/roleAssignments"
+NAMESPACES = [
+    "Microsoft.MachineLearningServices", "Microsoft.Storage", "Microsoft.KeyVault",
+    "Microsoft.ContainerRegistry", "Microsoft.Insights", "Microsoft.OperationalInsights",
+    "Microsoft.ManagedIdentity",
+]  # fmt: skip
+
+
+def usage(name: str, current: int, limit: int) -> dict[str, Any]:
+    """One row of Azure ML's usage list (azure-rest-api-specs example Usage/list.json)."""
+    return {
+        "id": f"/subscriptions/{SUB}/providers/Microsoft.MachineLearningServices/locations/eastus2/usages/{name.replace(' ', '_')}",
+        "type": "Microsoft.MachineLearningServices/vmFamily/usages",
+        "currentValue": current,
+        "limit": limit,
+        "name": {"value": name, "localizedValue": name},
+        "unit": "Count",
+    }
+
+
+def assignment(role: BuiltInRole, scope: str) -> dict[str, Any]:
+    return {
+        "properties": {
+            "roleDefinitionId": f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{role.value}",
+            "principalId": PRINCIPAL,
+            "principalType": "ServicePrincipal",
+            "scope": scope,
+        }
+    }
+
+
+def healthy(state: ArmState) -> None:
+    """A subscription where everything is in order."""
+    state.documents[USAGES] = {
+        "value": [
+            usage("Standard NCADSA100v4 Family Cluster Dedicated vCPUs", 0, 24),
+            usage("Standard NCADSA100v4 Family Cluster LowPriority vCPUs", 0, -1),
+        ],
+        "nextLink": f"{{endpoint}}{USAGES}/page2",
+    }
+    state.documents[f"{USAGES}/page2"] = {
+        "value": [usage("Standard NCASv3_T4 Family Cluster Dedicated vCPUs", 0, 8)]
+    }
+    state.documents[DELETED_LOGS] = {"value": [{"name": "log-other-dev"}]}
+    group = f"/subscriptions/{SUB}/resourceGroups/{RG}"
+    state.documents[ROLES] = {
+        "value": [
+            assignment(BuiltInRole.CONTRIBUTOR, group),
+            assignment(BuiltInRole.STORAGE_BLOB_DATA_READER, f"{group}/providers/Microsoft.Storage/storageAccounts/stphidevabc123"),
+            assignment(BuiltInRole.ACR_PULL, f"{group}/providers/Microsoft.ContainerRegistry/registries/crphidevabc123"),
+        ]
+    }  # fmt: skip
+    for namespace in NAMESPACES:
+        state.documents[f"{PROVIDERS}/{namespace}"] = {
+            "namespace": namespace,
+            "registrationState": "Registered",
+        }
+
+
+def doctor(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    prepare: Any,
+    *args: str,
+    outputs: dict[str, Any] | None = None,
+) -> tuple[int, str, ArmState]:
+    monkeypatch.setattr(doctor_cli, "arm_token_provider", lambda: lambda: "test-token")
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs or OUTPUTS))
+    with arm_server() as (endpoint, state):
+        healthy(state)
+        prepare(state)
+        for document in state.documents.values():
+            if isinstance(document, dict) and "nextLink" in document:
+                document["nextLink"] = str(document["nextLink"]).replace("{endpoint}", endpoint)
+        code = main(["doctor", "--arm-endpoint", endpoint, "--project-dir", str(tmp_path), *args])
+    return code, capsys.readouterr().out, state
+
+
+def rows(out: str) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in line.strip("|").split(" | ")]
+        for line in out.splitlines()
+        if line.startswith("| ") and not line.startswith("| check")
+    ]
+
+
+def test_a_healthy_stack_passes_every_check_with_get_requests_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, state = doctor(
+        tmp_path, monkeypatch, capsys, lambda s: None, "--outputs", str(tmp_path / "outputs.json")
+    )
+    assert code == 0, out
+    table = rows(out)
+    assert {row[0] for row in table} == set(CHECKS)
+    assert not [row for row in table if row[1] == "FAIL"]
+    quota = [row for row in table if row[0] == "quota"]
+    assert any(
+        "Standard NCASv3_T4 Family" in row[2] and "5 vCPUs needed, 8 free" in row[2]
+        for row in quota
+    )
+    assert any("NCADSA100v4" in row[2] and "24 vCPUs needed, 24 free" in row[2] for row in quota)
+    assert {call.method for call in state.calls} == {"GET"}
+    assert {call.authorization for call in state.calls} == {"Bearer test-token"}
+    roles = next(call for call in state.calls if call.path == ROLES)
+    assert f"principalId%20eq%20'{PRINCIPAL}'" in roles.query
+    assert f"api-version={API_VERSIONS['Microsoft.Authorization']}" in roles.query
+    assert "all checks passed" in out
+
+
+def test_each_failure_is_a_row_with_its_fix_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(state: ArmState) -> None:
+        state.documents[f"{USAGES}/page2"] = {
+            "value": [usage("Standard NCASv3_T4 Family Cluster Dedicated vCPUs", 4, 8)]
+        }
+        state.documents[DELETED_VAULT] = {
+            "name": "kv-phidev-abc123",
+            "properties": {"location": "eastus2"},
+        }
+        state.documents[DELETED_LOGS] = {"value": [{"name": "log-phi-dev"}]}
+        roles: Any = state.documents[ROLES]
+        roles["value"] = roles["value"][:2]
+        state.documents[f"{PROVIDERS}/Microsoft.Storage"] = {"registrationState": "NotRegistered"}
+
+    code, out, _ = doctor(tmp_path, monkeypatch, capsys, broken, "--outputs", str(tmp_path / "outputs.json"), "--nodes", "2")  # fmt: skip
+    assert code == 1
+    failed = {(row[0], row[2]): row[3] for row in rows(out) if row[1] == "FAIL"}
+    assert any(
+        "request 1 more vCPUs of standardNCASv3_T4Family in eastus2" in fix
+        for fix in failed.values()
+    )
+    assert (
+        failed[("quota", "the job asks for 2 nodes; the cluster has at most 1")]
+        == "pulumi config set gpuMaxNodes 2 && pulumi up"
+    )
+    assert (
+        "az keyvault purge --name kv-phidev-abc123 --location eastus2"
+        in failed[("soft-deleted", "key vault kv-phidev-abc123 is soft-deleted")]
+    )
+    assert ("soft-deleted", "Log Analytics workspace log-phi-dev is soft-deleted") in failed
+    assert any(key[0] == "roles" and "registries/crphidevabc123" in key[1] for key in failed)
+    assert (
+        failed[("providers", "Microsoft.Storage: NotRegistered")]
+        == "az provider register --namespace Microsoft.Storage"
+    )
+    assert "check(s) failed" in out
+
+
+def test_before_pulumi_up_the_stack_file_is_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Pulumi.dev.yaml").write_text((ROOT / "Pulumi.dev.yaml").read_text())
+    code, out, _ = doctor(
+        tmp_path, monkeypatch, capsys, lambda s: None, "--stack", "dev", "--subscription", SUB
+    )
+    assert code == 0, out
+    roles = [row for row in rows(out) if row[0] == "roles"]
+    assert roles == [
+        [
+            "roles",
+            "skip",
+            "the identity exists after `pulumi up`",
+            "run `phi doctor --outputs FILE` once the stack is up",
+        ]
+    ]
+
+
+def test_a_foundry_stack_outside_the_serverless_regions_fails_the_models_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        "config:\n  finetune-phi:location: swedencentral\n  finetune-phi:foundry: true\n"
+    )
+
+    def in_sweden(state: ArmState) -> None:
+        for path in list(state.documents):
+            if "/locations/eastus2/" in path:
+                state.documents[path.replace("eastus2", "swedencentral")] = state.documents.pop(
+                    path
+                )
+        state.documents[f"{PROVIDERS}/Microsoft.Network"] = {"registrationState": "Registered"}
+
+    code, out, _ = doctor(
+        tmp_path, monkeypatch, capsys, in_sweden, "--stack", "dev", "--subscription", SUB
+    )
+    assert code == 1
+    [models] = [row for row in rows(out) if row[0] == "models" and row[1] == "FAIL"]
+    assert models[2] == "serverless: Phi-4-mini-instruct is not offered in swedencentral"
+    assert "eastus2" in models[3]
+
+
+def test_bad_config_is_reported_without_a_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        "config:\n  finetune-phi:gpuVmSize: Standard_NC6s_v3\n"
+    )
+    code, out, state = doctor(
+        tmp_path, monkeypatch, capsys, lambda s: None, "--stack", "dev", "--subscription", SUB
+    )
+    assert code == 1
+    assert "retired by Azure on 2025-09-30" in out
+    assert state.calls == []
+
+
+def test_a_redirect_is_never_followed_with_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def redirect(state: ArmState) -> None:
+        state.redirects[USAGES] = "http://127.0.0.1:9/steal"
+
+    code, out, state = doctor(
+        tmp_path, monkeypatch, capsys, redirect, "--outputs", str(tmp_path / "outputs.json")
+    )
+    assert code == 1
+    [quota] = [row for row in rows(out) if row[0] == "quota"]
+    assert "redirect (HTTP 302)" in quota[2]
+    assert not [call for call in state.calls if call.path == "/steal"]
+    assert "not followed" in quota[2]
+
+
+def test_without_credentials_one_line_says_how_to_sign_in(tmp_path: Path) -> None:
+    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
+    env = {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        # Managed identity would be asked at this closed local port, not at Azure's.
+        "IDENTITY_ENDPOINT": "http://127.0.0.1:9/token",
+        "IDENTITY_HEADER": "x",
+        "AZURE_CORE_ONLY_SHOW_ERRORS": "true",
+    }
+    result = subprocess.run(
+        [str(BIN / "phi"), "doctor", "--outputs", str(tmp_path / "outputs.json"), "--arm-endpoint", "http://127.0.0.1:9"],
+        env=env, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("phi: error: no Azure credentials: run `az login`")
+    )
+    assert "Traceback" not in result.stderr
+    assert os.environ.get("PATH")  # the test's own environment is untouched
+
+
+def test_help_lists_the_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["doctor", "--help"])
+    out = capsys.readouterr().out
+    for check in CHECKS:
+        assert f"- {check}:" in out
