@@ -2,17 +2,31 @@
 
 Used by `phi chat` and, through a thin adapter, by this flow's Prompt flow tool. It depends
 on the standard library only and knows nothing of Prompt flow, which retires on 2027-04-20:
-whatever replaces the flow (Microsoft Agent Framework, say) can call it as it is. Retries 429 and 503 with exponential backoff (honouring
-Retry-After); every other failure becomes an EndpointError that says what to do. The key
-is sent as a bearer token and never appears in an error message.
+whatever replaces the flow (Microsoft Agent Framework, say) can call it as it is.
+
+What it promises:
+- the key goes to the scoring host only: a redirect is never followed but reported, with
+  its Location (http.client, not urllib, which re-sends the Authorization header to
+  whatever host a 301/302/303 names);
+- one deadline (`timeout`) for the whole call, attempts, waits and body reads included,
+  held by a watchdog that closes the socket (a per-read timeout lets a server that drips a
+  byte at a time hold the client for ever);
+- 429 and 503 are retried with exponential backoff, honouring Retry-After up to a cap;
+- every transport or parse failure is an EndpointError that says what to do, and the key
+  is masked in any text it shows.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import math
+import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +36,18 @@ APIS = ("score", "chat-completions")
 """score: the managed endpoint's contract (jobs/uploads/score/contract.py); chat-completions: a
 serverless endpoint's `/chat/completions` (messages in, choices[0].message.content out)."""
 NO_TRAFFIC = "No valid deployments to route to"
+MAX_RESPONSE_BYTES = 16 * 2**20
+RETRY_AFTER_CAP = 30.0
+"""The longest wait a Retry-After header gets; a longer one is cut to this."""
+
+
+def retry_wait(retry_after: str, backoff: float) -> float:
+    """Seconds to wait before the next attempt: Retry-After's seconds, capped, or the backoff."""
+    try:
+        seconds = float(retry_after)
+    except ValueError:
+        return backoff
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP) if math.isfinite(seconds) else backoff
 
 
 def history_messages(
@@ -102,42 +128,109 @@ class EndpointClient:
     key: str | None = field(default=None, repr=False)
     api: str = "score"
     timeout: float = 120.0
+    """Seconds for the whole call: every attempt, every wait and every byte of the answers."""
     retries: int = 3
     backoff: float = 1.0
     sleep: Callable[[float], None] = time.sleep
 
     def score(self, payload: Any) -> Any:
-        """POST one request; the parsed JSON answer."""
+        """POST one request; the parsed JSON answer. 429 and 503 are retried, honouring
+        Retry-After up to RETRY_AFTER_CAP seconds, within the one deadline."""
+        url = urllib.parse.urlsplit(self.scoring_uri)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise EndpointError(None, f"scoring URI {self.scoring_uri!r}: must be an http(s) URL")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        data = json.dumps(payload).encode()
+        body = json.dumps(payload).encode()
+        deadline = time.monotonic() + self.timeout
         for attempt in range(self.retries + 1):
-            request = urllib.request.Request(  # noqa: S310 - the user's own endpoint URL
-                self.scoring_uri, data=data, headers=headers, method="POST"
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - the user's endpoint
-                    return json.loads(response.read())
-            except urllib.error.HTTPError as error:
-                body = error.read().decode(errors="replace")
-                if error.code in RETRIED and attempt < self.retries and NO_TRAFFIC not in body:
-                    retry_after = error.headers.get("Retry-After", "")
-                    self.sleep(
-                        float(retry_after) if retry_after.isdigit() else self.backoff * 2**attempt
-                    )
-                    continue
-                message = explain(error.code, body, dict(error.headers))
-                raise EndpointError(error.code, self._redact(message)) from None
-            except TimeoutError:
-                raise EndpointError(
-                    None, f"no answer within {self.timeout:g} s from the endpoint"
-                ) from None
-            except urllib.error.URLError as error:
-                raise EndpointError(
-                    None, f"cannot reach {self.scoring_uri}: {error.reason}"
-                ) from None
+            status, answer_headers, raw = self._post(url, body, headers, deadline)
+            text = raw.decode("utf-8", errors="replace")
+            if 300 <= status < 400:
+                raise EndpointError(status, self._redact(
+                    f"the endpoint answered a redirect (HTTP {status}) to "
+                    f"{answer_headers.get('location', 'nowhere')}; not followed, so the key goes "
+                    "to the scoring host only: check the scoring URI"
+                ))  # fmt: skip
+            if status == 200:
+                try:
+                    return json.loads(raw)
+                except (ValueError, RecursionError):
+                    raise EndpointError(200, self._redact(
+                        f"the endpoint answered HTTP 200 without JSON: {text[:200]!r}"
+                    )) from None  # fmt: skip
+            if status in RETRIED and attempt < self.retries and NO_TRAFFIC not in text:
+                wait = retry_wait(answer_headers.get("retry-after", ""), self.backoff * 2**attempt)
+                if time.monotonic() + wait >= deadline:
+                    raise EndpointError(status, self._redact(
+                        f"{explain(status, text, answer_headers)} (it asked to retry after "
+                        f"{wait:g} s, past the {self.timeout:g} s deadline)"
+                    ))  # fmt: skip
+                self.sleep(wait)
+                continue
+            raise EndpointError(status, self._redact(explain(status, text, answer_headers)))
         raise AssertionError("unreachable")
+
+    def _post(
+        self, url: urllib.parse.SplitResult, body: bytes, headers: dict[str, str], deadline: float
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One POST, cut off at the deadline wherever it is (connecting, sending, waiting,
+        reading): a watchdog closes the socket, which no per-read timeout can do."""
+        remaining = deadline - time.monotonic()
+        late = EndpointError(None, f"no answer within {self.timeout:g} s from the endpoint")
+        if remaining <= 0:
+            raise late
+        connection: http.client.HTTPConnection = (
+            http.client.HTTPSConnection(url.hostname or "", url.port, timeout=remaining,
+                                        context=ssl.create_default_context())
+            if url.scheme == "https"
+            else http.client.HTTPConnection(url.hostname or "", url.port, timeout=remaining)
+        )  # fmt: skip
+        expired = threading.Event()
+
+        def cut_off() -> None:
+            expired.set()
+            if connection.sock is not None:
+                with contextlib.suppress(OSError):
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(remaining, cut_off)
+        watchdog.daemon = True
+        watchdog.start()
+        target = url.path or "/"
+        try:
+            connection.request(
+                "POST", f"{target}?{url.query}" if url.query else target, body, headers
+            )
+            response = connection.getresponse()
+            raw = response.read(MAX_RESPONSE_BYTES + 1)
+            if expired.is_set():  # the watchdog's shutdown ends a read as if at its end
+                raise late
+            if len(raw) > MAX_RESPONSE_BYTES:
+                raise EndpointError(
+                    response.status, f"the answer is over {MAX_RESPONSE_BYTES} bytes"
+                )
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, raw
+        except ssl.SSLError as error:
+            raise EndpointError(None, f"TLS with {url.hostname} failed: {error.reason}") from None
+        except (OSError, http.client.HTTPException) as error:
+            if expired.is_set() or isinstance(error, TimeoutError):
+                raise late from None
+            closed = isinstance(
+                error,
+                http.client.RemoteDisconnected | ConnectionResetError | http.client.IncompleteRead,
+            )
+            what = f"{url.scheme}://{url.netloc} closed the connection" if closed else (
+                f"cannot reach {self.scoring_uri}"
+            )  # fmt: skip
+            raise EndpointError(
+                None, f"{what} ({type(error).__name__}): check the scoring URI and that the "
+                "endpoint is up"
+            ) from None  # fmt: skip
+        finally:
+            watchdog.cancel()
+            connection.close()
 
     def _redact(self, text: str) -> str:
         """The text with the key, if it echoes it, masked."""

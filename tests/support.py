@@ -6,6 +6,7 @@ Test modules import from here and from the stand-ins for Azure (`contract_server
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -13,7 +14,8 @@ import socket
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,61 @@ def install_wheel(work: Path) -> Path:
         check=True, capture_output=True,
     )  # fmt: skip
     return fresh / "bin"
+
+
+@contextlib.contextmanager
+def raw_server(answer: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A loopback TCP server that hands each connection to `answer` (which may misbehave:
+    drip, reset, hang up); stopped, with its connections, when the block ends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    connections: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            connections.append(connection)
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/score"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.close()
+
+
+def read_request(connection: socket.socket) -> bytes:
+    """The request's head and body, read as far as Content-Length says."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        ),
+        0,
+    )
+    while len(body) < length:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
