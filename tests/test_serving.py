@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -14,8 +15,10 @@ from typing import Any
 import pytest
 
 from jobs.cli.main import main
+from jobs.local.processes import stop_group
 from jobs.local.serve import free_port, wait_until_healthy
 from jobs.uploads.score.contract import MAX_NEW_TOKENS
+from tests.support import port_is_free
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +44,10 @@ def server(fine_tuned: Path) -> Iterator[str]:
         wait_until_healthy(process, f"{url}/", seconds=120)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        process.send_signal(signal.SIGTERM)  # as a user's kill would: phi serve stops its server
+        process.wait(timeout=60)
+        stop_group(process)
+    assert port_is_free(port)
 
 
 def post(url: str, body: Any, raw: bytes | None = None) -> tuple[int, Any]:
@@ -220,3 +225,42 @@ def test_serve_refuses_a_folder_without_a_model(
 ) -> None:
     assert main(["serve", "--model", str(tmp_path)]) == 2
     assert "no MLmodel file" in capsys.readouterr().err
+
+
+def test_phi_serve_listens_on_loopback_only(server: str) -> None:
+    port = server.rsplit(":", 1)[1]
+    listening = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    addresses = [field for field in listening if field.endswith(f":{port}")]
+    assert addresses
+    assert all(address.startswith("127.0.0.1:") for address in addresses), listening
+
+
+def test_health_and_other_clients_are_answered_during_a_long_generation(server: str) -> None:
+    import socket
+    import threading
+    import time
+
+    long = {
+        "input_data": {
+            "input_string": USER,
+            "parameters": {"do_sample": False, "max_new_tokens": 1024},
+        }
+    }
+    finished: list[float] = []
+    generating = threading.Thread(target=lambda: finished.append(post(server, long)[0]))
+    with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1]))) as half:
+        # A client that sends half a request and waits.
+        half.sendall(b'POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"input')
+        generating.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        with urllib.request.urlopen(f"{server}/", timeout=10) as health:
+            assert health.status == 200
+        assert time.monotonic() - started < 2
+        status, answer = post(server, {"input_data": {"input_string": USER, "parameters": GREEDY}})
+        assert status == 200
+        assert answer["output"]
+    generating.join(timeout=120)
+    assert finished == [200]

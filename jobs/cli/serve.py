@@ -17,8 +17,14 @@ def register(commands: Commands) -> None:
         "--model", type=Path, required=True, help="MLflow model folder (has MLmodel)"
     )
     parser.add_argument("--port", type=int, default=5001, help="default: 5001")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default: %(default)s); another one exposes the model, "
+        "with no key, to whoever can reach it",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return serve.serve(args.model, args.port)
+    return serve.serve(args.model, args.port, args.host)

@@ -31,6 +31,7 @@ from flow import FLOW_DIR
 from jobs.data import SAMPLE, chat_format, prepare
 from jobs.errors import PhiError, UsageError
 from jobs.local.flow_connection import KEY_VARIABLE
+from jobs.local.processes import stop_group
 from jobs.local.serve import free_port, wait_until_healthy
 
 STAGES = {
@@ -138,13 +139,8 @@ class Rehearsal:
         wait_until_healthy(self.server, f"http://127.0.0.1:{self.port}/", seconds=180)
 
     def stop_server(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            os.killpg(self.server.pid, 15)
-            try:
-                self.server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.server.pid, 9)
-                self.server.wait()
+        if self.server is not None:
+            stop_group(self.server)
         self.server = None
 
 

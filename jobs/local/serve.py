@@ -14,31 +14,51 @@ from pathlib import Path
 
 from flow.endpoint_client import EndpointClient
 from jobs.errors import PhiError, UsageError
+from jobs.local.processes import run_in_group
 from jobs.uploads import SCORE_SOURCE
 
 SCORE_SCRIPT = SCORE_SOURCE / "score.py"
 
 
-def server_command(port: int) -> list[str]:
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SERVER_THREADS = 4
+"""Threads of the server's worker: health probes and other clients are answered while one
+request generates, and a client that sends half a request holds one thread, not the server."""
+
+
+def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
     return [
-        sys.executable, "-m", "azureml_inference_server_http",
+        sys.executable, "-m", "jobs.local.inference_server", host,
         "--entry_script", str(SCORE_SCRIPT), "--port", str(port),
     ]  # fmt: skip
 
 
-def serve(model: Path, port: int) -> int:
-    """Run the server in the foreground until it stops (Ctrl-C)."""
+def server_environment(model: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AZUREML_MODEL_DIR": str(model.resolve()),
+        "HF_HUB_OFFLINE": "1",
+        # gunicorn reads these settings from here; more than one thread makes its worker gthread.
+        "GUNICORN_CMD_ARGS": f"--threads {SERVER_THREADS}",
+    }
+
+
+def serve(model: Path, port: int, host: str = "127.0.0.1") -> int:
+    """Run the server in the foreground until it stops; Ctrl-C or SIGTERM stops it and its
+    workers."""
     if not any(model.glob("MLmodel")) and not any(model.glob("*/MLmodel")):
         raise UsageError(
             f"--model {model}: no MLmodel file here (`phi train --local --output-dir DIR` writes DIR/model)"
         )
     if not 1 <= port <= 65535:
         raise UsageError(f"--port {port}: must be between 1 and 65535")
-    env = {**os.environ, "AZUREML_MODEL_DIR": str(model.resolve()), "HF_HUB_OFFLINE": "1"}
-    try:
-        return subprocess.run(server_command(port), env=env, check=False).returncode
-    except KeyboardInterrupt:
-        return 0
+    if host not in LOOPBACK:
+        print(
+            f"phi serve: warning: listening on {host}: the local server checks no key, so "
+            "anyone who can reach this machine can use the model",
+            file=sys.stderr,
+        )
+    return run_in_group(server_command(port, host), server_environment(model))
 
 
 def free_port() -> int:
