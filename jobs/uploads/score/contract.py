@@ -14,7 +14,14 @@ batch (one question per string):
 Roles are system (first only), user and assistant; the last message is the user's.
 Parameters, all optional: temperature 0-2 (default 0.7), top_p above 0 up to 1 (0.9),
 max_new_tokens 1-MAX_NEW_TOKENS (256), do_sample true/false (true). Anything else is a
-400 with the reason. This module depends on nothing, so clients and tests can share it.
+400 with the reason.
+
+Limits, checked before any tokenizing or generation: a body of at most MAX_REQUEST_BYTES
+(413 beyond), MAX_MESSAGES messages of at most MAX_MESSAGE_CHARS characters each, finite
+JSON numbers, integers of at most MAX_INTEGER_DIGITS digits, valid Unicode (no lone
+surrogates), and JSON nested no deeper than Python's parser allows. The scoring script
+then refuses a conversation longer, after the chat template, than the model's context
+minus max_new_tokens. This module depends on nothing, so clients and tests can share it.
 """
 
 from __future__ import annotations
@@ -25,11 +32,46 @@ from typing import Any
 
 MAX_NEW_TOKENS = 1024
 MAX_BATCH = 16
+MAX_REQUEST_BYTES = 1_000_000
+"""Under the 1.5 MB a managed endpoint accepts."""
+MAX_MESSAGES = 64
+MAX_MESSAGE_CHARS = 32_000
+MAX_INTEGER_DIGITS = 18
 ROLES = ("system", "user", "assistant")
 
 
 class ContractError(ValueError):
-    """A request that breaks the contract: answered with HTTP 400 and this message."""
+    """A request that breaks the contract: answered with `status` (400, or 413 when too
+    large) and this message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ContractError(f"the body holds {name}: JSON numbers must be finite")
+
+
+def _bounded_integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ContractError(
+            f"the body holds an integer of {len(text)} digits; at most {MAX_INTEGER_DIGITS}"
+        )
+    return int(text)
+
+
+def _text(where: str, value: Any) -> str:
+    """A non-empty string of valid Unicode within MAX_MESSAGE_CHARS."""
+    if not isinstance(value, str) or not value.strip():
+        raise ContractError(f"{where} must be a non-empty string")
+    if len(value) > MAX_MESSAGE_CHARS:
+        raise ContractError(f"{where} is {len(value)} characters; at most {MAX_MESSAGE_CHARS}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ContractError(f"{where} is not valid Unicode (a lone surrogate)") from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -99,6 +141,8 @@ def parse_messages(raw: Any) -> list[dict[str, str]]:
     where = "input_data.input_string"
     if not isinstance(raw, list) or not raw:
         raise ContractError(f"{where} must be a non-empty list of messages")
+    if len(raw) > MAX_MESSAGES:
+        raise ContractError(f"{where} holds {len(raw)} messages; at most {MAX_MESSAGES}")
     messages = []
     for index, message in enumerate(raw):
         if not isinstance(message, dict) or set(message) - {"role", "content"}:
@@ -112,9 +156,7 @@ def parse_messages(raw: Any) -> list[dict[str, str]]:
             )
         if role == "system" and index != 0:
             raise ContractError(f"{where}[{index}]: only the first message may be a system message")
-        if not isinstance(content, str) or not content.strip():
-            raise ContractError(f"{where}[{index}].content must be a non-empty string")
-        messages.append({"role": role, "content": content})
+        messages.append({"role": role, "content": _text(f"{where}[{index}].content", content)})
     if messages[-1]["role"] != "user":
         raise ContractError(
             f"{where}: the last message must be the user's, not {messages[-1]['role']!r}"
@@ -123,15 +165,26 @@ def parse_messages(raw: Any) -> list[dict[str, str]]:
 
 
 def parse_request(body: str | bytes) -> ScoringRequest:
-    """Validate a request body; raises ContractError with the reason."""
+    """Validate a request body; raises ContractError with the reason (and its status)."""
+    size = len(body.encode("utf-8", errors="surrogatepass") if isinstance(body, str) else body)
+    if size > MAX_REQUEST_BYTES:
+        raise ContractError(f"the body is {size} bytes; at most {MAX_REQUEST_BYTES}", status=413)
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=_refuse_constant, parse_int=_bounded_integer)
+    except RecursionError:
+        raise ContractError("the body is JSON nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ContractError(f"the body is not valid JSON: {error}") from error
+        raise ContractError(f"the body is not valid JSON: {error}") from None
     if not isinstance(payload, dict) or "input_data" not in payload:
         raise ContractError("the body must be a JSON object with 'input_data'")
     data = payload["input_data"]
     if isinstance(data, dict):
+        beside = ", ".join(sorted(set(payload) - {"input_data"}))
+        if beside:
+            raise ContractError(
+                f"unknown key(s) {beside} beside input_data; the chat shape takes its parameters "
+                "in input_data.parameters"
+            )
         unknown = sorted(set(data) - {"input_string", "parameters"})
         if unknown:
             raise ContractError(f"input_data has unknown key(s) {', '.join(unknown)}")
@@ -141,10 +194,19 @@ def parse_request(body: str | bytes) -> ScoringRequest:
             "chat",
         )
     if isinstance(data, list):
+        stray = sorted(set(payload) - {"input_data", "params"})
+        if stray:
+            raise ContractError(
+                f"unknown key(s) {', '.join(stray)} beside input_data; the batch shape takes its "
+                "parameters in 'params'"
+            )
         if not data or len(data) > MAX_BATCH:
             raise ContractError(f"input_data must hold 1 to {MAX_BATCH} questions")
         if not all(isinstance(text, str) and text.strip() for text in data):
             raise ContractError("input_data must be a list of non-empty strings")
-        conversations = [[{"role": "user", "content": text}] for text in data]
+        conversations = [
+            [{"role": "user", "content": _text(f"input_data[{index}]", text)}]
+            for index, text in enumerate(data)
+        ]
         return ScoringRequest(conversations, parse_parameters(payload.get("params")), "batch")
     raise ContractError("input_data must be an object (chat) or a list of strings (batch)")

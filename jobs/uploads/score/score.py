@@ -56,12 +56,26 @@ def init() -> None:
     logger.info("loaded %s from %s on %s in %s", type(_model).__name__, model_dir, device, dtype)
 
 
-def generate(messages: list[dict[str, str]], parameters: GenerationParameters) -> str:
-    import torch
-
+def prompt(messages: list[dict[str, str]], parameters: GenerationParameters) -> Any:
+    """The conversation as model inputs, refused when it and the answer would not fit the
+    model's context."""
     inputs = _tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-    ).to(_model.device)
+    )
+    tokens = int(inputs["input_ids"].shape[1])
+    room = int(_model.config.max_position_embeddings) - parameters.max_new_tokens
+    if tokens > room:
+        raise ContractError(
+            f"the conversation is {tokens} tokens after the chat template; at most {room} "
+            f"(the model's context of {_model.config.max_position_embeddings} minus "
+            f"max_new_tokens {parameters.max_new_tokens})"
+        )
+    return inputs.to(_model.device)
+
+
+def generate(inputs: Any, parameters: GenerationParameters) -> str:
+    import torch
+
     options: dict[str, Any] = {"max_new_tokens": parameters.max_new_tokens}
     if parameters.do_sample and parameters.temperature > 0:
         options |= {
@@ -82,7 +96,8 @@ def run(raw: str) -> Any:
 
     try:
         request = parse_request(raw)
+        prompts = [prompt(messages, request.parameters) for messages in request.conversations]
     except ContractError as error:
-        return AMLResponse({"error": str(error)}, 400, json_str=True)
-    answers = [generate(messages, request.parameters) for messages in request.conversations]
+        return AMLResponse({"error": str(error)}, error.status, json_str=True)
+    answers = [generate(inputs, request.parameters) for inputs in prompts]
     return AMLResponse(request.response(answers), 200, json_str=True)
