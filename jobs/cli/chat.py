@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from flow.endpoint_client import history_messages
-from jobs.cli.options import Commands, add_api_option, add_outputs_options, read_outputs
+from jobs.cli.options import Commands, add_api_option, add_outputs_options, command, read_outputs
 from jobs.cloud import endpoints
 from jobs.errors import UsageError
 from jobs.local.serve import local_client
@@ -26,7 +26,7 @@ def register(commands: Commands) -> None:
         "--greedy", action="store_true", help="do_sample false: the most likely answer"
     )
     add_api_option(parser)
-    parser.set_defaults(handler=run)
+    command(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:

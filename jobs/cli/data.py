@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jobs.cli.options import Commands
+from jobs.cli.options import Commands, command
 from jobs.data import chat_format, prepare
 
 
@@ -22,8 +22,8 @@ def register(commands: Commands) -> None:
     )
     prep.add_argument(
         "--sample",
-        default="1%",
-        help="how much to keep: a percentage (1%%, the default) or a row count (10)",
+        help="how much to keep: a percentage (0.5%%) or a row count (10); default: every row "
+        "of --from FILE, 1%% of a hub dataset",
     )
     prep.add_argument("--seed", type=int, default=42, help="seed of the 80/20 split (default: 42)")
     prep.add_argument(
@@ -38,7 +38,7 @@ def register(commands: Commands) -> None:
     prep.add_argument(
         "--split", default=prepare.DEFAULT_SPLIT, help="its split (default: %(default)s)"
     )
-    prep.set_defaults(handler=run_prepare)
+    command(prep, run_prepare)
 
     validate = data.add_parser("validate", help="check chat JSONL files; every bad line by number")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -48,13 +48,13 @@ def register(commands: Commands) -> None:
     validate.add_argument(
         "--max-length", type=int, default=2048, help="length to count overlong rows against"
     )
-    validate.set_defaults(handler=run_validate)
+    command(validate, run_validate)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
     result = prepare.prepare(
         out_dir=args.out,
-        size=prepare.SampleSize.parse(args.sample),
+        size=prepare.SampleSize.parse(args.sample) if args.sample else None,
         seed=args.seed,
         dataset=args.dataset,
         split=args.split,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jobs import state
-from jobs.cli.options import Commands, add_outputs_options, read_outputs
+from jobs.cli.options import Commands, add_outputs_options, command, read_outputs
 from jobs.cloud.deploy import managed, serverless
 from jobs.errors import UsageError
 from jobs.stack_outputs import StackOutputs
@@ -44,7 +44,7 @@ def register(commands: Commands) -> None:
         action="store_true",
         help="delete the serverless endpoint, then archive its model",
     )
-    deploy.set_defaults(handler=run)
+    command(deploy, run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from infra import azure_facts
 from infra.arm import ARM_ENDPOINT, ArmClient
 from infra.config import ConfigError, StackConfig, parse
 from infra.stack_files import StackFileError, read_config
-from jobs.cli.options import Commands
+from jobs.cli.options import Commands, command
 from jobs.cloud import doctor
 from jobs.cloud.credentials import arm_token_provider
 from jobs.errors import PhiError, UsageError
@@ -52,7 +52,7 @@ def register(commands: Commands) -> None:
     parser.add_argument(
         "--arm-endpoint", default=ARM_ENDPOINT, help="Resource Manager (default: %(default)s)"
     )
-    parser.set_defaults(handler=run)
+    command(parser, run)
 
 
 def stack_config(

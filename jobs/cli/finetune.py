@@ -7,7 +7,13 @@ from pathlib import Path
 
 from infra.azure_facts import DEFAULT_CATALOG_MODEL
 from jobs import state
-from jobs.cli.options import Commands, add_outputs_options, read_outputs
+from jobs.cli.options import (
+    Commands,
+    add_outputs_options,
+    command,
+    option_strings,
+    read_outputs,
+)
 from jobs.cloud.finetune import custom, methods
 from jobs.data import prepare
 
@@ -68,11 +74,11 @@ def register(commands: Commands) -> None:
     )
     submit.add_argument("--dry-run", action="store_true", help="print the job YAML; send nothing")
     submit.add_argument("--no-stream", action="store_true", help="do not wait for the job's logs")
-    submit.set_defaults(handler=run_submit, passthrough=True)
+    command(submit, run_submit, passthrough=True)
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    options = methods.SubmitOptions.from_namespace(args)
+    options = methods.SubmitOptions.from_namespace(args, option_strings(args.command_parser))
     options.check()
     outputs = read_outputs(args)
     planned = methods.plan(options, outputs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from infra.contract import FLOW_CONNECTION
-from jobs.cli.options import Commands, add_api_option, add_outputs_options, read_outputs
+from jobs.cli.options import Commands, add_api_option, add_outputs_options, command, read_outputs
 from jobs.cloud import endpoints
 from jobs.errors import UsageError
 from jobs.local import flow_connection
@@ -29,7 +29,7 @@ def register(commands: Commands) -> None:
     )
     connect.add_argument("--name", default=FLOW_CONNECTION, help="default: %(default)s")
     add_api_option(connect)
-    connect.set_defaults(handler=run_connect)
+    command(connect, run_connect)
 
 
 def run_connect(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from flow.endpoint_client import EndpointError
+from jobs.cli.options import PhiParser, closest, option_strings
 from jobs.errors import PhiError, UsageError
 
 COMMAND_GROUPS = (
@@ -45,12 +46,34 @@ def missing_package(error: ModuleNotFoundError) -> UsageError:
     )
 
 
+def azure_failure(error: Exception) -> PhiError | None:
+    """Azure SDK failures a user can foresee, as one line; None for anything else."""
+    try:
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ServiceRequestError,
+        )
+    except ModuleNotFoundError:
+        return None
+    from jobs.cloud.credentials import SIGN_IN
+
+    if isinstance(error, ClientAuthenticationError):
+        return UsageError(SIGN_IN)
+    if isinstance(error, ServiceRequestError):
+        return PhiError(f"cannot reach Azure ({type(error).__name__}): check the network")
+    if isinstance(error, HttpResponseError):
+        first = (str(error.message or error).strip().splitlines() or ["no details"])[0]
+        return PhiError(f"Azure refused the request (HTTP {error.status_code}): {first}")
+    return None
+
+
 def command_groups() -> list[ModuleType]:
     return [importlib.import_module(f"jobs.cli.{name}") for name in COMMAND_GROUPS]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = PhiParser(
         prog="phi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -64,8 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
-        if extra and not getattr(args, "passthrough", False):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if extra and not args.passthrough:
+            known = option_strings(args.command_parser)
+            unknown = next((word for word in extra if word.startswith("-")), extra[0])
+            args.command_parser.error(f"unrecognized argument {unknown}{closest(unknown, known)}")
         args.trl_args = tuple(extra)
         return int(args.handler(args))
     except ModuleNotFoundError as error:
@@ -74,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return main_error(error)
     except EndpointError as error:  # the flow's client knows nothing of phi's errors
         return main_error(PhiError(str(error)))
+    except Exception as error:
+        mapped = azure_failure(error)
+        if mapped is None:
+            raise
+        return main_error(mapped)
 
 
 def main_error(error: PhiError) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jobs.cli.options import Commands
+from jobs.cli.options import Commands, command
 
 
 def register(commands: Commands) -> None:
@@ -15,7 +15,7 @@ def register(commands: Commands) -> None:
     )
     parser.add_argument("--work-dir", type=Path, help="default: .phi/rehearsal-<time>")
     parser.add_argument("--port", type=int, help="scoring server port (default: a free one)")
-    parser.set_defaults(handler=run)
+    command(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jobs.cli.options import Commands
+from jobs.cli.options import Commands, command
 from jobs.local import serve
 
 
@@ -23,7 +23,7 @@ def register(commands: Commands) -> None:
         help="interface to listen on (default: %(default)s); another one exposes the model, "
         "with no key, to whoever can reach it",
     )
-    parser.set_defaults(handler=run)
+    command(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:

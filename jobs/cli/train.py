@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobs.cli.options import Commands
+from jobs.cli.options import Commands, command, option_strings
 from jobs.cloud.finetune.custom import check_trl_args
+from jobs.data import hub
 from jobs.uploads import TRAIN_HYPERPARAMETERS, TRAIN_SOURCE
 
 
@@ -28,11 +29,12 @@ def register(commands: Commands) -> None:
     train.add_argument(
         "--nproc-per-node", type=int, default=1, help="processes (torchrun) on this machine"
     )
-    train.set_defaults(handler=run, passthrough=True)
+    command(train, run, passthrough=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_trl_args(args.trl_args)
+    check_trl_args(args.trl_args, option_strings(args.command_parser))
+    hub.require(args.model, "--model", "a local model folder: --model DIR")
     launcher = [sys.executable]
     if args.nproc_per_node > 1:
         launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={args.nproc_per_node}"]

@@ -36,12 +36,22 @@ def row_problems(row: Any) -> list[str]:
             problems.append(f"{where} is a system message; only the first message may be one")
         if not isinstance(content, str) or not content.strip():
             problems.append(f"{where}.content must be a non-empty string")
+        elif not _is_unicode(content):
+            problems.append(f"{where}.content is not valid Unicode (a lone surrogate)")
     roles = [m.get("role") for m in messages if isinstance(m, dict)]
     if "user" not in roles:
         problems.append("there is no user message")
     if roles and roles[-1] != "assistant":
         problems.append(f"the last message is {roles[-1]!r}; it must be 'assistant'")
     return problems
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass
@@ -57,20 +67,45 @@ class FileReport:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, parsed row or None, parse error or None) for each non-blank line."""
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line), None
-            except json.JSONDecodeError as error:
-                yield number, None, f"not valid JSON: {error.msg} at column {error.colno}"
+    """(line number, parsed row or None, reason or None) for each non-blank line. Each line
+    is decoded on its own, so one bad line is reported as such and the others still read."""
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if number == 1 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                yield number, None, "the file is UTF-16; save it as UTF-8"
+                return
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            yield (number, *parse_line(raw))
+
+
+def parse_line(raw: bytes) -> tuple[Any, str | None]:
+    """(row, None) or (None, reason); a blank line is (None, None)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return None, f"not UTF-8: byte 0x{raw[error.start]:02x} at column {error.start + 1}"
+    if not line.strip():
+        return None, None
+    try:
+        return json.loads(line, parse_constant=_refuse_constant), None
+    except ValueError as error:
+        if isinstance(error, json.JSONDecodeError):
+            return None, f"not valid JSON: {error.msg} at column {error.colno}"
+        return None, str(error)
+    except RecursionError:
+        return None, "JSON nested too deeply"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def validate_rows(rows: Iterable[tuple[int, Any, str | None]], path: Path) -> FileReport:
     report = FileReport(path)
     for number, row, parse_error in rows:
+        if row is None and parse_error is None:  # a blank line
+            continue
         report.rows += 1
         reasons = [parse_error] if parse_error else row_problems(row)
         report.problems.extend((number, reason) for reason in reasons)

@@ -9,17 +9,22 @@ and `prompt_id`, and with those present TRL takes the data for prompt/completion
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
 import re
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from jobs.data import hub
 from jobs.data.chat_format import read_jsonl, validate_rows
 from jobs.errors import UsageError
 
@@ -66,23 +71,39 @@ Numbered = tuple[int, Any, str | None]
 """(line or row number, row, parse error)."""
 
 
-def _local_rows(path: Path, size: SampleSize) -> list[Numbered]:
+def _local_rows(path: Path) -> list[Numbered]:
+    """Every row of a local file (blank lines left out), each with its line number."""
     if not path.is_file():
         raise DataError(f"--from {path}: no such file")
-    if path.suffix in (".jsonl", ".json"):
-        rows = list(read_jsonl(path))
-    elif path.suffix == ".parquet":
+    if path.suffix not in (".jsonl", ".json", ".parquet"):
+        raise DataError(f"--from {path}: must be a .jsonl or .parquet file")
+    try:
+        if path.suffix != ".parquet":
+            return [row for row in read_jsonl(path) if row[1] is not None or row[2] is not None]
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
-        rows = [(index + 1, row, None) for index, row in enumerate(table.to_pylist())]
-    else:
-        raise DataError(f"--from {path}: must be a .jsonl or .parquet file")
-    return rows[: size.rows_of(len(rows))]
+        try:
+            table = pq.read_table(path)
+        except pa.ArrowException as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise DataError(f"--from {path}: not a readable Parquet file ({first})") from None
+        return [(index + 1, row, None) for index, row in enumerate(table.to_pylist())]
+    except OSError as error:
+        raise DataError(f"--from {path}: cannot read it ({error.strerror or error})") from None
 
 
 def _hub_rows(dataset: str, split: str, size: SampleSize) -> list[Numbered]:
     import datasets
+
+    hub.require(dataset, "--dataset", "a local file: --from FILE.jsonl")
+    try:
+        return _stream_rows(datasets, dataset, split, size)
+    except (ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as error:
+        raise hub.offline_failure(dataset, "--dataset", "--from FILE.jsonl", error) from None
+
+
+def _stream_rows(datasets: Any, dataset: str, split: str, size: SampleSize) -> list[Numbered]:
 
     if size.rows is not None:
         wanted = size.rows
@@ -97,12 +118,8 @@ def _hub_rows(dataset: str, split: str, size: SampleSize) -> list[Numbered]:
     return [(index + 1, row, None) for index, row in enumerate(stream.take(wanted))]
 
 
-def load_rows(
-    *, dataset: str, split: str, from_path: Path | None, size: SampleSize
-) -> list[Numbered]:
-    if from_path is not None:
-        return _local_rows(from_path, size)
-    return _hub_rows(dataset, split, size)
+HUB_SAMPLE = SampleSize(percent=1)
+"""What `phi data prepare` keeps of a hub dataset unless --sample says otherwise."""
 
 
 def split_rows(
@@ -120,23 +137,56 @@ def split_rows(
 
 
 def write_jsonl_atomically(files: dict[Path, list[Any]]) -> None:
-    """Write every file to a temporary sibling first; replace the targets only when all are written."""
+    """Write every file to a hidden temporary sibling first; replace the targets only when all
+    are written. A failure, Ctrl-C or SIGTERM leaves the targets as they were and no
+    temporary file behind; the files get the permissions of any file the user creates."""
     staged: list[tuple[str, Path]] = []
+    mode = 0o666 & ~_umask()
     try:
-        for target, rows in files.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            staged.append((temporary, target))
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-                out.flush()
-                os.fsync(out.fileno())
-        for temporary, target in staged:
-            os.replace(temporary, target)
+        with _sigterm_as_exit():
+            for target, rows in files.items():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+                staged.append((temporary, target))
+                os.fchmod(handle, mode)
+                with os.fdopen(handle, "w", encoding="utf-8") as out:
+                    out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+                    out.flush()
+                    os.fsync(out.fileno())
+            for temporary, target in staged:
+                os.replace(temporary, target)
+    except OSError as error:
+        where = error.filename or next(iter(files))
+        raise DataError(
+            f"{where}: cannot write ({error.strerror or error}); nothing was written"
+        ) from None
     finally:
         for temporary, _ in staged:
             if os.path.exists(temporary):
                 os.unlink(temporary)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM ends the process through Python's own exit, so `finally` blocks run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -150,15 +200,21 @@ class Prepared:
 def prepare(
     *,
     out_dir: Path,
-    size: SampleSize,
     seed: int,
+    size: SampleSize | None = None,
     dataset: str = DEFAULT_DATASET,
     split: str = DEFAULT_SPLIT,
     from_path: Path | None = None,
 ) -> Prepared:
-    """Load, validate, split and write. Raises DataError, writing nothing, on bad data."""
-    numbered = load_rows(dataset=dataset, split=split, from_path=from_path, size=size)
-    source = str(from_path) if from_path is not None else f"{dataset}:{split}"
+    """Load, validate, sample, split and write. Raises DataError, writing nothing, on bad
+    data. A local file is validated whole and kept whole unless `size` samples it; a hub
+    dataset is streamed, HUB_SAMPLE of it unless `size` says otherwise."""
+    if from_path is not None:
+        numbered = _local_rows(from_path)
+        source = str(from_path)
+    else:
+        numbered = _hub_rows(dataset, split, size or HUB_SAMPLE)
+        source = f"{dataset}:{split}"
     report = validate_rows(iter(numbered), Path(source))
     if not report.ok:
         shown = "\n".join(f"  {source}:{line}: {reason}" for line, reason in report.problems[:20])
@@ -167,6 +223,8 @@ def prepare(
             f"{len(report.problems)} problem(s) in {source}; nothing was written:\n{shown}"
             + (f"\n  ... and {more} more" if more > 0 else "")
         )
+    if from_path is not None and size is not None:
+        numbered = numbered[: size.rows_of(len(numbered))]
     rows = [{"messages": row["messages"]} for _, row, _ in numbered]
     train, test = split_rows(rows, seed)
     paths = Prepared(out_dir / TRAIN_FILE, out_dir / TEST_FILE, len(train), len(test))

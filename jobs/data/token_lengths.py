@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from jobs.data import hub
 from jobs.data.prepare import iter_messages
 
 
@@ -14,7 +15,11 @@ def token_statistics(path: Path, tokenizer_name: str, max_length: int) -> str:
     are over `max_length`."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+    hub.require(tokenizer_name, "--tokenizer", "a local folder: --tokenizer DIR")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+    except OSError as error:
+        raise hub.offline_failure(tokenizer_name, "--tokenizer", "--tokenizer DIR", error) from None
     lengths = sorted(
         len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
         for messages in iter_messages(path)

@@ -15,15 +15,12 @@ from pathlib import Path
 from flow.endpoint_client import EndpointClient
 from jobs.errors import PhiError, UsageError
 from jobs.local.processes import run_in_group
-from jobs.uploads import SCORE_SOURCE
+from jobs.uploads import SCORE_SERVER_ENVIRONMENT, SCORE_SOURCE
 
 SCORE_SCRIPT = SCORE_SOURCE / "score.py"
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-SERVER_THREADS = 4
-"""Threads of the server's worker: health probes and other clients are answered while one
-request generates, and a client that sends half a request holds one thread, not the server."""
 
 
 def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
@@ -38,8 +35,7 @@ def server_environment(model: Path) -> dict[str, str]:
         **os.environ,
         "AZUREML_MODEL_DIR": str(model.resolve()),
         "HF_HUB_OFFLINE": "1",
-        # gunicorn reads these settings from here; more than one thread makes its worker gthread.
-        "GUNICORN_CMD_ARGS": f"--threads {SERVER_THREADS}",
+        **SCORE_SERVER_ENVIRONMENT,
     }
 
 

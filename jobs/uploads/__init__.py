@@ -15,3 +15,8 @@ TRAIN_HYPERPARAMETERS = TRAIN_SOURCE / "hyperparameters.yaml"
 TRAIN_REQUIREMENTS = UPLOADS / "train" / "environment" / "requirements.txt"
 SCORE_SOURCE = UPLOADS / "score"
 SCORE_REQUIREMENTS = SCORE_SOURCE / "environment" / "requirements.txt"
+SCORE_SERVER_ENVIRONMENT = {"GUNICORN_CMD_ARGS": "--threads 4"}
+"""How the inference server runs score.py, locally and in a managed deployment: gunicorn reads
+its settings from this variable, and more than one thread makes its worker gthread, so health
+probes and other clients are answered while one request generates, and a client that sends
+half a request holds one thread, not the server."""

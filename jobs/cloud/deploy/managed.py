@@ -23,7 +23,7 @@ from infra.azure_facts import DEFAULT_CPU_SERVING_VM, DEFAULT_SERVING_VM, retire
 from jobs.cloud.environment import environment, tags
 from jobs.cloud.finetune import MODEL_OUTPUT
 from jobs.errors import PhiError, UsageError
-from jobs.uploads import SCORE_REQUIREMENTS, SCORE_SOURCE
+from jobs.uploads import SCORE_REQUIREMENTS, SCORE_SERVER_ENVIRONMENT, SCORE_SOURCE
 
 MODEL_NAME = "phi-finetuned"
 COLOURS = ("blue", "green")
@@ -110,7 +110,11 @@ def deployment_entity(
         readiness_probe=probe(10),
         # The endpoint runs as the stack's user-assigned identity; DefaultAzureCredential in
         # the container needs its client id to pick it.
-        environment_variables={"AZURE_CLIENT_ID": identity_client_id, "HF_HUB_OFFLINE": "1"},
+        environment_variables={
+            "AZURE_CLIENT_ID": identity_client_id,
+            "HF_HUB_OFFLINE": "1",
+            **SCORE_SERVER_ENVIRONMENT,
+        },
         app_insights_enabled=True,
     )
 

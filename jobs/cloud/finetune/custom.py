@@ -7,7 +7,13 @@ model that `phi deploy` registers.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import importlib.util
+import io
 import re
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +63,8 @@ class FinetuneRequest:
     model: str = DEFAULT_MODEL
     experiment: str = EXPERIMENT
     trl_args: tuple[str, ...] = ()
+    phi_options: tuple[str, ...] = ()
+    """The command's own options, to name the closest when a TRL argument is unknown."""
 
     def check(self) -> None:
         """Every rule, each naming its argument, before anything is sent."""
@@ -73,22 +81,56 @@ class FinetuneRequest:
             )
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", self.experiment):
             raise UsageError(f"--experiment {self.experiment!r}: letters, digits, '_', '-', '.'")
-        check_trl_args(self.trl_args)
+        check_trl_args(self.trl_args, self.phi_options)
 
 
-def check_trl_args(args: tuple[str, ...]) -> None:
-    """TRL overrides are `--name value` pairs (or `--name=value`) in TRL's own spelling."""
-    if args and not args[0].startswith("--"):
+def check_trl_args(args: tuple[str, ...], phi_options: Sequence[str] = ()) -> None:
+    """TRL overrides are `--name value` pairs (or `--name=value`) in TRL's own spelling,
+    parsed here with TRL's own parser over the training script's arguments, so an unknown
+    name or a bad value is refused before a job is built. `phi_options` are the command's
+    own options: a misspelt one is named with its closest match."""
+    if not args:
+        return
+    if not args[0].startswith("--"):
         raise UsageError(
             f"unexpected argument {args[0]!r}; TRL overrides look like --learning_rate 3e-3"
         )
-    for name in (a.removeprefix("--").split("=")[0] for a in args if a.startswith("--")):
+    names = [a.removeprefix("--").split("=")[0] for a in args if a.startswith("--")]
+    for name in names:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise UsageError(
                 f"--{name}: TRL arguments are spelt in snake_case, e.g. --num_train_epochs"
             )
         if name in RESERVED_ARGUMENTS:
             raise UsageError(f"--{name} is set by phi itself; use the phi option instead")
+    parser = trl_parser()
+    known = [option for action in parser._actions for option in action.option_strings]
+    for name in names:
+        if f"--{name}" not in known:
+            match = difflib.get_close_matches(f"--{name}", [*phi_options, *known], n=1, cutoff=0.6)
+            hint = f"; did you mean {match[0]}?" if match else ""
+            raise UsageError(f"--{name}: neither an option of phi nor a TRL/Trainer argument{hint}")
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            # The values, each by its type; the job checks how they combine on its hardware.
+            parser.parse_known_args(list(args))
+    except SystemExit:
+        reason = errors.getvalue().strip().splitlines()[-1:] or ["invalid value"]
+        raise UsageError(f"TRL arguments: {reason[0].split('error: ')[-1]}") from None
+
+
+def trl_parser() -> Any:
+    """TRL's parser over the training script's own arguments, as the job will parse them."""
+    spec = importlib.util.spec_from_file_location("finetune_phi_train", TRAIN_SOURCE / "train.py")
+    assert spec is not None
+    assert spec.loader is not None
+    script = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclasses resolve their annotations through it
+    spec.loader.exec_module(script)
+    from trl import SFTConfig, TrlParser
+
+    return TrlParser((script.ScriptArguments, SFTConfig))
 
 
 def build_job(request: FinetuneRequest, compute: str) -> Any:

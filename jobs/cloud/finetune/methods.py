@@ -3,7 +3,7 @@ job it builds, the workspace it runs in, and the submission they share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,8 @@ class SubmitOptions:
     nodes: int = 1
     gpus_per_node: int = 1
     trl_args: tuple[str, ...] = ()
+    phi_options: tuple[str, ...] = ()
+    """The command's own options (for naming the closest to a misspelt one)."""
     # catalog and serverless
     epochs: int | None = None
     batch_size: int | None = None
@@ -58,8 +60,9 @@ class SubmitOptions:
     auto_split: bool = False
 
     @classmethod
-    def from_namespace(cls, values: Any) -> SubmitOptions:
-        return cls(**{f.name: getattr(values, f.name) for f in fields(cls)})
+    def from_namespace(cls, values: Any, phi_options: Sequence[str] = ()) -> SubmitOptions:
+        given = {f.name: getattr(values, f.name) for f in fields(cls) if f.name != "phi_options"}
+        return cls(**given, phi_options=tuple(phi_options))
 
     def custom_request(self) -> custom.FinetuneRequest:
         return custom.FinetuneRequest(
@@ -71,6 +74,7 @@ class SubmitOptions:
             model=self.model or custom.DEFAULT_MODEL,
             experiment=self.experiment,
             trl_args=self.trl_args,
+            phi_options=self.phi_options,
         )
 
     def check(self) -> None:
