@@ -1,0 +1,159 @@
+"""Misspellings, missing credentials and a missing hub: each a clear line before anything is
+sent, where they once passed through, submitted, or ended in a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.cli.main import main
+from tests.support import BIN, EXAMPLE_OUTPUTS, SAMPLE, submit_workdir
+
+SUBMIT = ["finetune", "submit", "--outputs", "outputs.json"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dryrun"], "--dryrun: neither an option of phi nor a TRL/Trainer argument; did you mean --dry-run?"),
+        (["--dry_run"], "did you mean --dry-run?"),
+        (["--num_epochs", "3"], "--num_epochs: neither an option of phi nor a TRL/Trainer argument; did you mean --num_train_epochs?"),
+        (["--num_train_epochs", "three"], "TRL arguments: argument --num_train_epochs/--num-train-epochs: invalid float value: 'three'"),
+    ],
+)  # fmt: skip
+def test_a_misspelt_option_never_reaches_a_job(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    submit_workdir(tmp_path, monkeypatch, EXAMPLE_OUTPUTS)
+
+    def no_client(*_: object) -> None:
+        raise AssertionError("nothing may be sent")
+
+    monkeypatch.setattr("jobs.stack_outputs.Workspace.client", no_client)
+    assert main([*SUBMIT, *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""
+
+
+def test_a_valid_trl_argument_still_passes_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    submit_workdir(tmp_path, monkeypatch, EXAMPLE_OUTPUTS)
+    assert (
+        main([*SUBMIT, "--dry-run", "--num_train_epochs", "2", "--lr_scheduler_type=linear"]) == 0
+    )
+    assert "--num_train_epochs 2 --lr_scheduler_type=linear" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["deplyo"], "invalid choice: 'deplyo'"),
+        (["deploy", "--dryrun"], "unrecognized argument --dryrun; did you mean --dry-run?"),
+        (["deploy", "--dry"], "unrecognized argument --dry; did you mean --dry-run?"),
+        (["data", "prepair"], "did you mean prepare?"),
+    ],
+)
+def test_misspelt_commands_and_options_name_the_closest(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_misspelt_command_suggests_the_closest(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["deplyo"])
+    assert "did you mean deploy?" in capsys.readouterr().err
+
+
+def without_credentials(tmp_path: Path) -> dict[str, str]:
+    """No Azure sign-in of any kind; managed identity is asked at a closed local port."""
+    return {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "IDENTITY_ENDPOINT": "http://127.0.0.1:9/token",
+        "IDENTITY_HEADER": "x",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["deploy", "--outputs", "outputs.json", "--job", "j1"],
+        ["chat", "--outputs", "outputs.json", "Hi"],
+        ["flow", "connect", "--outputs", "outputs.json"],
+        ["finetune", "submit", "--outputs", "outputs.json", "--no-stream"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_without_credentials_one_line_says_how_to_sign_in(
+    tmp_path: Path, command: list[str]
+) -> None:
+    outputs = {**EXAMPLE_OUTPUTS, "scoringUri": "https://127.0.0.1:9/score"}
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    subprocess.run(
+        [str(BIN / "phi"), "data", "prepare", "--from", str(SAMPLE), "--out", "data"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    result = subprocess.run(
+        [str(BIN / "phi"), *command], cwd=tmp_path, env=without_credentials(tmp_path),
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("phi: error: no Azure credentials: run `az login`")
+    )
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["data", "prepare", "--out", "data"], "--dataset HuggingFaceH4/ultrachat_200k"),
+        (["data", "validate", str(SAMPLE), "--tokenizer", "microsoft/Phi-3.5-mini-instruct"], "--tokenizer"),
+        (["train", "--local", "--model", "microsoft/Phi-3.5-mini-instruct", "--train-file", str(SAMPLE), "--output-dir", "out"], "--model"),
+    ],
+    ids=["prepare", "validate", "train"],
+)  # fmt: skip
+def test_an_unreachable_hub_fails_fast_naming_the_offline_way(
+    tmp_path: Path, command: list[str], flag: str
+) -> None:
+    env = {**without_credentials(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    del env["HF_HUB_OFFLINE"]
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *command], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"phi: error: {flag}")
+    assert "cannot reach the Hugging Face hub at 127.0.0.1:9" in last
+    assert "HF_HUB_OFFLINE=1" in last
+    assert "Traceback" not in result.stderr
+
+
+def test_offline_without_a_cached_dataset_says_what_to_use(tmp_path: Path) -> None:
+    env = {**without_credentials(tmp_path), "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "data", "prepare", "--out", "data"], cwd=tmp_path,
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "not available" in result.stderr
+    assert "--from FILE.jsonl" in result.stderr
+    assert "Traceback" not in result.stderr
