@@ -18,6 +18,70 @@ CHECKED = date(2026, 11, 21)
 """When every row below was last checked against its source."""
 
 _COMPUTE_DOCS = "MicrosoftDocs/azure-compute-docs articles/virtual-machines/sizes/gpu-accelerated/"
+REGIONS = frozenset(
+    [
+        "australiacentral",
+        "australiacentral2",
+        "australiaeast",
+        "australiasoutheast",
+        "austriaeast",
+        "belgiumcentral",
+        "brazilsouth",
+        "brazilsoutheast",
+        "canadacentral",
+        "canadaeast",
+        "centralindia",
+        "centralus",
+        "chilecentral",
+        "denmarkeast",
+        "eastasia",
+        "eastus",
+        "eastus2",
+        "francecentral",
+        "francesouth",
+        "germanynorth",
+        "germanywestcentral",
+        "indonesiacentral",
+        "israelcentral",
+        "italynorth",
+        "japaneast",
+        "japanwest",
+        "koreacentral",
+        "koreasouth",
+        "malaysiawest",
+        "mexicocentral",
+        "newzealandnorth",
+        "northcentralus",
+        "northeurope",
+        "norwayeast",
+        "norwaywest",
+        "polandcentral",
+        "qatarcentral",
+        "southafricanorth",
+        "southafricawest",
+        "southcentralus",
+        "southindia",
+        "southeastasia",
+        "spaincentral",
+        "swedencentral",
+        "switzerlandnorth",
+        "switzerlandwest",
+        "uaecentral",
+        "uaenorth",
+        "uksouth",
+        "ukwest",
+        "westcentralus",
+        "westeurope",
+        "westindia",
+        "westus",
+        "westus2",
+        "westus3",
+    ]
+)
+"""Public Azure regions' programmatic names: MicrosoftDocs/reliability-docs
+articles/reliability/regions-list.md (09/23/2025). A newer region is allowed with the stack
+key `extraRegions`."""
+
 _SKU_LIST = (
     "MicrosoftDocs/azure-ai-docs articles/machine-learning/"
     "reference-managed-online-endpoints-vm-sku-list.md (10/18/2025)"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -31,8 +32,9 @@ from typing import Any
 
 import requests
 
-from infra.arm import ARM_ENDPOINT, ARM_SCOPE, ArmClient, ArmError
+from infra.arm import ARM_ENDPOINT, ARM_SCOPE, ArmClient, ArmError, segment
 from infra.azure_facts import API_VERSIONS
+from infra.naming import RULES
 
 _REQUIRED_OUTPUTS = (
     "subscriptionId",
@@ -65,7 +67,8 @@ def plan(outputs: Mapping[str, Any]) -> list[HttpStep]:
         raise CleanupError(
             f"stack outputs lack {', '.join(missing)}: is this a finetune-phi stack that is up?"
         )
-    sub, group = outputs["subscriptionId"], outputs["resourceGroupName"]
+    checked = checked_outputs(outputs)
+    sub, group = segment(checked["subscriptionId"]), segment(checked["resourceGroupName"])
     base = f"/subscriptions/{sub}/resourceGroups/{group}/providers"
     ml = API_VERSIONS["Microsoft.MachineLearningServices"]
     logs = API_VERSIONS["Microsoft.OperationalInsights"]
@@ -75,7 +78,7 @@ def plan(outputs: Mapping[str, Any]) -> list[HttpStep]:
         return HttpStep(
             f"delete {what} {name} permanently",
             "DELETE",
-            f"{base}/Microsoft.MachineLearningServices/workspaces/{name}"
+            f"{base}/Microsoft.MachineLearningServices/workspaces/{segment(name)}"
             f"?api-version={ml}&forceToPurge=true",
             "before",
         )
@@ -83,7 +86,7 @@ def plan(outputs: Mapping[str, Any]) -> list[HttpStep]:
     # The Foundry project and hub are ML workspaces too, soft-deleted alike; the project
     # goes before the hub it belongs to.
     foundry = [
-        purge_workspace(what, outputs[key])
+        purge_workspace(what, checked[key])
         for what, key in (
             ("Foundry project", "foundryProjectName"),
             ("Foundry hub", "foundryHubName"),
@@ -92,22 +95,57 @@ def plan(outputs: Mapping[str, Any]) -> list[HttpStep]:
     ]
     return [
         *foundry,
-        purge_workspace("ML workspace", outputs["workspaceName"]),
+        purge_workspace("ML workspace", checked["workspaceName"]),
         HttpStep(
-            f"delete Log Analytics workspace {outputs['logAnalyticsName']} permanently",
+            f"delete Log Analytics workspace {checked['logAnalyticsName']} permanently",
             "DELETE",
-            f"{base}/Microsoft.OperationalInsights/workspaces/{outputs['logAnalyticsName']}"
+            f"{base}/Microsoft.OperationalInsights/workspaces/{segment(checked['logAnalyticsName'])}"
             f"?api-version={logs}&force=true",
             "before",
         ),
         HttpStep(
-            f"purge soft-deleted key vault {outputs['keyVaultName']}",
+            f"purge soft-deleted key vault {checked['keyVaultName']}",
             "POST",
-            f"/subscriptions/{sub}/providers/Microsoft.KeyVault/locations/{outputs['location']}"
-            f"/deletedVaults/{outputs['keyVaultName']}/purge?api-version={vault}",
+            f"/subscriptions/{sub}/providers/Microsoft.KeyVault/locations/{segment(checked['location'])}"
+            f"/deletedVaults/{segment(checked['keyVaultName'])}/purge?api-version={vault}",
             "after",
         ),
     ]
+
+
+# Each output a purge URL is built from, and the rule it must meet first.
+_OUTPUT_RULES = {
+    "resourceGroupName": "resourceGroupName",
+    "workspaceName": "workspaceName",
+    "foundryProjectName": "foundryProjectName",
+    "foundryHubName": "foundryHubName",
+    "logAnalyticsName": "logAnalyticsName",
+    "keyVaultName": "keyVaultName",
+}
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def checked_outputs(outputs: Mapping[str, Any]) -> dict[str, str]:
+    """The outputs a purge URL is built from, each checked against Azure's naming rule, so
+    no value can change which resource a request names."""
+    problems = []
+    checked = {key: str(value) for key, value in outputs.items() if isinstance(value, str)}
+    if not _GUID.fullmatch(checked.get("subscriptionId", "")):
+        problems.append(f"subscriptionId = {outputs.get('subscriptionId')!r}: must be a GUID")
+    if not re.fullmatch(r"[a-z][a-z0-9]{2,39}", checked.get("location", "")):
+        problems.append(f"location = {outputs.get('location')!r}: must be an Azure region name")
+    for key, rule in _OUTPUT_RULES.items():
+        if outputs.get(key) is None and key.startswith("foundry"):
+            continue
+        broken = RULES[rule].violation(checked.get(key, ""))
+        if broken:
+            problems.append(f"{key} = {outputs.get(key)!r}: {broken}")
+    if problems:
+        raise CleanupError(
+            "the stack outputs break Azure's naming rules; nothing was sent:\n  - "
+            + "\n  - ".join(problems)
+        )
+    return checked
 
 
 def cleanup(

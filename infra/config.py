@@ -7,12 +7,13 @@ dependency, so it is tested directly; `load` feeds it from the running Pulumi pr
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from infra import naming
-from infra.azure_facts import retirement_problem
+from infra.azure_facts import REGIONS, VM_SIZES, retirement_problem
 from infra.contract import PROJECT
 from infra.settings import DEPRECATED_KEYS, NAME_OVERRIDES, SETTINGS_BY_KEY
 
@@ -28,7 +29,6 @@ _STORAGE_SKUS = (
 )
 _REGISTRY_SKUS = ("Basic", "Standard", "Premium")
 _PRIORITIES = ("Dedicated", "LowPriority")
-_VM_SIZE_PATTERN = r"Standard_[A-Za-z0-9_]+"
 
 
 class ConfigError(ValueError):
@@ -143,14 +143,21 @@ class _Reader:
             self.fail(key, value, rule)
         return value
 
+    def listed(self, key: str) -> frozenset[str]:
+        """The comma-separated names of a list key."""
+        return frozenset(name.strip() for name in (self.raw(key) or "").split(",") if name.strip())
+
     def vm_size(self, key: str) -> str:
-        """A VM size that Azure has not retired (infra/azure_facts.py)."""
-        value = self.string(
-            key, _VM_SIZE_PATTERN, f"must be an Azure VM size, e.g. {SETTINGS_BY_KEY[key].default}"
-        )
+        """A VM size in the table of Azure facts (or extraVmSizes) that Azure has not retired."""
+        value = self.raw(key) or ""
         retired = retirement_problem("vm", value)
         if retired is not None:
             self.fail(key, value, retired)
+        elif value not in VM_SIZES and value not in self.listed("extraVmSizes"):
+            self.fail(
+                key, value, f"not an Azure VM size in infra/azure_facts.py (e.g. {SETTINGS_BY_KEY[key].default}); "
+                "a newer size is accepted once listed in extraVmSizes"
+            )  # fmt: skip
         return value
 
     def choice(self, key: str, options: tuple[str, ...]) -> str:
@@ -160,7 +167,7 @@ class _Reader:
 
     def integer(self, key: str, low: int, high: int, unit: str = "") -> int:
         value = self.raw(key) or ""
-        if re.fullmatch(r"-?\d+", value.strip()) is None:
+        if re.fullmatch(r"-?\d{1,9}", value.strip()) is None:
             self.fail(key, value, f"must be a whole number{unit} between {low} and {high}")
             return low
         number = int(value)
@@ -179,9 +186,14 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
     """Validate raw config values (keys without the namespace) into a StackConfig."""
     read = _Reader(values)
     values = read.values
-    location = read.string(
-        "location", r"[a-z][a-z0-9]+", "must be an Azure region name, e.g. eastus2"
-    )
+    location = read.raw("location") or ""
+    if location not in REGIONS | read.listed("extraRegions"):
+        near = difflib.get_close_matches(location, sorted(REGIONS), n=1)
+        read.fail(
+            "location", location, "not an Azure region in infra/azure_facts.py"
+            + (f" (did you mean {near[0]}?)" if near else "")
+            + "; a newer region is accepted once listed in extraRegions",
+        )  # fmt: skip
     prefix = read.string(
         "namePrefix",
         _PREFIX_PATTERN,
@@ -252,9 +264,27 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
         foundry=read.boolean("foundry"),
         deprecations=tuple(read.deprecations),
     )
+    _distinct_within_scope(read, chosen, cpu=config.cpu is not None, foundry=config.foundry)
     if read.problems:
         raise ConfigError(read.problems)
     return config
+
+
+def _distinct_within_scope(
+    read: _Reader, names: Mapping[str, str], *, cpu: bool, foundry: bool
+) -> None:
+    """Two resources of one kind in one scope cannot share a name (Azure compares names
+    without case): the ML workspaces of the resource group, the clusters of the workspace."""
+    scopes = [
+        ("ML workspaces of the resource group", ("workspaceName", *(("foundryHubName", "foundryProjectName") if foundry else ()))),
+        ("compute clusters of the workspace", ("gpuComputeName", *(("cpuComputeName",) if cpu else ()))),
+    ]  # fmt: skip
+    for scope, keys in scopes:
+        seen: dict[str, str] = {}
+        for key in keys:
+            other = seen.setdefault(names[key].lower(), key)
+            if other != key:
+                read.fail(key, names[key], f"is also {other}: the {scope} need distinct names")
 
 
 def _gpu_cluster(read: _Reader) -> ClusterConfig:

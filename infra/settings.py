@@ -45,7 +45,26 @@ NAME_OVERRIDES: dict[str, str] = {
 }
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("location", Kind.STRING, "eastus2", "Azure region of every resource."),
+    Setting(
+        "location",
+        Kind.STRING,
+        "eastus2",
+        "Azure region of every resource: a public region's programmatic name (see extraRegions).",
+    ),
+    Setting(
+        "extraRegions",
+        Kind.STRING,
+        "",
+        "Comma-separated regions to accept beyond the known list in infra/azure_facts.py "
+        "(a region newer than the list).",
+    ),
+    Setting(
+        "extraVmSizes",
+        Kind.STRING,
+        "",
+        "Comma-separated VM sizes to accept beyond the table in infra/azure_facts.py (a size "
+        "newer than the table; retired sizes stay refused).",
+    ),
     Setting(
         "namePrefix",
         Kind.STRING,

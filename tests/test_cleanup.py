@@ -13,16 +13,16 @@ from infra.cleanup import CleanupError, cleanup, main, plan
 from tests.arm_server import arm_server
 
 OUTPUTS = {
-    "subscriptionId": "sub-1",
+    "subscriptionId": "00000000-0000-0000-0000-0000000000a1",
     "resourceGroupName": "rg-phi-dev",
     "location": "eastus2",
     "workspaceName": "mlw-phi-dev",
     "logAnalyticsName": "log-phi-dev",
     "keyVaultName": "kv-phidev-abc123",
 }
-WORKSPACE = "/subscriptions/sub-1/resourceGroups/rg-phi-dev/providers/Microsoft.MachineLearningServices/workspaces/mlw-phi-dev"
-LOGS = "/subscriptions/sub-1/resourceGroups/rg-phi-dev/providers/Microsoft.OperationalInsights/workspaces/log-phi-dev"
-VAULT_PURGE = "/subscriptions/sub-1/providers/Microsoft.KeyVault/locations/eastus2/deletedVaults/kv-phidev-abc123/purge"
+WORKSPACE = "/subscriptions/00000000-0000-0000-0000-0000000000a1/resourceGroups/rg-phi-dev/providers/Microsoft.MachineLearningServices/workspaces/mlw-phi-dev"
+LOGS = "/subscriptions/00000000-0000-0000-0000-0000000000a1/resourceGroups/rg-phi-dev/providers/Microsoft.OperationalInsights/workspaces/log-phi-dev"
+VAULT_PURGE = "/subscriptions/00000000-0000-0000-0000-0000000000a1/providers/Microsoft.KeyVault/locations/eastus2/deletedVaults/kv-phidev-abc123/purge"
 
 
 def client(endpoint: str) -> ArmClient:
@@ -136,3 +136,46 @@ def test_a_foundry_stack_purges_the_project_then_the_hub() -> None:
         ("DELETE", f"{WORKSPACE}?api-version=2024-10-01&forceToPurge=true"),
     ]
     assert len(calls) == 5
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        ({"workspaceName": "../../.."}, "workspaceName = '../../..'"),
+        ({"subscriptionId": "sub/../x"}, "subscriptionId = 'sub/../x': must be a GUID"),
+        ({"keyVaultName": "kv?x=1"}, "keyVaultName = 'kv?x=1'"),
+        ({"location": "east us"}, "location = 'east us'"),
+        ({"foundryHubName": "hub/../../.."}, "foundryHubName = 'hub/../../..'"),
+    ],
+)
+def test_outputs_that_break_azures_naming_rules_send_nothing(
+    changed: dict[str, str], named: str
+) -> None:
+    with arm_server() as (endpoint, state):
+        with pytest.raises(CleanupError) as caught:
+            cleanup({**OUTPUTS, **changed}, purge=True, destroy=lambda: None, arm=client(endpoint))
+        assert state.calls == []
+    assert named in str(caught.value)
+    assert "nothing was sent" in str(caught.value)
+
+
+def test_the_dry_run_prints_exactly_the_paths_that_are_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = {**OUTPUTS, "foundryHubName": "hub-phi-dev", "foundryProjectName": "proj-phi-dev"}
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    assert (
+        main(
+            ["--stack", "dev", "--outputs", str(tmp_path / "outputs.json"), "--purge", "--dry-run"]
+        )
+        == 0
+    )
+    printed = [
+        (line.split()[0], line.split()[1].removeprefix("https://management.azure.com"))
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith(("DELETE", "POST"))
+    ]
+    with arm_server() as (endpoint, state):
+        cleanup(outputs, purge=True, destroy=lambda: None, arm=client(endpoint), log=lambda _: None)
+        sent = state.resource_calls()
+    assert printed == sent

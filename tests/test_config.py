@@ -166,3 +166,38 @@ def test_an_old_key_beside_its_new_name_is_refused() -> None:
     assert problem.startswith(
         "finetune-phi:cpuClusterName = 'cpu-a': is the old name of cpuComputeName"
     )
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"cpuCluster": "true", "gpuComputeName": "cluster-1", "cpuComputeName": "Cluster-1"},
+         "finetune-phi:cpuComputeName = 'Cluster-1': is also gpuComputeName: the compute clusters of the workspace need distinct names"),
+        ({"foundry": "true", "foundryHubName": "mlw-shared", "workspaceName": "mlw-shared"},
+         "finetune-phi:foundryHubName = 'mlw-shared': is also workspaceName"),
+        ({"foundry": "true", "foundryHubName": "hub-x", "foundryProjectName": "hub-x"},
+         "finetune-phi:foundryProjectName = 'hub-x': is also foundryHubName"),
+        ({"gpuMaxNodes": "9" * 5000}, "finetune-phi:gpuMaxNodes = '" + "9" * 5000 + "': must be a whole number"),
+        ({"location": "westmars"}, "finetune-phi:location = 'westmars': not an Azure region in infra/azure_facts.py"),
+        ({"location": "estus2"}, "(did you mean eastus2?)"),
+        ({"gpuVmSize": "Standard_ND96imaginary_v9"}, "not an Azure VM size in infra/azure_facts.py"),
+    ],
+)  # fmt: skip
+def test_scopes_integers_regions_and_sizes_are_checked(
+    values: dict[str, str], problem: str
+) -> None:
+    [found] = problems(**values)
+    assert problem in found
+
+
+def test_a_newer_region_or_size_is_accepted_once_listed() -> None:
+    config = parse_dev(
+        location="newregion1",
+        extraRegions="newregion1, other",
+        gpuVmSize="Standard_ND96imaginary_v9",
+        extraVmSizes="Standard_ND96imaginary_v9",
+    )
+    assert config.location == "newregion1"
+    assert config.gpu.vm_size == "Standard_ND96imaginary_v9"
+    [problem] = problems(gpuVmSize="Standard_NC6s_v3", extraVmSizes="Standard_NC6s_v3")
+    assert "retired by Azure on 2025-09-30" in problem

@@ -15,7 +15,12 @@ from azure.ai.ml.entities import ManagedOnlineDeployment
 from infra.azure_facts import AZURE_TORCH
 from jobs import state
 from jobs.cli.main import main
-from jobs.cloud.deploy.managed import PROBE_INITIAL_DELAY_S, DeployRequest, RolloutError, rollout
+from jobs.cloud.deploy.managed import (
+    PROBE_INITIAL_DELAY_S,
+    DeployRequest,
+    RolloutError,
+    rollout,
+)
 
 OUTPUTS = {
     "subscriptionId": "sub-1",
@@ -267,3 +272,68 @@ def test_a_stale_failed_deployment_without_traffic_is_replaced() -> None:
     assert deploy_to(service) == "green"
     assert service.endpoint.traffic == {"blue": 0, "green": 100}
     assert set(service.deployments) == {"green"}
+
+
+def test_a_rollout_that_loses_a_race_never_replaces_the_live_deployment() -> None:
+    """Another `phi deploy` finishes between this one's choice of colour and its create."""
+    service = FakeService({"blue": 100})
+    client = FakeMlClient(service)
+    reads = {"count": 0}
+    plain_get = client.online_endpoints.get
+
+    def get(name: str) -> FakeEndpoint:
+        reads["count"] += 1
+        if reads["count"] == 2:  # this rollout has chosen green; the other one runs now
+            assert deploy_to(service) == "green"
+        return plain_get(name)
+
+    client.online_endpoints.get = get  # type: ignore[method-assign]
+    with pytest.raises(RolloutError, match="began taking traffic while this rollout ran"):
+        rollout(client, DeployRequest(job="job-2"), endpoint_name="phi-dev-abc123",
+                identity_client_id="c", log=lambda _: None)  # fmt: skip
+    assert service.events.count("create green") == 1
+    assert service.endpoint.traffic == {"blue": 0, "green": 100}
+
+
+def test_a_second_concurrent_deploy_from_this_folder_fails_clearly(
+    outputs_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_client(*_: object) -> None:
+        raise AssertionError("nothing may be sent")
+
+    monkeypatch.setattr("jobs.stack_outputs.Workspace.client", no_client)
+    with state.locked("deploy-phi-dev-abc123"):
+        assert main(["deploy", "--outputs", "outputs.json", "--job", "j1"]) == 2
+    assert "another phi command holds" in capsys.readouterr().err
+
+
+def test_a_corrupt_state_file_names_itself_and_the_fix(
+    outputs_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state.state_file().parent.mkdir(parents=True, exist_ok=True)
+    state.state_file().write_text("{not json")
+    assert main(["deploy", "--outputs", "outputs.json", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{state.state_file()} is not valid JSON: fix it, or delete it" in err
+    assert "Traceback" not in err
+
+
+PARALLEL_WRITES = """
+import sys
+from jobs import state
+for n in range(int(sys.argv[2])):
+    state.record(f"workspace-{sys.argv[1]}", f"key-{n}", n)
+"""
+
+
+def test_parallel_records_all_survive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PHI_STATE_DIR", str(tmp_path))
+    writers = [
+        subprocess.Popen([sys.executable, "-c", PARALLEL_WRITES, str(w), "50"]) for w in range(4)
+    ]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0, 0]
+    data = json.loads((tmp_path / "state.json").read_text())
+    assert sum(len(entries) for entries in data.values()) == 200

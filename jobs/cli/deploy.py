@@ -73,9 +73,15 @@ def run(args: argparse.Namespace) -> int:
             managed.plan_yaml(request, endpoint_name=endpoint, identity_client_id=identity), end=""
         )
         return 0
-    managed.rollout(
-        outputs.workspace().client(), request, endpoint_name=endpoint, identity_client_id=identity
-    )
+    # One rollout per endpoint at a time from this folder; rollout() itself re-reads the
+    # deployments so that one from elsewhere cannot make it replace the live one.
+    with state.locked(f"deploy-{endpoint}", wait=False):
+        managed.rollout(
+            outputs.workspace().client(),
+            request,
+            endpoint_name=endpoint,
+            identity_client_id=identity,
+        )
     return 0
 
 

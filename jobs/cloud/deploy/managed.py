@@ -127,6 +127,14 @@ def next_colour(existing: list[str], live: dict[str, int]) -> str:
     return next((colour for colour in free if colour not in existing), free[0])
 
 
+def _endpoint_state(ml_client: Any, endpoint_name: str) -> tuple[Any, list[str], dict[str, int]]:
+    """(endpoint, its deployments' names, the deployments taking traffic), read now."""
+    endpoint = ml_client.online_endpoints.get(endpoint_name)
+    existing = [d.name for d in ml_client.online_deployments.list(endpoint_name=endpoint_name)]
+    live = {name: share for name, share in (endpoint.traffic or {}).items() if share > 0}
+    return endpoint, existing, live
+
+
 def rollout(
     ml_client: Any,
     request: DeployRequest,
@@ -136,12 +144,12 @@ def rollout(
     log: Callable[[str], None] = print,
 ) -> str:
     """Steps 1-4 of the module docstring; returns the deployment now taking all traffic."""
-    endpoint = ml_client.online_endpoints.get(endpoint_name)
-    existing = [d.name for d in ml_client.online_deployments.list(endpoint_name=endpoint_name)]
-    live = {name: share for name, share in (endpoint.traffic or {}).items() if share > 0}
     model = ml_client.models.create_or_update(model_entity(request))
     log(f"registered model {model.name}:{model.version} from job {request.job}")
 
+    # Read the deployments right before choosing a colour, and again right before creating
+    # it: a deployment that takes traffic is never updated in place.
+    endpoint, existing, live = _endpoint_state(ml_client, endpoint_name)
     colour = next_colour(existing, live)
     deployment = deployment_entity(
         request,
@@ -153,6 +161,11 @@ def rollout(
     log(
         f"creating deployment {colour} on {request.instance_count} x {request.instance_type}; traffic stays on {live or 'nothing'}"
     )
+    if _endpoint_state(ml_client, endpoint_name)[2].get(colour, 0) > 0:
+        raise RolloutError(
+            f"deployment {colour} began taking traffic while this rollout ran (another phi "
+            "deploy?); nothing was changed: run phi deploy again once it has finished"
+        )
     failure = None
     try:
         ml_client.online_deployments.begin_create_or_update(deployment).result()
