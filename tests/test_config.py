@@ -179,7 +179,7 @@ def test_an_old_key_beside_its_new_name_is_refused() -> None:
          "finetune-phi:foundryProjectName = 'hub-x': is also foundryHubName"),
         ({"gpuMaxNodes": "9" * 5000}, "finetune-phi:gpuMaxNodes = '" + "9" * 5000 + "': must be a whole number"),
         ({"location": "westmars"}, "finetune-phi:location = 'westmars': not an Azure region in infra/azure_facts.py"),
-        ({"location": "estus2"}, "(did you mean eastus2?)"),
+        ({"location": "swedencentrl"}, "(did you mean swedencentral?)"),
         ({"gpuVmSize": "Standard_ND96imaginary_v9"}, "not an Azure VM size in infra/azure_facts.py"),
     ],
 )  # fmt: skip
