@@ -115,3 +115,34 @@ def test_distributed_training_logs_curated_mlflow_metrics_once(
     assert len(run.data.params) <= 20
     assert all(len(value) <= 500 for value in run.data.params.values())
     assert {"loss", "eval_loss", "learning_rate"} <= set(run.data.metrics)
+
+
+def test_sigterm_to_phi_train_stops_every_training_process(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.support import no_process_mentions
+
+    data = prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=1, from_path=SAMPLE)
+    trainer = subprocess.Popen(
+        [
+            sys.executable, "-m", "jobs.cli", "train", "--local", "--model", str(tiny_model),
+            "--nproc-per-node", "2", "--train-file", str(data.train),
+            "--output-dir", str(tmp_path / "out"), "--num_train_epochs", "500",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    marker = str(tmp_path / "out")
+    deadline = time.monotonic() + 60
+    while no_process_mentions("train.py --config") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # the ranks are up
+    assert not no_process_mentions(marker), "training never started"
+    trainer.send_signal(signal.SIGTERM)
+    assert trainer.wait(timeout=60) != 0
+    time.sleep(1)
+    assert no_process_mentions(marker)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
 from jobs.cli.options import Commands, command, option_strings
 from jobs.cloud.finetune.custom import check_trl_args
 from jobs.data import hub
+from jobs.local.processes import run_in_group
 from jobs.uploads import TRAIN_HYPERPARAMETERS, TRAIN_SOURCE
 
 
@@ -50,4 +50,4 @@ def run(args: argparse.Namespace) -> int:
         "--model_output", str(output / "model"),
         *args.trl_args,
     ]  # fmt: skip
-    return subprocess.run(command, check=False).returncode
+    return run_in_group(command)
