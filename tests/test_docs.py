@@ -102,3 +102,17 @@ def test_every_path_the_layout_table_names_exists() -> None:
             assert any(path.exists() for path in found), (folders[0], name)
             named += 1
     assert named > 40
+
+
+def test_readme_states_the_request_limits_the_contract_enforces() -> None:
+    from jobs.uploads.score.contract import (
+        MAX_INTEGER_DIGITS,
+        MAX_MESSAGE_CHARS,
+        MAX_MESSAGES,
+        MAX_REQUEST_BYTES,
+    )
+
+    contract = README.split("\n## Scoring contract\n", 1)[1].split("\n## ", 1)[0]
+    assert f"a body of at most {MAX_REQUEST_BYTES} bytes" in contract
+    assert f"at most {MAX_MESSAGES} messages of at most {MAX_MESSAGE_CHARS}" in contract
+    assert f"integers of at most {MAX_INTEGER_DIGITS}" in contract
