@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -108,8 +109,15 @@ def port_is_free(port: int) -> bool:
 
 
 def no_process_mentions(text: str) -> bool:
-    result = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    return not any(text in line and "pytest" not in line for line in result.stdout.splitlines())
+    """True when no process but this test run itself (and `ps`) has `text` in its command line."""
+    result = subprocess.run(
+        ["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True, check=True
+    )
+    me = str(os.getpid())
+    return not any(
+        text in args and pid != me and not args.startswith("ps ")
+        for pid, _, args in (line.strip().partition(" ") for line in result.stdout.splitlines())
+    )
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,7 @@ def test_sigterm_to_phi_train_stops_every_training_process(
     import sys
     import time
 
+    from jobs.local.processes import stop_group
     from tests.support import no_process_mentions
 
     data = prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=1, from_path=SAMPLE)
@@ -134,15 +135,18 @@ def test_sigterm_to_phi_train_stops_every_training_process(
             "--nproc-per-node", "2", "--train-file", str(data.train),
             "--output-dir", str(tmp_path / "out"), "--num_train_epochs", "500",
         ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    marker = str(tmp_path / "out")
-    deadline = time.monotonic() + 60
-    while no_process_mentions("train.py --config") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    time.sleep(3)  # the ranks are up
-    assert not no_process_mentions(marker), "training never started"
-    trainer.send_signal(signal.SIGTERM)
-    assert trainer.wait(timeout=60) != 0
-    time.sleep(1)
-    assert no_process_mentions(marker)
+    marker = str(tmp_path / "out" / "checkpoints")  # on the ranks' command lines only
+    try:
+        deadline = time.monotonic() + 120
+        while no_process_mentions(marker) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not no_process_mentions(marker), "training never started"
+        time.sleep(3)  # the ranks are up
+        trainer.send_signal(signal.SIGTERM)
+        assert trainer.wait(timeout=60) != 0
+        time.sleep(1)
+        assert no_process_mentions(marker)
+    finally:
+        stop_group(trainer)
