@@ -232,3 +232,23 @@ def read_request(connection: socket.socket) -> bytes:
             break
         body += chunk
     return head + b"\r\n\r\n" + body
+
+
+def without_azure_sign_in(home: Path) -> dict[str, str]:
+    """An environment with no Azure sign-in of any kind, for `phi` in a subprocess: no
+    variables, no CLI, and managed identity asked at a closed local port, not Azure's."""
+    return {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "HOME": str(home),
+        "IDENTITY_ENDPOINT": "http://127.0.0.1:9/token",
+        "IDENTITY_HEADER": "x",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def assert_one_sign_in_line(result: subprocess.CompletedProcess[str]) -> None:
+    """`phi` said in one line how to sign in: exit 2, no traceback."""
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("phi: error: no Azure credentials: run `az login`")
+    assert "Traceback" not in result.stderr

@@ -4,7 +4,6 @@ with the shapes of Azure's documented responses; no credentials in one line."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from jobs.cli import doctor as doctor_cli
 from jobs.cli.main import main
 from jobs.cloud.doctor import CHECKS
 from tests.arm_server import ArmState, arm_server
-from tests.support import BIN, ROOT
+from tests.support import BIN, ROOT, assert_one_sign_in_line, without_azure_sign_in
 
 SUB = "00000000-0000-0000-0000-000000000001"
 PRINCIPAL = "11111111-2222-3333-4444-555555555555"
@@ -264,26 +263,12 @@ def test_a_redirect_is_never_followed_with_the_token(
 
 def test_without_credentials_one_line_says_how_to_sign_in(tmp_path: Path) -> None:
     (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
-    env = {
-        "PATH": f"{BIN}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        # Managed identity would be asked at this closed local port, not at Azure's.
-        "IDENTITY_ENDPOINT": "http://127.0.0.1:9/token",
-        "IDENTITY_HEADER": "x",
-        "AZURE_CORE_ONLY_SHOW_ERRORS": "true",
-    }
     result = subprocess.run(
         [str(BIN / "phi"), "doctor", "--outputs", str(tmp_path / "outputs.json"), "--arm-endpoint", "http://127.0.0.1:9"],
-        env=env, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+        env=without_azure_sign_in(tmp_path), capture_output=True, text=True, timeout=120,
+        check=False, cwd=tmp_path,
     )  # fmt: skip
-    assert result.returncode == 2, result.stderr
-    assert (
-        result.stderr.strip()
-        .splitlines()[-1]
-        .startswith("phi: error: no Azure credentials: run `az login`")
-    )
-    assert "Traceback" not in result.stderr
-    assert os.environ.get("PATH")  # the test's own environment is untouched
+    assert_one_sign_in_line(result)
 
 
 def test_help_lists_the_checks(capsys: pytest.CaptureFixture[str]) -> None:
