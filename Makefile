@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 # Pinned compilers of the lock files, so `make lock` is reproducible.
 UV_VERSION := 0.13.9
+# Every extra but the agent's, whose OpenTelemetry cannot share an environment with Prompt flow.
+DEV_EXTRAS := --extra infra --extra jobs --extra train --extra serve --extra flow --extra dev
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet --no-header --no-annotate
 # Tests and the rehearsal run on CPU: the lock pins torch's CPU build (+cpu), which PyPI does
 # not carry for Linux (its Linux torch pulls several GB of CUDA packages). These machines have
@@ -24,7 +26,7 @@ $(BIN)/python -c 'from infra.azure_facts import AZURE_TORCH; print(f"torch=={AZU
   $(UV) pip compile pyproject.toml $(1) -c $(AZURE_LOCK)/constraints.txt --override $(AZURE_LOCK)/overrides.txt $(LOCK_FLAGS); } > $(2)
 endef
 
-.PHONY: venv venv-infra test rehearse lint typecheck unit lock clean
+.PHONY: venv venv-infra venv-agent test rehearse lint typecheck unit lock clean
 .SECONDARY:
 
 # Exact pins, no resolver run at install time: --no-deps installs what the lock names and
@@ -45,6 +47,19 @@ $(VENV)/.installed-%: requirements/%.txt pyproject.toml
 
 venv: $(VENV)/.installed-dev
 
+# The Agent Framework flow's own environment (see pyproject.toml's `agent` extra).
+AGENT_VENV := .venv-agent
+$(AGENT_VENV)/.installed: requirements/agent.txt pyproject.toml
+	rm -rf $(AGENT_VENV)
+	$(PYTHON) -m venv $(AGENT_VENV)
+	$(AGENT_VENV)/bin/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(AGENT_VENV)/bin/pip install --quiet --no-deps -r requirements/agent.txt
+	$(AGENT_VENV)/bin/pip install --quiet --no-deps -e .
+	$(AGENT_VENV)/bin/pip check
+	touch $@
+
+venv-agent: $(AGENT_VENV)/.installed
+
 venv-infra: $(VENV)/.installed-infra
 
 lint: venv
@@ -54,22 +69,28 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv
+# The main suite drives the agent environment too (parity with the Prompt flow flow), so it
+# is built first; its own tests run in it, with their own pytest configuration.
+unit: venv venv-agent
 	$(BIN)/pytest
+	$(AGENT_VENV)/bin/pytest -c tests/agent/pytest.ini tests/agent
 
 test: lint typecheck unit
 
-rehearse: venv
+rehearse: venv venv-agent
 	$(BIN)/phi rehearse
 
 lock:
 	test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet "uv==$(UV_VERSION)"; }
-	$(UV) pip compile pyproject.toml --all-extras $(LOCK_TORCH_SOURCE) $(LOCK_FLAGS) -o requirements/dev.txt
+	$(UV) pip compile pyproject.toml $(DEV_EXTRAS) $(LOCK_TORCH_SOURCE) $(LOCK_FLAGS) -o requirements/dev.txt
 	$(UV) pip compile pyproject.toml --extra infra -c requirements/dev.txt $(LOCK_FLAGS) -o requirements/infra.txt
 	$(UV) pip compile pyproject.toml --extra train -c requirements/dev.txt $(LOCK_TORCH_SOURCE) $(LOCK_FLAGS) -o requirements/train.txt
 	$(UV) pip compile pyproject.toml --extra train --extra serve -c requirements/dev.txt $(LOCK_TORCH_SOURCE) $(LOCK_FLAGS) -o requirements/serve.txt
+	mkdir -p $(AZURE_LOCK)
+	grep -v '^opentelemetry' requirements/dev.txt > $(AZURE_LOCK)/agent-constraints.txt
+	$(UV) pip compile pyproject.toml --extra agent --extra agent-test -c $(AZURE_LOCK)/agent-constraints.txt $(LOCK_FLAGS) -o requirements/agent.txt
 	$(call azure_requirements,--extra train,jobs/uploads/train/environment/requirements.txt)
 	$(call azure_requirements,--extra train --extra serve,jobs/uploads/score/environment/requirements.txt)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AGENT_VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -93,6 +93,13 @@ class ArmClient:
             raise ArmError(f"GET {path}: HTTP {response.status_code}: {reason(response)}")
         return response.json()
 
+    def post(self, path: str) -> Any:
+        """The JSON answer of `POST path` (an action such as listKeys)."""
+        response = self._send("POST", f"{self.endpoint}{path}")
+        if response.status_code >= 400:
+            raise ArmError(f"POST {path}: HTTP {response.status_code}: {reason(response)}")
+        return response.json()
+
     def list(self, path: str, max_pages: int = 50) -> Iterator[Any]:
         """Every item of a paged list, following `nextLink` on the ARM endpoint."""
         url: str | None = f"{self.endpoint}{path}"

@@ -36,7 +36,8 @@ class ArmState:
     """Paths that answer this status and error code."""
     polls_before_done: int = 1
     documents: dict[str, object] = field(default_factory=dict)
-    """GET answers by path (a list's pages may link to further paths with `nextLink`)."""
+    """GET answers by path (a list's pages may link to further paths with `nextLink`), and
+    the answers of POST actions such as listKeys."""
     redirects: dict[str, str] = field(default_factory=dict)
     """Paths that answer 302 to this location."""
 
@@ -90,6 +91,9 @@ def arm_server() -> Iterator[tuple[str, ArmState]]:
             if url.path in state.failing:
                 status, code = state.failing[url.path]
                 self._answer(status, {"error": {"code": code, "message": f"{code} for test"}})
+                return
+            if self.command == "POST" and url.path in state.documents:  # an action: listKeys
+                self._answer(200, state.documents[url.path])
                 return
             if self.command == "GET":
                 found = url.path in state.documents

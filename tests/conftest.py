@@ -5,19 +5,25 @@ live in tests/support.py."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from jobs.local.processes import stop_group
+from jobs.local.serve import free_port, wait_until_healthy
 from tests.support import (
+    AGENT_PYTHON,
     BIN,
     PHI,
     Rehearsal,
     Rehearsals,
     install_wheel,
     isolated_promptflow,
+    port_is_free,
 )
 
 # Nothing here may reach a hub: fail fast instead of retrying for a minute.
@@ -37,13 +43,14 @@ def installed_phi(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rehearsals(installed_phi: Path, tmp_path_factory: pytest.TempPathFactory) -> Rehearsals:
     """Both rehearsals, run at once: their stages are mostly single-threaded start-ups, so
     two share this machine's cores well. The one that runs through is the installed wheel's,
-    started outside the checkout (Prompt flow's `pf` comes from PATH); the failing one is
-    the checkout's."""
+    started outside the checkout (Prompt flow's `pf` comes from PATH, the Agent Framework
+    flow from .venv-agent); the failing one is the checkout's."""
     through = tmp_path_factory.mktemp("rehearsal") / "work"
     failing = tmp_path_factory.mktemp("rehearsal-failing") / "work"
     wheel_env = {
         **os.environ,
         "PATH": f"{installed_phi}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PHI_AGENT_PYTHON": str(AGENT_PYTHON),
     }
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -85,6 +92,26 @@ def fine_tuned(rehearsals: Rehearsals) -> Path:
     path = rehearsals.through.work / "out"
     assert (path / "model" / "MLmodel").is_file(), rehearsals.through.result.stderr
     return path
+
+
+@pytest.fixture(scope="session")
+def scoring_server(fine_tuned: Path) -> Iterator[str]:
+    """`phi serve` on the session's fine-tune; stopped as a user would stop it (SIGTERM to
+    phi serve), and its port checked free afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*PHI, "serve", "--model", str(fine_tuned / "model"), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, f"{url}/", seconds=120)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        stop_group(process)
+    assert port_is_free(port)
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ from jobs.data import SAMPLE
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PHI = [sys.executable, "-m", "jobs.cli"]
+AGENT_PYTHON = ROOT / ".venv-agent" / "bin" / "python"
+"""The Agent Framework environment's Python (`make venv-agent`)."""
 
 __all__ = ["BIN", "FLOW_DIR", "PHI", "ROOT", "SAMPLE"]
 

@@ -16,13 +16,16 @@ def test_rehearse_runs_the_whole_pipeline_and_leaves_nothing_running(
     result, work = rehearsals.through.result, rehearsals.through.work
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert list(STAGES) == ["model", "data", "train", "serve", "flow", "answer"]
+    assert list(STAGES) == ["model", "data", "train", "serve", "flow", "agent", "answer"]
     for number, stage in enumerate(STAGES, start=1):
         assert f"[{number}/{len(STAGES)}] {STAGES[stage]}" in out
         assert re.search(rf"^\| {stage} \| \d+\.\d \|$", out, re.M), stage
-    answer = re.search(r"^      A: (.*)$", out, re.M)
+    answer = re.search(r"^      A \(Prompt flow\): +(.*)$", out, re.M)
     assert answer is not None
     assert answer.group(1).strip()
+    agent = re.search(r"^      A \(Agent Framework\): (.*)   \(the same\)$", out, re.M)
+    assert agent is not None, out
+    assert agent.group(1).strip() == answer.group(1).strip()
     loss = re.search(r"loss (\d+\.\d+) -> (\d+\.\d+)", out)
     assert loss is not None
     assert float(loss.group(2)) < float(loss.group(1))

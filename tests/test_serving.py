@@ -3,56 +3,26 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jobs.cli.main import main
-from jobs.local.processes import stop_group
-from jobs.local.serve import free_port, wait_until_healthy
 from jobs.uploads.score.contract import (
     MAX_MESSAGE_CHARS,
     MAX_MESSAGES,
     MAX_NEW_TOKENS,
     MAX_REQUEST_BYTES,
 )
-from tests.support import port_is_free
 
 
-@pytest.fixture(scope="module")
-def server(fine_tuned: Path) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jobs.cli",
-            "serve",
-            "--model",
-            str(fine_tuned / "model"),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process, f"{url}/", seconds=120)
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)  # as a user's kill would: phi serve stops its server
-        process.wait(timeout=60)
-        stop_group(process)
-    assert port_is_free(port)
+@pytest.fixture
+def server(scoring_server: str) -> str:
+    return scoring_server
 
 
 def post(url: str, body: Any, raw: bytes | None = None) -> tuple[int, Any]:

@@ -6,7 +6,8 @@
 4. start the real scoring server on it (`phi serve`);
 5. connect the real chat flow to it (`phi flow connect`) and run it with a question and a
    chat history (`pf flow test`);
-6. print the answer the fine-tuned model gave through the flow.
+6. run the same chat on Microsoft Agent Framework (`flow/maf.py`, from `.venv-agent`);
+7. print the answers the fine-tuned model gave through both flows.
 
 Everything lives in one work directory, with a log per stage; Prompt flow's home and
 keyring are inside it too, so the rehearsal touches nothing of yours. Every process it
@@ -40,8 +41,10 @@ STAGES = {
     "train": "fine-tuning with the real training script (CPU)",
     "serve": "starting the scoring server",
     "flow": "connecting the chat flow and running it with a chat history",
-    "answer": "answer from the fine-tuned model, through the flow",
+    "agent": "the same chat on Microsoft Agent Framework (flow/maf.py)",
+    "answer": "answer from the fine-tuned model, through both flows",
 }
+AGENT_PYTHON_VARIABLE = "PHI_AGENT_PYTHON"
 QUESTION = "Which river flows through it?"
 HISTORY = [
     {
@@ -209,9 +212,25 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
             if match is None:
                 raise RehearsalError("pf flow test printed no answer")
             answer = str(json.loads(match.group(0))["answer"])
+        with r.stage("agent"):
+            agent = agent_python()
+            if agent is None:
+                agent_answer = None
+                log(
+                    f"      skipped: no Agent Framework environment (make venv-agent, or ${AGENT_PYTHON_VARIABLE})"
+                )
+            else:
+                output = r.run("agent", [
+                    str(agent), "-m", "flow.maf", "--question", QUESTION,
+                    "--chat-history", json.dumps(HISTORY), "--temperature", "0", "--json",
+                ], env={**r.env, "PHI_ENDPOINT_URL": endpoint, "PHI_ENDPOINT_API": "score"})  # fmt: skip
+                agent_answer = str(json.loads(output)["answer"])
         with r.stage("answer"):
             log(f"      Q (after: {HISTORY[0]['inputs']['question']!r}): {QUESTION}")
-            log(f"      A: {answer}")
+            log(f"      A (Prompt flow):     {answer}")
+            if agent_answer is not None:
+                same = "the same" if agent_answer == answer else "DIFFERENT"
+                log(f"      A (Agent Framework): {agent_answer}   ({same})")
     finally:
         r.stop_server()
     total = sum(seconds for _, seconds in r.times)
@@ -220,6 +239,14 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
         log(f"| {name} | {seconds:.1f} |")
     log(f"| total | {total:.1f} |\nwork directory: {work_dir} (logs in {work_dir / 'logs'})")
     return answer
+
+
+def agent_python() -> Path | None:
+    """The Python of the Agent Framework environment: $PHI_AGENT_PYTHON, or the checkout's
+    .venv-agent beside this package; None when there is none."""
+    given = os.environ.get(AGENT_PYTHON_VARIABLE)
+    candidate = Path(given) if given else FLOW_DIR.parent / ".venv-agent" / "bin" / "python"
+    return candidate if candidate.is_file() else None
 
 
 def default_work_dir() -> Path:
