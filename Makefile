@@ -6,7 +6,7 @@ UV := $(BIN)/uv
 # Pinned compilers of the lock files, so `make lock` is reproducible.
 UV_VERSION := 0.13.9
 # Every extra but the agent's, whose OpenTelemetry cannot share an environment with Prompt flow.
-DEV_EXTRAS := --extra infra --extra jobs --extra train --extra serve --extra flow --extra dev
+DEV_EXTRAS := --extra infra --extra jobs --extra train --extra serve --extra flow --extra eval --extra dev
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet --no-header --no-annotate
 # Tests and the rehearsal run on CPU: the lock pins torch's CPU build (+cpu), which PyPI does
 # not carry for Linux (its Linux torch pulls several GB of CUDA packages). These machines have

@@ -16,7 +16,7 @@ def test_rehearse_runs_the_whole_pipeline_and_leaves_nothing_running(
     result, work = rehearsals.through.result, rehearsals.through.work
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert list(STAGES) == ["model", "data", "train", "serve", "flow", "agent", "answer"]
+    assert list(STAGES) == ["model", "data", "train", "serve", "flow", "agent", "answer", "eval"]
     for number, stage in enumerate(STAGES, start=1):
         assert f"[{number}/{len(STAGES)}] {STAGES[stage]}" in out
         assert re.search(rf"^\| {stage} \| \d+\.\d \|$", out, re.M), stage
@@ -26,6 +26,9 @@ def test_rehearse_runs_the_whole_pipeline_and_leaves_nothing_running(
     agent = re.search(r"^      A \(Agent Framework\): (.*)   \(the same\)$", out, re.M)
     assert agent is not None, out
     assert agent.group(1).strip() == answer.group(1).strip()
+    evaluated = re.search(r"^      \| loss \| (\d+\.\d+) \| (\d+\.\d+) \|", out, re.M)
+    assert evaluated is not None, out
+    assert float(evaluated.group(2)) < float(evaluated.group(1))
     loss = re.search(r"loss (\d+\.\d+) -> (\d+\.\d+)", out)
     assert loss is not None
     assert float(loss.group(2)) < float(loss.group(1))

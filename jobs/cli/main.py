@@ -27,13 +27,14 @@ from jobs.cli.options import PhiParser, closest, option_strings
 from jobs.errors import PhiError, UsageError
 
 COMMAND_GROUPS = (
-    "data", "train", "finetune", "deploy", "serve", "chat", "flow", "rehearse", "doctor",
+    "data", "train", "finetune", "eval", "deploy", "serve", "chat", "flow", "rehearse", "doctor",
 )  # fmt: skip
 # Which extra of the package installs a missing top-level module.
 EXTRAS = {
     "yaml": "jobs", "azure": "jobs", "datasets": "jobs", "pyarrow": "jobs",
     "torch": "train", "transformers": "train", "trl": "train", "mlflow": "train",
     "accelerate": "train", "azureml_inference_server_http": "serve", "promptflow": "flow",
+    "tqdm": "train", "nltk": "eval",
 }  # fmt: skip
 
 

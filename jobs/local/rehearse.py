@@ -7,7 +7,9 @@
 5. connect the real chat flow to it (`phi flow connect`) and run it with a question and a
    chat history (`pf flow test`);
 6. run the same chat on Microsoft Agent Framework (`flow/maf.py`, from `.venv-agent`);
-7. print the answers the fine-tuned model gave through both flows.
+7. print the answers the fine-tuned model gave through both flows;
+8. evaluate the base model against the fine-tuned one on the held-out split (`phi eval`)
+   and print the table.
 
 Everything lives in one work directory, with a log per stage; Prompt flow's home and
 keyring are inside it too, so the rehearsal touches nothing of yours. Every process it
@@ -43,6 +45,7 @@ STAGES = {
     "flow": "connecting the chat flow and running it with a chat history",
     "agent": "the same chat on Microsoft Agent Framework (flow/maf.py)",
     "answer": "answer from the fine-tuned model, through both flows",
+    "eval": "did the fine-tune help? base against fine-tuned on the held-out split (phi eval)",
 }
 AGENT_PYTHON_VARIABLE = "PHI_AGENT_PYTHON"
 QUESTION = "Which river flows through it?"
@@ -231,6 +234,14 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
             if agent_answer is not None:
                 same = "the same" if agent_answer == answer else "DIFFERENT"
                 log(f"      A (Agent Framework): {agent_answer}   ({same})")
+        with r.stage("eval"):
+            table = r.run("eval", r.phi(
+                "eval", "--base", str(base_model), "--candidate", str(work_dir / "out" / "model"),
+                "--data", str(data.test), "--out", str(work_dir / "eval"), "--max-new-tokens", "32",
+            ))  # fmt: skip
+            for line in table.splitlines():
+                if line.startswith("|"):
+                    log(f"      {line}")
     finally:
         r.stop_server()
     total = sum(seconds for _, seconds in r.times)
