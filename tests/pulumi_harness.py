@@ -7,6 +7,7 @@ so tests can check what the engine would be asked to do, not just the Python obj
 
 from __future__ import annotations
 
+import asyncio
 import runpy
 import uuid
 from collections.abc import Mapping
@@ -224,6 +225,12 @@ def deploy(stack: str, config: Mapping[str, str], recording: Recording | None = 
     """
     recording = recording if recording is not None else Recording()
     mocks = AzureMocks(recording)
+    # Pulumi's test runner takes the thread's current event loop; a library that used
+    # asyncio.run() earlier in the session (azure-ai-evaluation does) leaves none behind.
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(
         mocks,
         project="finetune-phi",
