@@ -3,7 +3,9 @@
 phi data prepare --out data                  # 1 % of ultrachat_200k, split 80/20
 phi data validate data/train_data.jsonl      # every bad line, by number and reason
 phi train --local --model DIR --train-file F --eval-file F --output-dir out
+phi doctor --stack dev                       # preflight: quota, models, names, roles
 phi finetune submit --stack dev --dry-run    # the job YAML, sent nowhere
+phi eval --base BASE --candidate out/model   # did the fine-tune help? held-out split
 phi deploy --stack dev --dry-run             # model, deployment and traffic plan
 phi serve --model out/model                  # the scoring server, locally
 phi chat --local http://127.0.0.1:5001 "Who founded Microsoft?"
