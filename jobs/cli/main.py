@@ -30,6 +30,7 @@ from jobs.errors import PhiError, UsageError
 
 COMMAND_GROUPS = (
     "data", "train", "finetune", "eval", "deploy", "serve", "chat", "flow", "rehearse", "doctor",
+    "cost",
 )  # fmt: skip
 # Which extra of the package installs a missing top-level module.
 EXTRAS = {
