@@ -89,16 +89,11 @@ class ArmClient:
         response = self._send("GET", f"{self.endpoint}{path}")
         if response.status_code == 404:
             return None
-        if response.status_code >= 400:
-            raise ArmError(f"GET {path}: HTTP {response.status_code}: {reason(response)}")
-        return response.json()
+        return _checked("GET", path, response).json()
 
     def post(self, path: str) -> Any:
         """The JSON answer of `POST path` (an action such as listKeys)."""
-        response = self._send("POST", f"{self.endpoint}{path}")
-        if response.status_code >= 400:
-            raise ArmError(f"POST {path}: HTTP {response.status_code}: {reason(response)}")
-        return response.json()
+        return _checked("POST", path, self._send("POST", f"{self.endpoint}{path}")).json()
 
     def list(self, path: str, max_pages: int = 50) -> Iterator[Any]:
         """Every item of a paged list, following `nextLink` on the ARM endpoint."""
@@ -108,13 +103,17 @@ class ArmClient:
                 return
             if not url.startswith(f"{self.endpoint}/"):
                 raise ArmError(f"nextLink {url} leaves {self.endpoint}; not followed")
-            response = self._send("GET", url)
-            if response.status_code >= 400:
-                raise ArmError(f"GET {path}: HTTP {response.status_code}: {reason(response)}")
-            page = response.json()
+            page = _checked("GET", path, self._send("GET", url)).json()
             yield from page.get("value", [])
             url = page.get("nextLink")
         raise ArmError(f"GET {path}: more than {max_pages} pages")
+
+
+def _checked(method: str, path: str, response: requests.Response) -> requests.Response:
+    """The response, or ArmError naming the request and Azure's error."""
+    if response.status_code >= 400:
+        raise ArmError(f"{method} {path}: HTTP {response.status_code}: {reason(response)}")
+    return response
 
 
 def reason(response: requests.Response) -> str:

@@ -113,15 +113,15 @@ def plan(outputs: Mapping[str, Any]) -> list[HttpStep]:
     ]
 
 
-# Each output a purge URL is built from, and the rule it must meet first.
-_OUTPUT_RULES = {
-    "resourceGroupName": "resourceGroupName",
-    "workspaceName": "workspaceName",
-    "foundryProjectName": "foundryProjectName",
-    "foundryHubName": "foundryHubName",
-    "logAnalyticsName": "logAnalyticsName",
-    "keyVaultName": "keyVaultName",
-}
+# The outputs a purge URL names, each checked against its naming rule (infra.naming.RULES).
+_NAMED_OUTPUTS = (
+    "resourceGroupName",
+    "workspaceName",
+    "foundryProjectName",
+    "foundryHubName",
+    "logAnalyticsName",
+    "keyVaultName",
+)
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -134,10 +134,10 @@ def checked_outputs(outputs: Mapping[str, Any]) -> dict[str, str]:
         problems.append(f"subscriptionId = {outputs.get('subscriptionId')!r}: must be a GUID")
     if not re.fullmatch(r"[a-z][a-z0-9]{2,39}", checked.get("location", "")):
         problems.append(f"location = {outputs.get('location')!r}: must be an Azure region name")
-    for key, rule in _OUTPUT_RULES.items():
+    for key in _NAMED_OUTPUTS:
         if outputs.get(key) is None and key.startswith("foundry"):
             continue
-        broken = RULES[rule].violation(checked.get(key, ""))
+        broken = RULES[key].violation(checked.get(key, ""))
         if broken:
             problems.append(f"{key} = {outputs.get(key)!r}: {broken}")
     if problems:

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 from infra import azure_facts
-from infra.config import ConfigError, parse
-from infra.stack_files import StackFileError, read_config
-from jobs.cli.options import Commands, command
+from infra.config import ConfigError
+from jobs.cli.options import Commands, command, stack_file_config
 from jobs.cloud import cost, prices
 from jobs.errors import UsageError
 
@@ -55,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
             "--instance-count and --train-nodes must be 1 or more, --train-hours above 0"
         )
     try:
-        config = parse(read_config(args.project_dir, args.stack), stack=args.stack,
-                       subscription_id="00000000-0000-0000-0000-000000000000")  # fmt: skip
-    except StackFileError as error:
-        raise UsageError(str(error)) from None
+        # Names need a subscription; prices do not.
+        config = stack_file_config(
+            args.project_dir, args.stack, "00000000-0000-0000-0000-000000000000"
+        )
     except ConfigError as error:
         raise UsageError(str(error)) from None
     if args.prices is not None:

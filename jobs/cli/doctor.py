@@ -12,8 +12,7 @@ import requests
 from infra import azure_facts
 from infra.arm import ARM_ENDPOINT, ArmClient
 from infra.config import ConfigError, StackConfig, parse
-from infra.stack_files import StackFileError, read_config
-from jobs.cli.options import Commands, command
+from jobs.cli.options import Commands, command, stack_file_config
 from jobs.cloud import doctor
 from jobs.cloud.credentials import arm_token_provider
 from jobs.errors import PhiError, UsageError
@@ -60,10 +59,7 @@ def stack_config(
 ) -> StackConfig | list[str]:
     """The parsed configuration, or its problems."""
     try:
-        values = read_config(args.project_dir, stack)
-        return parse(values, stack=stack, subscription_id=subscription)
-    except StackFileError as error:
-        raise UsageError(str(error)) from None
+        return stack_file_config(args.project_dir, stack, subscription)
     except ConfigError as error:
         return error.problems
 

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import TypeAlias
 
 from flow.endpoint_client import APIS
+from infra.config import StackConfig, parse
+from infra.stack_files import StackFileError, read_config
 from jobs import stack_outputs
+from jobs.errors import UsageError
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What `add_subparsers()` returns (argparse has no public name for it): each command module
@@ -53,6 +56,16 @@ def command(
     """Make `parser` run `handler`. With passthrough, unknown `--name value` pairs are TRL
     arguments (checked by TRL's own parser); otherwise they are errors."""
     parser.set_defaults(handler=handler, command_parser=parser, passthrough=passthrough)
+
+
+def stack_file_config(project_dir: Path, stack: str, subscription_id: str) -> StackConfig:
+    """The stack's configuration as `Pulumi.<stack>.yaml` holds it, validated (ConfigError);
+    a missing or unreadable file is a UsageError."""
+    try:
+        values = read_config(project_dir, stack)
+    except StackFileError as error:
+        raise UsageError(str(error)) from None
+    return parse(values, stack=stack, subscription_id=subscription_id)
 
 
 def add_outputs_options(parser: argparse.ArgumentParser) -> None:

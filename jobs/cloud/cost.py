@@ -22,9 +22,12 @@ class CostItem:
     """Per unit; None where the bill depends on use, or the price is not looked up."""
     note: str = ""
 
+    @property
+    def total_hourly_usd(self) -> float | None:
+        return None if self.hourly_usd is None else self.hourly_usd * self.quantity
+
     def as_dict(self) -> dict[str, Any]:
-        total = None if self.hourly_usd is None else self.hourly_usd * self.quantity
-        return {**asdict(self), "total_hourly_usd": total}
+        return {**asdict(self), "total_hourly_usd": self.total_hourly_usd}
 
 
 Lookup = Callable[[str, str], Meter | None]
@@ -85,10 +88,9 @@ def render(items: list[CostItem], run: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for item in items:
-        total = item.as_dict()["total_hourly_usd"]
         lines.append(f"| {item.resource} | {item.sku} | {item.region} | {item.quantity:g} | "
-                     f"{usd(item.hourly_usd)} | {usd(total)} | {item.note} |")  # fmt: skip
-    priced = sum(i.as_dict()["total_hourly_usd"] or 0.0 for i in items)
+                     f"{usd(item.hourly_usd)} | {usd(item.total_hourly_usd)} | {item.note} |")  # fmt: skip
+    priced = sum(item.total_hourly_usd or 0.0 for item in items)
     lines.append(f"\nAt most ${priced:,.2f} an hour while every node and the deployment run, plus "
                  "the usage-based items; clusters at rest cost nothing.")  # fmt: skip
     lines.append(f"A fine-tuning run of {run['nodes']} x {run['sku']} for {run['hours']:g} h: "

@@ -248,7 +248,7 @@ def check_providers(plan: Preflight, arm: ArmClient) -> list[Row]:
 
 def run(plan: Preflight, arm: ArmClient) -> list[Row]:
     """Every check, in order; a check that Azure refuses becomes a failed row of its own."""
-    offline: list[Callable[[], Iterable[Row]]] = [
+    checks: list[Callable[[], Iterable[Row]]] = [
         lambda: check_config([]),
         lambda: check_quota(plan, arm),
         lambda: check_models(plan),
@@ -257,7 +257,7 @@ def run(plan: Preflight, arm: ArmClient) -> list[Row]:
         lambda: check_providers(plan, arm),
     ]
     rows: list[Row] = []
-    for name, check in zip(CHECKS, offline, strict=True):
+    for name, check in zip(CHECKS, checks, strict=True):
         try:
             rows.extend(check())
         except ArmError as error:
