@@ -17,6 +17,8 @@ from typing import Any
 from jobs.errors import PhiError, UsageError
 
 PRICE_API = "https://prices.azure.com/api/retail/prices"
+"""Microsoft's documented Retail Prices API (learn.microsoft.com "Azure Retail Prices REST API";
+its filters are case-sensitive), as recorded in DESIGN.md §3, checked 2026-11-21."""
 CACHE_SECONDS = 24 * 3600
 MAX_PAGES = 20
 EXCLUDED_SUFFIXES = (" Spot", " Low Priority")
