@@ -29,6 +29,7 @@ _STORAGE_SKUS = (
 )
 _REGISTRY_SKUS = ("Basic", "Standard", "Premium")
 _PRIORITIES = ("Dedicated", "LowPriority")
+_NETWORK_ACCESS = ("Enabled", "Disabled")
 
 
 class ConfigError(ValueError):
@@ -90,6 +91,7 @@ class StackConfig:
     key_vault_purge_protection: bool
     key_vault_retention_days: int
     log_retention_days: int
+    workspace_public_network_access: str
     gpu: ClusterConfig
     cpu: ClusterConfig | None
     foundry: bool
@@ -257,6 +259,9 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
         key_vault_purge_protection=read.boolean("keyVaultPurgeProtection"),
         key_vault_retention_days=read.integer("keyVaultRetentionDays", 7, 90, " days"),
         log_retention_days=read.integer("logRetentionDays", 30, 730, " days"),
+        workspace_public_network_access=read.choice(
+            "workspacePublicNetworkAccess", _NETWORK_ACCESS
+        ),
         gpu=gpu,
         cpu=ClusterConfig(cpu_vm, 0, cpu_max, gpu.idle_seconds, "Dedicated")
         if cpu_enabled

@@ -114,6 +114,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Days Log Analytics keeps data (30-730).",
     ),
     Setting(
+        "workspacePublicNetworkAccess",
+        Kind.STRING,
+        "Enabled",
+        "Enabled or Disabled: whether the Azure ML workspace and the AI Foundry hub answer on "
+        "public networks. Disabled needs a private endpoint for every client, `phi` included.",
+    ),
+    Setting(
         "gpuVmSize",
         Kind.STRING,
         DEFAULT_TRAINING_VM,

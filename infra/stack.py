@@ -59,6 +59,7 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
             key_vault_purge_protection=cfg.key_vault_purge_protection,
             key_vault_retention_days=cfg.key_vault_retention_days,
             log_retention_days=cfg.log_retention_days,
+            public_network_access=cfg.workspace_public_network_access,
         ),
     )
     identity = RuntimeIdentity(
@@ -126,6 +127,7 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
                 ml_workspace_name=workspace.name,
                 endpoint_name=endpoint.name,
                 scoring_uri=endpoint.scoring_uri,
+                public_network_access=cfg.workspace_public_network_access,
                 tags=tags,
             ),
         )

@@ -70,6 +70,7 @@ def test_tags_carry_project_environment_owner_cost_centre_and_manager() -> None:
         ("logRetentionDays", "1000", "between 30 and 730"),
         ("storageSku", "Premium_Fast", "must be one of"),
         ("containerRegistrySku", "Gold", "Basic, Standard, Premium"),
+        ("workspacePublicNetworkAccess", "Private", "one of Enabled, Disabled"),
         ("storageAccountName", "My_Storage", "lowercase letters and digits only"),
         ("keyVaultName", "kv--double", "single hyphens"),
         ("keyVaultName", "this-vault-name-is-far-too-long", "3-24 characters"),

@@ -116,6 +116,15 @@ def test_key_vault_uses_rbac_and_purge_protection_follows_config(
     assert prod_vault["softDeleteRetentionInDays"] == 90
 
 
+def test_workspace_network_access_follows_config(dev: Deployment, prod: Deployment) -> None:
+    workspace = f"{ML}:Workspace"
+    assert dev.recording.one(workspace).inputs["publicNetworkAccess"] == "Enabled"
+    assert prod.recording.one(workspace).inputs["publicNetworkAccess"] == "Disabled"
+    foundry = deploy("prod", {**stack_config("prod"), "foundry": "true"}).recording
+    hub = next(r for r in foundry.of_type(workspace) if r.inputs["kind"] == "Hub")
+    assert hub.inputs["publicNetworkAccess"] == "Disabled"
+
+
 def test_application_insights_is_workspace_based(dev: Deployment) -> None:
     logs = dev.recording.one("azure-native:operationalinsights:Workspace")
     insights = dev.recording.one("azure-native:applicationinsights:Component").inputs

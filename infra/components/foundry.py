@@ -35,6 +35,8 @@ class FoundryProjectArgs:
     """The endpoint the connection points at."""
     scoring_uri: pulumi.Input[str]
     """Its scoring URI."""
+    public_network_access: str
+    """Enabled or Disabled, for the hub; its projects inherit the hub's network settings."""
     tags: Mapping[str, str]
     """Tags for hub and project."""
 
@@ -71,6 +73,7 @@ class FoundryProject(pulumi.ComponentResource):
             key_vault=args.key_vault_id,
             application_insights=args.application_insights_id,
             container_registry=args.container_registry_id,
+            public_network_access=args.public_network_access,
             resource_group_name=args.resource_group_name,
             location=args.location,
             tags=dict(args.tags),

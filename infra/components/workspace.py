@@ -41,6 +41,8 @@ class MlWorkspaceArgs:
     """Soft-delete retention of the key vault, 7-90 days."""
     log_retention_days: int
     """Retention of the Log Analytics workspace."""
+    public_network_access: str
+    """Enabled or Disabled: whether the workspace answers on public networks."""
 
 
 class MlWorkspace(pulumi.ComponentResource):
@@ -141,6 +143,7 @@ class MlWorkspace(pulumi.ComponentResource):
             key_vault=vault.id,
             application_insights=insights.id,
             container_registry=registry.id,
+            public_network_access=args.public_network_access,
             **common,
             opts=child,
         )

@@ -1,0 +1,1 @@
+"""The stacks' CrossGuard policy pack (`pulumi preview --policy-pack policy`)."""

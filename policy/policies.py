@@ -1,0 +1,330 @@
+"""The CrossGuard rules a stack's preview must pass: `pulumi preview --policy-pack policy`.
+
+Each rule reads a resource as the policy engine sends it: pulumi-azure-native's inputs, in
+ARM's camelCase (`props["properties"]["properties"]["scaleSettings"]` for a cluster), numbers
+as floats. A rule that looks at a value Pulumi does not know yet during a preview is reported
+by the engine as "can't run policy", not as a pass.
+
+Mandatory rules stop a preview; advisory ones only warn, and `policy/prod.json` (passed with
+`--policy-pack-config`) makes them mandatory for prod. Each description names the Azure Policy
+built-in that checks the same thing in Azure (Azure/azure-policy, built-in-policies, checked
+2026-11-22), so a platform team can enforce it there as well.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
+
+from infra.azure_facts import retirement_problem
+
+COMPUTE = "azure-native:machinelearningservices:Compute"
+ONLINE_DEPLOYMENT = "azure-native:machinelearningservices:OnlineDeployment"
+ONLINE_ENDPOINT = "azure-native:machinelearningservices:OnlineEndpoint"
+WORKSPACE = "azure-native:machinelearningservices:Workspace"
+STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
+KEY_VAULT = "azure-native:keyvault:Vault"
+REGISTRY = "azure-native:containerregistry:Registry"
+
+REQUIRED_TAGS = ("project", "environment", "owner", "cost-center", "managed-by")
+UNTAGGED_TYPES = frozenset(
+    {
+        "azure-native:authorization:RoleAssignment",
+        "azure-native:machinelearningservices:WorkspaceConnection",
+    }
+)
+"""Azure-native types whose ARM resource has no tags (tests check this against the SDK)."""
+
+DEFAULT_MAX_IDLE_SECONDS = 1800
+ENDPOINT_AUTH_MODES = ("Key", "AADToken")
+TLS_VERSIONS = ("TLS1_2", "TLS1_3")
+
+Props = Mapping[str, Any]
+Check = Callable[[Props, Mapping[str, Any]], Iterable[str]]
+"""Yields one message per problem with a resource's properties, given the policy's config."""
+
+
+def _builtin(display_name: str, guid: str) -> str:
+    return f' Azure Policy built-in: "{display_name}" ({guid}).'
+
+
+def _section(props: Props, *path: str) -> Props:
+    """The nested object at `path`, or an empty one where a level is missing."""
+    for key in path:
+        value = props.get(key)
+        props = value if isinstance(value, Mapping) else {}
+    return props
+
+
+def _aml_cluster(props: Props) -> Props | None:
+    """The AmlCompute settings of a Compute resource, or None for other compute types."""
+    outer = _section(props, "properties")
+    if outer.get("computeType") != "AmlCompute":
+        return None
+    return _section(outer, "properties")
+
+
+_DURATION = re.compile(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?")
+
+
+def _iso_seconds(text: object) -> float | None:
+    """Seconds of an ISO 8601 time-only duration ("PT2M", "PT120S"), None if not one."""
+    match = _DURATION.fullmatch(text) if isinstance(text, str) and text != "PT" else None
+    if match is None:
+        return None
+    hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _scales_to_zero(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
+    cluster = _aml_cluster(props)
+    if cluster is None:
+        return
+    scale = _section(cluster, "scaleSettings")
+    limit = float(config.get("maxIdleSeconds", DEFAULT_MAX_IDLE_SECONDS))
+    if scale.get("minNodeCount", 0) != 0:
+        yield f"minNodeCount is {scale.get('minNodeCount')!r}; it must be 0, so an idle cluster costs nothing"
+    idle = scale.get("nodeIdleTimeBeforeScaleDown")
+    seconds = _iso_seconds(idle)
+    if seconds is None or seconds > limit:
+        yield (
+            f"nodeIdleTimeBeforeScaleDown is {idle!r}; it must be an ISO 8601 duration of at "
+            f"most {limit:g} seconds (maxIdleSeconds)"
+        )
+
+
+def _no_retired_sizes(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
+    sizes = (
+        _section(props, "properties", "properties").get("vmSize"),
+        _section(props, "properties").get("instanceType"),
+    )
+    for size in sizes:
+        problem = retirement_problem("vm", size) if isinstance(size, str) else None
+        if problem:
+            yield problem
+
+
+def _local_auth_off(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
+    value = _section(props, "properties").get("disableLocalAuth")
+    if value is not True:
+        yield f"properties.disableLocalAuth is {value!r}; it must be true (Entra ID only)"
+
+
+def _ssh_closed(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
+    cluster = _aml_cluster(props)
+    if cluster is None:
+        return
+    value = cluster.get("remoteLoginPortPublicAccess")
+    if value != "Disabled":
+        yield f"remoteLoginPortPublicAccess is {value!r}; it must be 'Disabled'"
+
+
+def _equals(path: tuple[str, ...], key: str, wanted: object, *allowed: object) -> Check:
+    """A check that `key` under `path` is `wanted` (or one of `allowed`), set explicitly."""
+    accepted = (wanted, *allowed)
+
+    def check(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
+        value = _section(props, *path).get(key)
+        if value not in accepted:
+            name = ".".join((*path, key))
+            rule = " or ".join(repr(v) for v in accepted)
+            yield f"{name} is {value!r}; it must be {rule}"
+
+    return check
+
+
+def _registry_admin_off(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
+    if props.get("adminUserEnabled") is True:
+        yield "adminUserEnabled is True; the registry's admin user must stay off (use AcrPull)"
+
+
+def _workspace_private(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
+    # A Foundry project has no network settings of its own: it inherits its hub's.
+    if props.get("kind") == "Project":
+        return
+    yield from _equals((), "publicNetworkAccess", "Disabled")(props, config)
+
+
+def _required_tags(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
+    tags = _section(props, "tags")
+    missing = [tag for tag in REQUIRED_TAGS if not tags.get(tag)]
+    if missing:
+        yield f"missing or empty tags: {', '.join(missing)} (every taggable resource carries {', '.join(REQUIRED_TAGS)})"
+
+
+def _taggable(resource_type: str) -> bool:
+    return resource_type.startswith("azure-native:") and resource_type not in UNTAGGED_TYPES
+
+
+def _rule(
+    name: str,
+    description: str,
+    applies_to: Callable[[str], bool],
+    check: Check,
+    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+    config_schema: PolicyConfigSchema | None = None,
+) -> ResourceValidationPolicy:
+    """A resource rule: `check` runs on every resource whose type `applies_to` accepts."""
+
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        if applies_to(args.resource_type):
+            for problem in check(args.props, args.get_config()):
+                report_violation(f"{args.name}: {problem}", None)
+
+    return ResourceValidationPolicy(
+        name=name,
+        description=description,
+        validate=validate,
+        enforcement_level=level,
+        config_schema=config_schema,
+    )
+
+
+def _of(*types: str) -> Callable[[str], bool]:
+    return frozenset(types).__contains__
+
+
+POLICIES: list[ResourceValidationPolicy] = [
+    _rule(
+        "compute-scales-to-zero",
+        "Azure ML compute clusters keep no node when idle (minNodeCount 0) and release idle "
+        "nodes within maxIdleSeconds. No Azure Policy built-in checks clusters; the nearest "
+        'is "Azure Machine Learning Compute Instance should have idle shutdown." '
+        "(679ddf89-ab8f-48a5-9029-e76054077449), for compute instances.",
+        _of(COMPUTE),
+        _scales_to_zero,
+        config_schema=PolicyConfigSchema(
+            properties={
+                "maxIdleSeconds": {
+                    "type": "integer",
+                    "minimum": 60,
+                    "default": DEFAULT_MAX_IDLE_SECONDS,
+                    "description": "Longest idle time before a cluster releases a node.",
+                }
+            }
+        ),
+    ),
+    _rule(
+        "no-retired-vm-sizes",
+        "Compute clusters and online deployments use no VM size Azure has retired (the dated "
+        "table in infra/azure_facts.py). No Azure Policy built-in.",
+        _of(COMPUTE, ONLINE_DEPLOYMENT),
+        _no_retired_sizes,
+    ),
+    _rule(
+        "compute-local-auth-disabled",
+        "Azure ML compute accepts Entra ID only (disableLocalAuth)."
+        + _builtin(
+            "Azure Machine Learning Computes should have local authentication methods disabled",
+            "e96a9a5f-07ca-471b-9bc5-6a0f33cbd68f",
+        ),
+        _of(COMPUTE),
+        _local_auth_off,
+    ),
+    _rule(
+        "compute-ssh-public-access-disabled",
+        "Compute cluster nodes do not open SSH to public networks "
+        "(remoteLoginPortPublicAccess Disabled). No Azure Policy built-in checks it; the "
+        'nearest is "Azure Machine Learning Computes should be in a virtual network" '
+        "(7804b5c7-01dc-4723-969b-ae300cc07ff1).",
+        _of(COMPUTE),
+        _ssh_closed,
+    ),
+    _rule(
+        "storage-no-public-blob-access",
+        "Storage accounts allow no anonymous blob access (allowBlobPublicAccess false)."
+        + _builtin(
+            "Storage account public access should be disallowed",
+            "4fa4b6c0-31ca-4c0d-b10d-24b96f62a751",
+        ),
+        _of(STORAGE_ACCOUNT),
+        _equals((), "allowBlobPublicAccess", False),
+    ),
+    _rule(
+        "storage-https-only",
+        "Storage accounts accept HTTPS only (enableHttpsTrafficOnly true)."
+        + _builtin(
+            "Secure transfer to storage accounts should be enabled",
+            "404c3081-a854-4457-ae30-26a93ef643f9",
+        ),
+        _of(STORAGE_ACCOUNT),
+        _equals((), "enableHttpsTrafficOnly", True),
+    ),
+    _rule(
+        "storage-minimum-tls-1-2",
+        "Storage accounts refuse TLS older than 1.2 (minimumTlsVersion TLS1_2 or newer)."
+        + _builtin(
+            "Storage accounts should have the specified minimum TLS version",
+            "fe83a0eb-a853-422d-aac2-1bffd182c5d0",
+        ),
+        _of(STORAGE_ACCOUNT),
+        _equals((), "minimumTlsVersion", *TLS_VERSIONS),
+    ),
+    _rule(
+        "key-vault-rbac",
+        "Key vaults authorize with Azure RBAC, not access policies (enableRbacAuthorization)."
+        + _builtin(
+            "Azure Key Vault should use RBAC permission model",
+            "12d4fa5e-1f9f-4c21-97a9-b99b3c6611b5",
+        ),
+        _of(KEY_VAULT),
+        _equals(("properties",), "enableRbacAuthorization", True),
+    ),
+    _rule(
+        "registry-admin-user-disabled",
+        "Container registries keep their admin user off (adminUserEnabled)."
+        + _builtin(
+            "Container registries should have local admin account disabled.",
+            "dc921057-6b28-4fbe-9b83-f7bec05db6c2",
+        ),
+        _of(REGISTRY),
+        _registry_admin_off,
+    ),
+    _rule(
+        "endpoint-auth-key-or-entra",
+        "Online endpoints authenticate callers with a key or an Entra ID token (authMode Key "
+        "or AADToken). No Azure Policy built-in.",
+        _of(ONLINE_ENDPOINT),
+        _equals(("properties",), "authMode", *ENDPOINT_AUTH_MODES),
+    ),
+    _rule(
+        "required-tags",
+        f"Every taggable resource carries the tags {', '.join(REQUIRED_TAGS)}."
+        + _builtin("Require a tag on resources", "871b6d14-10aa-478d-b590-94f262ecfa99"),
+        _taggable,
+        _required_tags,
+    ),
+    _rule(
+        "key-vault-purge-protection",
+        "Key vaults have purge protection on, so a deleted secret can always be recovered "
+        "(advisory; mandatory for prod)."
+        + _builtin(
+            "Key vaults should have deletion protection enabled",
+            "0b60c0b2-2dc2-4e1c-b5c9-abbed971de53",
+        ),
+        _of(KEY_VAULT),
+        _equals(("properties",), "enablePurgeProtection", True),
+        level=EnforcementLevel.ADVISORY,
+    ),
+    _rule(
+        "workspace-public-network-disabled",
+        "Azure ML workspaces and Foundry hubs answer on private endpoints only "
+        "(publicNetworkAccess Disabled; advisory, mandatory for prod)."
+        + _builtin(
+            "Azure Machine Learning Workspaces should disable public network access",
+            "438c38d2-3772-465a-a9cc-7a6666a275ce",
+        ),
+        _of(WORKSPACE),
+        _workspace_private,
+        level=EnforcementLevel.ADVISORY,
+    ),
+]
