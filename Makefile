@@ -89,7 +89,7 @@ lock:
 	mkdir -p $(AZURE_LOCK)
 	grep -v '^opentelemetry' requirements/dev.txt > $(AZURE_LOCK)/agent-constraints.txt
 	$(UV) pip compile pyproject.toml --extra agent --extra agent-test -c $(AZURE_LOCK)/agent-constraints.txt $(LOCK_FLAGS) -o requirements/agent.txt
-	$(call azure_requirements,--extra train,jobs/uploads/train/environment/requirements.txt)
+	$(call azure_requirements,--extra train --extra gpu,jobs/uploads/train/environment/requirements.txt)
 	$(call azure_requirements,--extra train --extra serve,jobs/uploads/score/environment/requirements.txt)
 
 clean:

@@ -1,17 +1,23 @@
 """Training throughput: the tutorial's recipe against ours, same model, same data, one run.
 
-    .venv/bin/python scripts/benchmark_training.py            # CPU: a small Phi-3, ~2 minutes
+    .venv/bin/python scripts/benchmark_training.py            # CPU: a small Phi-3, ~3 minutes
     .venv/bin/python scripts/benchmark_training.py --steps 30 # on a GPU: full-size Phi-3-mini
 
 Each recipe runs the real `jobs/uploads/train/src/train.py` in its own process (so peak memory is
 its own) for a fixed number of steps, and the table compares what the script measured:
-tokens per second, peak memory and, on a GPU, model FLOP utilisation (6 x parameters x
-tokens/s over the GPU's peak bf16 FLOP/s). The model is built from its config, randomly
-initialised: no download. On a CPU it is a small Phi-3 (the numbers show the code path,
-not an A100); on a GPU it is Phi-3-mini's full 3.8B architecture.
+tokens per second, peak memory and, on a GPU, model FLOP utilisation: model FLOPs per token
+(6 x parameters for a full fine-tune; 4 x for LoRA, whose frozen weights need no weight
+gradients) x tokens/s over the GPU's peak dense bf16 FLOP/s. Recomputed activations
+(gradient checkpointing) are not model FLOPs, so they lower MFU, as they should. The model
+is built from its config, randomly initialised: no download. On a CPU it is a small Phi-3
+(the numbers show the code paths, not an A100); on a GPU it is Phi-3-mini's full 3.8B
+architecture.
 
-  tutorial: eager attention, sequences wrapped into fixed-length blocks
-  ours:     attention chosen from the hardware (flash attention 2 or SDPA), best-fit packing
+  tutorial:     eager attention, sequences wrapped into fixed-length blocks, gradient checkpointing
+  ours:         attention from the hardware (flash attention 2 or SDPA), best-fit packing,
+                padding-free, no gradient checkpointing
+  ours + Liger: ours with Liger's fused Triton kernels (CUDA GPUs only)
+  LoRA:         ours, training rank-16 adapters on every linear layer instead of the weights
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,17 +37,32 @@ from jobs.data import SAMPLE  # noqa: E402
 from jobs.local.tiny_model import build_model, build_tokenizer  # noqa: E402
 from jobs.uploads import TRAIN_HYPERPARAMETERS, TRAIN_SOURCE  # noqa: E402
 
+TUTORIAL = ["--attn_implementation", "eager", "--packing", "true", "--packing_strategy", "wrapped",
+            "--gradient_checkpointing", "true"]  # fmt: skip
+OURS = ["--attn_implementation", "auto", "--packing", "true", "--packing_strategy", "bfd",
+        "--gradient_checkpointing", "false"]  # fmt: skip
+LORA = ["--use_peft", "--lora_r", "16", "--lora_alpha", "32", "--lora_target_modules", "all-linear"]
 RECIPES = {
-    "tutorial": [
-        "--attn_implementation",
-        "eager",
-        "--packing",
-        "true",
-        "--packing_strategy",
-        "wrapped",
-    ],
-    "ours": ["--attn_implementation", "auto", "--packing", "true", "--packing_strategy", "bfd"],
+    "tutorial": TUTORIAL,
+    "ours": OURS,
+    "ours + Liger": [*OURS, "--use_liger_kernel", "true"],
+    "LoRA": [*OURS, *LORA],
 }
+
+
+def unavailable(recipe: str, gpu: bool) -> str | None:
+    """Why this machine cannot run `recipe`, or None."""
+    import importlib.util
+
+    if recipe != "ours + Liger":
+        return None
+    if not gpu:
+        return "Liger's kernels are Triton: CUDA GPUs only"
+    if importlib.util.find_spec("liger_kernel") is None:
+        return "liger-kernel is not installed (it is in the job's environment)"
+    return None
+
+
 # Peak dense bf16 FLOP/s by GPU name fragment, for MFU.
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "V100": 125e12}
 
@@ -75,8 +97,8 @@ def write_data(work: Path, copies: int) -> Path:
 
 def run(
     recipe: str, model: Path, data: Path, work: Path, args: argparse.Namespace
-) -> dict[str, float]:
-    out = work / recipe
+) -> dict[str, Any]:
+    out = work / recipe.replace(" + ", "-")
     command = [
         sys.executable, str(TRAIN_SOURCE / "train.py"), "--config", str(TRAIN_HYPERPARAMETERS),
         "--model_name_or_path", str(model), "--train_file", str(data),
@@ -86,15 +108,16 @@ def run(
         "--logging_steps", "1", "--learning_rate", "1e-4", *RECIPES[recipe],
     ]  # fmt: skip
     subprocess.run(command, check=True, capture_output=not args.verbose)
-    metrics: dict[str, float] = json.loads((out / "metrics.json").read_text())
+    metrics: dict[str, Any] = json.loads((out / "metrics.json").read_text())
     return metrics
 
 
-def mfu(metrics: dict[str, float]) -> str:
+def mfu(metrics: dict[str, Any]) -> str:
     peak = next((f for name, f in PEAK_FLOPS.items() if name in str(metrics["device"])), None)
     if peak is None:
         return "n/a"
-    return f"{6 * metrics['parameters'] * metrics['tokens_per_second'] / peak:.1%}"
+    per_token = (4 if metrics["peft"] else 6) * metrics["parameters"]
+    return f"{per_token * metrics['tokens_per_second'] / peak:.1%}"
 
 
 def main() -> None:
@@ -114,19 +137,26 @@ def main() -> None:
         work = Path(tmp)
         model = build_benchmark_model(work, gpu)
         data = write_data(work, copies=400 if gpu else 40)
-        results = {recipe: run(recipe, model, data, work, args) for recipe in RECIPES}
+        skipped = {r: why for r in RECIPES if (why := unavailable(r, gpu))}
+        results = {r: run(r, model, data, work, args) for r in RECIPES if r not in skipped}
     first = results["ours"]
     print(
         f"\n{first['device']}, {first['parameters'] / 1e6:.1f}M parameters, {first['dtype']}, "
         f"{args.steps} steps x batch {args.batch_size} x max_length {args.max_length}\n"
     )
     print(
-        "| recipe | attention | packing | tokens/s | peak memory (MiB) | MFU |\n|---|---|---|---|---|---|"
+        "| recipe | attention | packing | padding-free | checkpointing | trained parameters "
+        "| tokens/s | peak memory (MiB) | MFU |\n|---|---|---|---|---|---|---|---|---|"
     )
-    for recipe, m in results.items():
+    for recipe in RECIPES:
+        if recipe in skipped:
+            print(f"| {recipe} | not run here: {skipped[recipe]} |||||||")
+            continue
+        m = results[recipe]
         print(
-            f"| {recipe} | {m['attention']} | {m['packing']} | {m['tokens_per_second']:,.0f} "
-            f"| {m['peak_memory_mb']:,.0f} | {mfu(m)} |"
+            f"| {recipe} | {m['attention']} | {m['packing']} | {m['padding_free']} "
+            f"| {m['gradient_checkpointing']} | {m['trainable_parameters'] / 1e6:,.1f}M "
+            f"| {m['tokens_per_second']:,.0f} | {m['peak_memory_mb']:,.0f} | {mfu(m)} |"
         )
     ratio = results["ours"]["tokens_per_second"] / results["tutorial"]["tokens_per_second"]
     print(f"\nours / tutorial throughput: {ratio:.2f}x")

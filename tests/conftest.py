@@ -5,7 +5,6 @@ live in tests/support.py."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -13,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from jobs.local.processes import stop_group
-from jobs.local.serve import free_port, wait_until_healthy
 from tests.support import (
     AGENT_PYTHON,
     BIN,
@@ -23,7 +20,7 @@ from tests.support import (
     Rehearsals,
     install_wheel,
     isolated_promptflow,
-    port_is_free,
+    serving,
 )
 
 # Nothing here may reach a hub: fail fast instead of retrying for a minute.
@@ -96,22 +93,8 @@ def fine_tuned(rehearsals: Rehearsals) -> Path:
 
 @pytest.fixture(scope="session")
 def scoring_server(fine_tuned: Path) -> Iterator[str]:
-    """`phi serve` on the session's fine-tune; stopped as a user would stop it (SIGTERM to
-    phi serve), and its port checked free afterwards."""
-    port = free_port()
-    process = subprocess.Popen(
-        [*PHI, "serve", "--model", str(fine_tuned / "model"), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process, f"{url}/", seconds=120)
+    with serving(fine_tuned / "model") as url:
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-        stop_group(process)
-    assert port_is_free(port)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -254,3 +255,26 @@ def assert_one_sign_in_line(result: subprocess.CompletedProcess[str]) -> None:
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("phi: error: no Azure credentials: run `az login`")
     assert "Traceback" not in result.stderr
+
+
+@contextlib.contextmanager
+def serving(model: Path) -> Iterator[str]:
+    """`phi serve` on an MLflow model; stopped as a user would stop it (SIGTERM to phi
+    serve), and its port checked free afterwards."""
+    from jobs.local.processes import stop_group
+    from jobs.local.serve import free_port, wait_until_healthy
+
+    port = free_port()
+    process = subprocess.Popen(
+        [*PHI, "serve", "--model", str(model), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, f"{url}/", seconds=120)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        stop_group(process)
+    assert port_is_free(port)

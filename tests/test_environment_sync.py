@@ -5,6 +5,7 @@ wheels (infra/azure_facts.py says which and why)."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,13 @@ from tests.support import ROOT
 
 # What the CUDA build of torch brings beside itself.
 CUDA_PACKAGES = re.compile(r"nvidia-.*|triton|cuda-.*")
+# The `gpu` extra: in the training job's environment only (Triton kernels need a GPU).
+GPU_ONLY = {
+    re.split(r"[<>=!~ ]", requirement)[0].lower()
+    for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["gpu"]
+}
 
 
 def pins(text: str) -> dict[str, str]:
@@ -28,9 +36,12 @@ def pins(text: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    ("lock", "azure"), [("train.txt", TRAIN_REQUIREMENTS), ("serve.txt", SCORE_REQUIREMENTS)]
+    ("lock", "azure", "gpu_only"),
+    [("train.txt", TRAIN_REQUIREMENTS, GPU_ONLY), ("serve.txt", SCORE_REQUIREMENTS, set())],
 )
-def test_azure_environment_is_the_cpu_lock_with_cudas_torch(lock: str, azure: Path) -> None:
+def test_azure_environment_is_the_cpu_lock_with_cudas_torch(
+    lock: str, azure: Path, gpu_only: set[str]
+) -> None:
     cpu = pins((ROOT / "requirements" / lock).read_text())
     gpu = pins(azure.read_text())
     assert cpu.pop("torch") == "2.13.0+cpu"
@@ -41,8 +52,8 @@ def test_azure_environment_is_the_cpu_lock_with_cudas_torch(lock: str, azure: Pa
     assert not any(name.endswith("-cu13") for name in gpu)
     shared = set(cpu) & set(gpu)
     assert {name: gpu[name] for name in shared} == {name: cpu[name] for name in shared}
-    # Nothing but torch's own build needs differ.
-    assert set(gpu) - set(cpu) == cuda
+    # Nothing but torch's own build needs, and the GPU-only kernels, differ.
+    assert set(gpu) - set(cpu) == cuda | gpu_only
     assert set(cpu) - set(gpu) <= {"setuptools"}
 
 

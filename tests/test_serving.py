@@ -13,11 +13,13 @@ import pytest
 
 from jobs.cli.main import main
 from jobs.uploads.score.contract import (
+    MAX_BATCH,
     MAX_MESSAGE_CHARS,
     MAX_MESSAGES,
     MAX_NEW_TOKENS,
     MAX_REQUEST_BYTES,
 )
+from tests.support import SAMPLE
 
 
 @pytest.fixture
@@ -66,6 +68,21 @@ def test_batch_shape_answers_one_text_per_question(server: str) -> None:
     assert isinstance(answer, list)
     assert len(answer) == 2
     assert all(isinstance(text, str) and text.strip() for text in answer)
+
+
+def test_a_batch_is_answered_as_one_request_per_question_would_be(server: str) -> None:
+    """Batched generation (left padding, attention mask) under greedy decoding gives each
+    question the answer it gets alone, in the order asked."""
+    rows = [json.loads(line)["messages"] for line in SAMPLE.read_text().splitlines()]
+    questions = [next(m["content"] for m in row if m["role"] == "user") for row in rows]
+    questions = questions[:MAX_BATCH]
+    assert len(questions) == MAX_BATCH
+    params = {"do_sample": False, "max_new_tokens": 24}
+    status, batched = post(server, {"input_data": questions, "params": params})
+    assert status == 200
+    one_by_one = [post(server, {"input_data": [q], "params": params})[1][0] for q in questions]
+    assert batched == one_by_one
+    assert len(set(batched)) > 1, "the questions must get different answers for order to show"
 
 
 def test_history_changes_the_answer(server: str) -> None:

@@ -38,6 +38,11 @@ def register(commands: Commands) -> None:
         "--gpus-per-node", type=int, default=1, help="processes per node (default: 1)"
     )
     submit.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="custom: shard the model over all nodes x GPUs (FSDP2; for Phi-4-class models)",
+    )
+    submit.add_argument(
         "--model",
         help=f"default: {custom.DEFAULT_MODEL} (custom), {DEFAULT_CATALOG_MODEL} (catalog, serverless)",
     )

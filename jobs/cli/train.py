@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from jobs.cli.options import Commands, command, option_strings
-from jobs.cloud.finetune.custom import check_trl_args
+from jobs.cloud.finetune.custom import check_trl_args, fsdp_arguments
 from jobs.data import hub
+from jobs.errors import UsageError
 from jobs.local.processes import run_in_group
-from jobs.uploads import TRAIN_HYPERPARAMETERS, TRAIN_SOURCE
+from jobs.uploads import TRAIN_FSDP_CONFIG, TRAIN_HYPERPARAMETERS, TRAIN_SOURCE
 
 
 def register(commands: Commands) -> None:
@@ -29,11 +30,18 @@ def register(commands: Commands) -> None:
     train.add_argument(
         "--nproc-per-node", type=int, default=1, help="processes (torchrun) on this machine"
     )
+    train.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="shard the model over the processes (FSDP2, the job's fsdp.json); needs 2 or more",
+    )
     command(train, run, passthrough=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_trl_args(args.trl_args, option_strings(args.command_parser))
+    check_trl_args(args.trl_args, option_strings(args.command_parser), fsdp=args.fsdp)
+    if args.fsdp and args.nproc_per_node < 2:
+        raise UsageError("--fsdp shards the model over processes: give --nproc-per-node 2 or more")
     hub.require(args.model, "--model", "a local model folder: --model DIR")
     launcher = [sys.executable]
     if args.nproc_per_node > 1:
@@ -48,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         *(["--eval_file", str(args.eval_file.resolve())] if args.eval_file else []),
         "--output_dir", str(output / "checkpoints"),
         "--model_output", str(output / "model"),
+        *(fsdp_arguments(str(TRAIN_FSDP_CONFIG)) if args.fsdp else ()),
         *args.trl_args,
     ]  # fmt: skip
     return run_in_group(command)

@@ -25,15 +25,37 @@ from jobs.cloud.environment import environment, tags
 from jobs.cloud.finetune import MODEL_OUTPUT
 from jobs.cloud.finetune.data_assets import check_files, data_assets, reference
 from jobs.errors import UsageError
-from jobs.uploads import TRAIN_HYPERPARAMETERS, TRAIN_REQUIREMENTS, TRAIN_SOURCE
+from jobs.uploads import (
+    TRAIN_FSDP_CONFIG,
+    TRAIN_HYPERPARAMETERS,
+    TRAIN_REQUIREMENTS,
+    TRAIN_SOURCE,
+)
 
 EXPERIMENT = PROJECT
 DEFAULT_MODEL: str = yaml.safe_load(TRAIN_HYPERPARAMETERS.read_text())["model_name_or_path"]
 """The tutorial's model, as the training script's hyperparameters name it."""
 # Arguments phi itself passes to the script; a user sets them through phi's own options.
 RESERVED_ARGUMENTS = frozenset(
-    {"train_file", "eval_file", "model_output", "config", "output_dir", "model_name_or_path"}
+    {
+        "train_file",
+        "eval_file",
+        "model_output",
+        "config",
+        "output_dir",
+        "model_name_or_path",
+        "fsdp",
+        "fsdp_config",
+    }
 )
+
+
+def fsdp_arguments(config: str) -> tuple[str, ...]:
+    """The Trainer's FSDP with the shipped settings at `config` (the job runs in their folder).
+
+    FSDP checkpoints activations itself (`fsdp.json`); the Trainer's own gradient
+    checkpointing on top would gather every layer's parameters a second time."""
+    return ("--fsdp", "--fsdp_config", config, "--gradient_checkpointing", "false")
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,8 @@ class FinetuneRequest:
     profile: str = "gpu"
     nodes: int = 1
     gpus_per_node: int = 1
+    fsdp: bool = False
+    """Shard parameters, gradients and optimizer state over every GPU (`fsdp.json`)."""
     model: str = DEFAULT_MODEL
     experiment: str = EXPERIMENT
     trl_args: tuple[str, ...] = ()
@@ -79,16 +103,24 @@ class FinetuneRequest:
             raise UsageError(
                 "--profile cpu runs one process on one node: drop --nodes/--gpus-per-node"
             )
+        if self.fsdp and (self.profile == "cpu" or self.nodes * self.gpus_per_node < 2):
+            raise UsageError(
+                "--fsdp shards the model over several GPUs: give --gpus-per-node and/or "
+                "--nodes for 2 or more in all, on --profile gpu"
+            )
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", self.experiment):
             raise UsageError(f"--experiment {self.experiment!r}: letters, digits, '_', '-', '.'")
-        check_trl_args(self.trl_args, self.phi_options)
+        check_trl_args(self.trl_args, self.phi_options, fsdp=self.fsdp)
 
 
-def check_trl_args(args: tuple[str, ...], phi_options: Sequence[str] = ()) -> None:
+def check_trl_args(
+    args: tuple[str, ...], phi_options: Sequence[str] = (), *, fsdp: bool = False
+) -> None:
     """TRL overrides are `--name value` pairs (or `--name=value`) in TRL's own spelling,
     parsed here with TRL's own parser over the training script's arguments, so an unknown
-    name or a bad value is refused before a job is built. `phi_options` are the command's
-    own options: a misspelt one is named with its closest match."""
+    name, a bad value or options the script refuses together are refused before a job is
+    built. `phi_options` are the command's own options: a misspelt one is named with its
+    closest match."""
     if not args:
         return
     if not args[0].startswith("--"):
@@ -103,7 +135,10 @@ def check_trl_args(args: tuple[str, ...], phi_options: Sequence[str] = ()) -> No
             )
         if name in RESERVED_ARGUMENTS:
             raise UsageError(f"--{name} is set by phi itself; use the phi option instead")
-    parser = trl_parser()
+        if name == "dtype":
+            raise UsageError("--dtype: precision follows --bf16/--fp16 (or the hardware)")
+    script = training_script()
+    parser = script.make_parser()
     known = [option for action in parser._actions for option in action.option_strings]
     for name in names:
         if f"--{name}" not in known:
@@ -113,24 +148,26 @@ def check_trl_args(args: tuple[str, ...], phi_options: Sequence[str] = ()) -> No
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            # The values, each by its type; the job checks how they combine on its hardware.
-            parser.parse_known_args(list(args))
+            # The values, each by its type; the job checks the hardware they need.
+            values, _ = parser.parse_known_args(list(args))
     except SystemExit:
         reason = errors.getvalue().strip().splitlines()[-1:] or ["invalid value"]
         raise UsageError(f"TRL arguments: {reason[0].split('error: ')[-1]}") from None
+    problem = script.incompatible_options(values, fsdp=fsdp)
+    if problem:
+        raise UsageError(problem)
 
 
-def trl_parser() -> Any:
-    """TRL's parser over the training script's own arguments, as the job will parse them."""
+def training_script() -> Any:
+    """The training script as a module: its TRL parser (`make_parser`) and argument rules,
+    exactly as the job will apply them."""
     spec = importlib.util.spec_from_file_location("finetune_phi_train", TRAIN_SOURCE / "train.py")
     assert spec is not None
     assert spec.loader is not None
     script = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = script  # its dataclasses resolve their annotations through it
     spec.loader.exec_module(script)
-    from trl import SFTConfig, TrlParser
-
-    return TrlParser((script.ScriptArguments, SFTConfig))
+    return script
 
 
 def build_job(request: FinetuneRequest, compute: str) -> Any:
@@ -140,7 +177,8 @@ def build_job(request: FinetuneRequest, compute: str) -> Any:
 
     profile = PROFILES[request.profile]
     assets = data_assets(request.train_file, request.test_file)
-    trl_args = " ".join((*profile.trl_defaults, *request.trl_args))
+    sharding = fsdp_arguments(TRAIN_FSDP_CONFIG.name) if request.fsdp else ()
+    trl_args = " ".join((*profile.trl_defaults, *sharding, *request.trl_args))
     distributed = request.nodes * request.gpus_per_node > 1
     node = command(
         code=str(TRAIN_SOURCE),

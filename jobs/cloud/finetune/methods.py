@@ -24,8 +24,8 @@ SERVERLESS_ONLY = ("auto_split",)
 # Options a method would silently ignore; refused instead.
 NOT_FOR = {
     "custom": (*CATALOG_ONLY, *SERVERLESS_ONLY, "epochs", "batch_size", "learning_rate"),
-    "catalog": SERVERLESS_ONLY,
-    "serverless": CATALOG_ONLY,
+    "catalog": (*SERVERLESS_ONLY, "fsdp"),
+    "serverless": (*CATALOG_ONLY, "fsdp"),
 }
 
 
@@ -44,6 +44,7 @@ class SubmitOptions:
     profile: str = "gpu"
     nodes: int = 1
     gpus_per_node: int = 1
+    fsdp: bool = False
     trl_args: tuple[str, ...] = ()
     phi_options: tuple[str, ...] = ()
     """The command's own options (for naming the closest to a misspelt one)."""
@@ -71,6 +72,7 @@ class SubmitOptions:
             profile=self.profile,
             nodes=self.nodes,
             gpus_per_node=self.gpus_per_node,
+            fsdp=self.fsdp,
             model=self.model or custom.DEFAULT_MODEL,
             experiment=self.experiment,
             trl_args=self.trl_args,

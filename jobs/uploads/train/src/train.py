@@ -19,6 +19,11 @@ Launch:
 
 Precision and attention follow the hardware unless given: bf16 (fp16 without bf16 support)
 with flash attention when installed, else SDPA, on a GPU; fp32 with SDPA on a CPU.
+
+LoRA and QLoRA are TRL's own options (`--use_peft --lora_r 16 --lora_target_modules
+all-linear`, `--load_in_4bit`); the MLflow model written is always the full model, the
+adapter merged into the base, so it serves like a full fine-tune. The adapter is kept in
+`<output_dir>/adapter`. FSDP is the Trainer's (`--fsdp --fsdp_config fsdp.json`).
 """
 
 from __future__ import annotations
@@ -51,12 +56,9 @@ LOGGED_METRICS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "t
 
 @dataclass
 class ScriptArguments:
-    model_name_or_path: str = field(
-        default="",
-        metadata={
-            "help": "Hugging Face model id or local folder to fine-tune (hyperparameters.yaml names the tutorial's)."
-        },
-    )
+    """The script's own arguments; the model's (`--model_name_or_path`, `--attn_implementation`,
+    LoRA and quantization) are TRL's ModelConfig, the training's TRL's SFTConfig."""
+
     train_file: str = field(default="", metadata={"help": "Training data, chat JSONL."})
     eval_file: str = field(default="", metadata={"help": "Evaluation data, chat JSONL (optional)."})
     model_output: str = field(
@@ -64,10 +66,6 @@ class ScriptArguments:
     )
     write_mlflow_model: bool = field(
         default=True, metadata={"help": "Write the MLflow model (false for throughput benchmarks)."}
-    )
-    attn_implementation: str = field(
-        default="auto",
-        metadata={"help": "auto (from the hardware), eager, sdpa or flash_attention_2."},
     )
 
 
@@ -99,17 +97,26 @@ def hardware_defaults(argv: list[str]) -> list[str]:
     ]
 
 
-def parse(argv: list[str] | None = None) -> tuple[ScriptArguments, Any]:
-    from trl import SFTConfig, TrlParser
+def make_parser() -> Any:
+    """TRL's parser over every argument the script takes; `phi` checks arguments with it."""
+    from trl import ModelConfig, SFTConfig, TrlParser
 
+    return TrlParser((ScriptArguments, SFTConfig, ModelConfig))
+
+
+def parse(argv: list[str] | None = None) -> tuple[ScriptArguments, Any, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = TrlParser((ScriptArguments, SFTConfig))
-    script_args, training_args = parser.parse_args_and_config(hardware_defaults(argv) + argv)
-    return script_args, training_args
+    if "--dtype" in argv or any(arg.startswith("--dtype=") for arg in argv):
+        raise SystemExit("error: --dtype: precision follows --bf16/--fp16 (or the hardware)")
+    script_args, training_args, model_args = make_parser().parse_args_and_config(
+        hardware_defaults(argv) + argv
+    )
+    return script_args, training_args, model_args
 
 
-def choose_attention(training_args: Any, requested: str) -> tuple[Any, str]:
-    """(torch dtype, attention implementation) for the precision already chosen."""
+def choose_attention(training_args: Any, requested: str | None) -> tuple[Any, str]:
+    """(torch dtype, attention implementation) for the precision already chosen; an unset or
+    `auto` attention follows the hardware."""
     import importlib.util
 
     import torch
@@ -125,13 +132,56 @@ def choose_attention(training_args: Any, requested: str) -> tuple[Any, str]:
     )
     has_flash = importlib.util.find_spec("flash_attn") is not None
     attention = "flash_attention_2" if has_flash and dtype != torch.float32 else "sdpa"
-    return dtype, attention if requested == "auto" else requested
+    return dtype, attention if requested in (None, "auto") else requested
 
 
-def check_inputs(script_args: ScriptArguments, training_args: Any) -> None:
+def quantization_option(model_args: Any) -> str | None:
+    """The option that quantizes the base model, if one was given."""
+    if model_args.load_in_4bit:
+        return "--load_in_4bit"
+    return "--load_in_8bit" if model_args.load_in_8bit else None
+
+
+def incompatible_options(model_args: Any, fsdp: bool) -> str | None:
+    """Why the model options cannot go together, or None. `model_args` is TRL's ModelConfig
+    or any object with its fields: `phi` checks a job's arguments with this before it is
+    submitted."""
+    quantized = quantization_option(model_args)
+    if quantized and not model_args.use_peft:
+        return f"{quantized} freezes the base model: add --use_peft (LoRA adapters on it)"
+    if quantized and fsdp:
+        return f"{quantized} with --fsdp is not supported by this script"
+    return None
+
+
+def check_inputs(script_args: ScriptArguments, training_args: Any, model_args: Any) -> None:
     """Fail before loading anything heavy, with the argument that is wrong."""
-    if not script_args.model_name_or_path:
+    import importlib.util
+
+    import torch
+
+    if not model_args.model_name_or_path:
         raise SystemExit("error: --model_name_or_path is required (a hub id or a local folder)")
+    problem = incompatible_options(model_args, fsdp=bool(training_args.fsdp))
+    if problem:
+        raise SystemExit(f"error: {problem}")
+    quantized = quantization_option(model_args)
+    needs = {
+        "peft": model_args.use_peft and "--use_peft",
+        "bitsandbytes": quantized,
+        "liger_kernel": training_args.use_liger_kernel and "--use_liger_kernel",
+    }
+    for package, option in needs.items():
+        if option and importlib.util.find_spec(package) is None:
+            raise SystemExit(f"error: {option} needs the package {package}, not installed here")
+    if not torch.cuda.is_available():
+        # Accelerate shards only across GPUs: on a CPU, --fsdp would silently be plain DDP.
+        for option, given in (
+            ("--use_liger_kernel", training_args.use_liger_kernel),
+            ("--fsdp", training_args.fsdp),
+        ):
+            if given:
+                raise SystemExit(f"error: {option} needs CUDA GPUs; this machine has none")
     if not script_args.train_file:
         raise SystemExit("error: --train_file is required (chat JSONL with a 'messages' column)")
     for name in ("train_file", "eval_file"):
@@ -189,39 +239,159 @@ def save_mlflow_model(model: Any, tokenizer: Any, path: Path) -> None:
     )
 
 
-def run_metrics(trainer: Any, runtime: float, attention: str, dtype: Any) -> dict[str, Any]:
-    """Throughput and memory of the run, for the logs and the benchmark script."""
+def levers(trainer: Any, model_args: Any) -> dict[str, Any]:
+    """The speed and memory choices the run was made with, as recorded in metrics.json."""
+    args = trainer.args
+    quantization = (
+        "4bit" if model_args.load_in_4bit else "8bit" if model_args.load_in_8bit else None
+    )
+    return {
+        "liger_kernel": bool(args.use_liger_kernel),
+        # SFTTrainer turns padding-free on for best-fit-decreasing packing by itself.
+        "padding_free": bool(getattr(trainer, "padding_free", args.padding_free)),
+        "packing": args.packing and args.packing_strategy,
+        # Under FSDP, activations are checkpointed by FSDP itself (fsdp.json), not the Trainer.
+        "gradient_checkpointing": bool(args.gradient_checkpointing)
+        or (
+            trainer.is_fsdp_enabled and bool(args.fsdp_plugin_args.get("activation_checkpointing"))
+        ),
+        "fsdp": bool(trainer.is_fsdp_enabled),
+        "peft": {
+            "r": model_args.lora_r,
+            "alpha": model_args.lora_alpha,
+            "target_modules": model_args.lora_target_modules,
+        }
+        if model_args.use_peft
+        else None,
+        "quantization": quantization,
+    }
+
+
+def run_metrics(
+    trainer: Any, runtime: float, attention: str, dtype: Any, run_levers: dict[str, Any]
+) -> dict[str, Any]:
+    """Throughput, memory and levers of the run, for the logs and the benchmark script."""
     import resource
 
     import torch
 
-    tokens = max((e.get("num_tokens", 0) for e in trainer.state.log_history), default=0)
+    # SFTTrainer's running count covers every step; its logs only those up to the last log.
+    logged = max((e.get("num_tokens", 0) for e in trainer.state.log_history), default=0)
+    tokens = max(logged, getattr(trainer, "_total_train_tokens", 0))
     if torch.cuda.is_available():
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:  # ru_maxrss is in KiB on Linux
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if hasattr(trainer.model, "get_nb_trainable_parameters"):  # PEFT: counts 4-bit packing right
+        trainable, total = trainer.model.get_nb_trainable_parameters()
+    else:
+        parameters = list(trainer.model.parameters())
+        total = sum(p.numel() for p in parameters)
+        trainable = sum(p.numel() for p in parameters if p.requires_grad)
     return {
         "attention": attention,
         "dtype": str(dtype).removeprefix("torch."),
-        "packing": trainer.args.packing and trainer.args.packing_strategy,
+        **run_levers,
         "world_size": trainer.args.world_size,
         "steps": trainer.state.global_step,
         "train_runtime_s": runtime,
         "tokens": tokens,
         "tokens_per_second": tokens / runtime if runtime else 0.0,
         "peak_memory_mb": peak_mb,
-        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "parameters": total,
+        "trainable_parameters": trainable,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
 
 
-def main(script_args: ScriptArguments, training_args: Any) -> None:
-    check_inputs(script_args, training_args)
-    from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTTrainer
+def load_model(model_args: Any, training_args: Any, dtype: Any, attention: str) -> Any:
+    """The base model: in `dtype`, or quantized by bitsandbytes for QLoRA."""
+    import dataclasses
 
-    dtype, attention = choose_attention(training_args, script_args.attn_implementation)
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import enable_fsdp_ram_efficient_loading
+    from transformers import AutoModelForCausalLM
+    from trl import get_quantization_config
+
+    # QLoRA computes in the run's dtype.
+    dtype_name = str(dtype).removeprefix("torch.")
+    quantization = get_quantization_config(dataclasses.replace(model_args, dtype=dtype_name))
+    # bitsandbytes places the whole quantized model on each process's own device.
+    device = PartialState().local_process_index if torch.cuda.is_available() else "cpu"
+    if training_args.fsdp and training_args.fsdp_config.get("cpu_ram_efficient_loading"):
+        # Only the first process reads the weights; FSDP broadcasts them to the others.
+        enable_fsdp_ram_efficient_loading()
+    return AutoModelForCausalLM.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        dtype=dtype,
+        attn_implementation=attention,
+        trust_remote_code=training_args.trust_remote_code,
+        quantization_config=quantization,
+        device_map={"": device} if quantization is not None else None,
+    )
+
+
+def final_model(trainer: Any, model_args: Any, dtype: Any, attention: str) -> Any:
+    """The full fine-tuned model to serve, on the main process; every process must call it.
+
+    A LoRA run keeps its adapter in `<output_dir>/adapter` and merges it into a freshly
+    loaded, unquantized base: QLoRA's 4-bit weights are not what is served. An FSDP run
+    gathers the full weights through the Trainer's own save, into a temporary folder
+    outside the job's outputs, and loads them back.
+    """
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM
+
+    load = {
+        "dtype": dtype,
+        "attn_implementation": attention,
+        "trust_remote_code": trainer.args.trust_remote_code,
+    }
+    if model_args.use_peft:
+        adapter = Path(trainer.args.output_dir) / "adapter"
+        trainer.save_model(str(adapter))
+        if not trainer.is_world_process_zero():
+            return None
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(
+            model_args.model_name_or_path, revision=model_args.model_revision, **load
+        )
+        return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    if trainer.is_fsdp_enabled:
+        gathered = Path(tempfile.mkdtemp(prefix="finetune-phi-fsdp-"))
+        try:
+            trainer.save_model(str(gathered))
+            if not trainer.is_world_process_zero():
+                return None
+            return AutoModelForCausalLM.from_pretrained(str(gathered), **load)
+        finally:
+            shutil.rmtree(gathered, ignore_errors=True)
+    if not trainer.is_world_process_zero():
+        return None
+    return trainer.accelerator.unwrap_model(trainer.model)
+
+
+def log_run_metrics(metrics: dict[str, Any], run_levers: dict[str, Any]) -> None:
+    """The run's throughput and memory as MLflow metrics, its levers as `lever.*` parameters."""
+    import mlflow
+
+    numbers = ("tokens_per_second", "peak_memory_mb", "train_runtime_s", "trainable_parameters")
+    mlflow.log_metrics({name: float(metrics[name]) for name in numbers})
+    mlflow.log_params({f"lever.{name}": json.dumps(value) for name, value in run_levers.items()})
+
+
+def main(script_args: ScriptArguments, training_args: Any, model_args: Any) -> None:
+    check_inputs(script_args, training_args, model_args)
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer, get_peft_config
+
+    dtype, attention = choose_attention(training_args, model_args.attn_implementation)
     files = {"train": script_args.train_file}
     if script_args.eval_file:
         files["eval"] = script_args.eval_file
@@ -231,42 +401,46 @@ def main(script_args: ScriptArguments, training_args: Any) -> None:
     data = data.select_columns(["messages"])
 
     tokenizer = AutoTokenizer.from_pretrained(
-        script_args.model_name_or_path, trust_remote_code=training_args.trust_remote_code
+        model_args.model_name_or_path, trust_remote_code=training_args.trust_remote_code
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     tokenizer.padding_side = "right"
-    model = AutoModelForCausalLM.from_pretrained(
-        script_args.model_name_or_path,
-        dtype=dtype,
-        attn_implementation=attention,
-        trust_remote_code=training_args.trust_remote_code,
-    )
+    model = load_model(model_args, training_args, dtype, attention)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
 
-    callbacks = [mlflow_callback()] if os.environ.get("MLFLOW_TRACKING_URI") else []
+    tracking = bool(os.environ.get("MLFLOW_TRACKING_URI"))
     trainer = SFTTrainer(
         model=model,
         args=training_args,
         train_dataset=data["train"],
         eval_dataset=data.get("eval"),
         processing_class=tokenizer,
-        callbacks=callbacks,
+        peft_config=get_peft_config(model_args),
+        callbacks=[mlflow_callback()] if tracking else [],
     )
     result = trainer.train()
     trainer.accelerator.wait_for_everyone()
+    merged = (
+        final_model(trainer, model_args, dtype, attention)
+        if script_args.write_mlflow_model
+        else None
+    )
     if trainer.is_world_process_zero():
         output_dir = Path(training_args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
-        metrics = run_metrics(trainer, result.metrics["train_runtime"], attention, dtype)
+        runtime = result.metrics["train_runtime"]
+        run_levers = levers(trainer, model_args)
+        metrics = run_metrics(trainer, runtime, attention, dtype, run_levers)
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(json.dumps(metrics), file=sys.stderr)
-        if script_args.write_mlflow_model:
-            model = trainer.accelerator.unwrap_model(trainer.model)
-            model.config.use_cache = True
-            save_mlflow_model(model, tokenizer, Path(script_args.model_output))
+        if tracking:
+            log_run_metrics(metrics, run_levers)
+        if merged is not None:
+            merged.config.use_cache = True
+            save_mlflow_model(merged, tokenizer, Path(script_args.model_output))
     trainer.accelerator.wait_for_everyone()
 
 

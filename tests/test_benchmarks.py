@@ -1,0 +1,47 @@
+"""The benchmark scripts run end to end on this CPU (their figures are for the README, not
+asserted here: speed is measured by the scripts, never by a test)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ROOT
+
+
+def run_script(name: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_training_benchmark_runs_every_recipe_this_machine_can() -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("asserts the CPU table; on a GPU, run the script itself")
+    table = run_script(
+        "benchmark_training.py", "--steps", "2", "--max-length", "128", "--batch-size", "2"
+    )
+    rows = {
+        line.split(" | ")[0].removeprefix("| "): line
+        for line in table.splitlines()
+        if line.startswith("| ")
+    }
+    assert {"tutorial", "ours", "LoRA"} <= set(rows)
+    assert "not run here: Liger's kernels are Triton" in rows["ours + Liger"]
+    assert "| eager | wrapped | False | True |" in rows["tutorial"]
+    assert "| sdpa | bfd | True | False |" in rows["ours"]
+    assert "ours / tutorial throughput" in table
+
+
+def test_scoring_benchmark_gets_the_same_answers_both_ways() -> None:
+    out = run_script("benchmark_scoring.py", "--repeats", "1", "--max-new-tokens", "4")
+    assert "same answers: True" in out
+    assert "| 1 request of 16 questions (batched) |" in out
