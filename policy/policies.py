@@ -25,7 +25,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from infra.azure_facts import retirement_problem
+from infra.azure_facts import VM_SIZES, retirement_problem
 
 COMPUTE = "azure-native:machinelearningservices:Compute"
 ONLINE_DEPLOYMENT = "azure-native:machinelearningservices:OnlineDeployment"
@@ -102,13 +102,19 @@ def _scales_to_zero(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
         )
 
 
+# Azure matches VM size names without regard to case; the table spells them canonically.
+_CANONICAL_SIZES = {name.lower(): name for name in VM_SIZES}
+
+
 def _no_retired_sizes(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
     sizes = (
         _section(props, "properties", "properties").get("vmSize"),
         _section(props, "properties").get("instanceType"),
     )
     for size in sizes:
-        problem = retirement_problem("vm", size) if isinstance(size, str) else None
+        if not isinstance(size, str):
+            continue
+        problem = retirement_problem("vm", _CANONICAL_SIZES.get(size.lower(), size))
         if problem:
             yield problem
 
@@ -305,8 +311,8 @@ POLICIES: list[ResourceValidationPolicy] = [
     ),
     _rule(
         "key-vault-purge-protection",
-        "Key vaults have purge protection on, so a deleted secret can always be recovered "
-        "(advisory; mandatory for prod)."
+        "Key vaults have purge protection on, so nothing deleted can be purged before its "
+        "retention period ends (advisory; mandatory for prod)."
         + _builtin(
             "Key vaults should have deletion protection enabled",
             "0b60c0b2-2dc2-4e1c-b5c9-abbed971de53",

@@ -22,6 +22,8 @@ STACKS = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
 PULUMI_ACTION = "pulumi/actions"
 OIDC_ACTIONS = {"pulumi/auth-actions", "azure/login"}
 PIN = re.compile(r"^\s*-?\s*uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)$")
+# A workflow of this repository, at the calling workflow's own commit (GitHub's `$/`).
+SELF = re.compile(r"^\s*uses: \$/\.github/workflows/[\w-]+\.yml$")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -36,7 +38,7 @@ def all_workflows() -> dict[str, dict[str, Any]]:
 
 
 def steps_using(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
-    return [s for s in job["steps"] if s.get("uses", "").split("@")[0].lower() == action]
+    return [s for s in job.get("steps", []) if s.get("uses", "").split("@")[0].lower() == action]
 
 
 def jobs() -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -80,7 +82,7 @@ def test_every_action_is_pinned_to_a_full_sha_with_its_version() -> None:
     pins: dict[str, set[tuple[str, str]]] = {}
     for path in WORKFLOWS.glob("*.yml"):
         for line in path.read_text().splitlines():
-            if "uses:" not in line:
+            if "uses:" not in line or SELF.match(line):
                 continue
             match = PIN.match(line)
             assert match, f"{path.name}: not pinned to a SHA with its version: {line.strip()}"
@@ -104,7 +106,7 @@ def test_no_secret_anywhere_and_least_permissions() -> None:
             )
             assert (granted.get("pull-requests") == "write") == commenting, (file, name)
             assert set(granted) <= {"contents", "id-token", "pull-requests"}, (file, name)
-            for step in job["steps"]:
+            for step in job.get("steps", []):
                 assert not {"creds", "client-secret"} & set(step.get("with", {})), (file, name)
                 if step.get("uses", "").startswith("actions/checkout@"):
                     assert step["with"]["persist-credentials"] is False
@@ -114,13 +116,21 @@ def test_ci_runs_the_readme_test_command_on_prs_and_main() -> None:
     ci = load("ci.yml")
     assert "pull_request" in ci["on"]
     assert ci["on"]["push"]["branches"] == ["main"]
+    assert "workflow_call" in ci["on"]
     runs = [step.get("run") for job in ci["jobs"].values() for step in job["steps"]]
     assert "make test" in runs
     assert re.search(r"^make test +#", README, re.M)
 
 
-def test_pulumi_runs_sign_in_by_oidc_with_the_pack_and_one_queue_per_stack() -> None:
+QUEUES = {
+    "preview": "pulumi-preview-{stack}-${{{{ github.event.pull_request.number }}}}",
+    "up": "pulumi-up-{stack}",
+}
+
+
+def test_pulumi_runs_sign_in_by_oidc_with_the_pack_and_its_own_queue() -> None:
     infra = infra_lock_version("pulumi")
+    groups: dict[str, set[str]] = {}
     seen: set[tuple[str, str]] = set()
     for file, name, job in jobs():
         for step in steps_using(job, PULUMI_ACTION):
@@ -131,18 +141,28 @@ def test_pulumi_runs_sign_in_by_oidc_with_the_pack_and_one_queue_per_stack() -> 
                 assert env[f"ARM_{variable}"] == f"${{{{ vars.AZURE_{variable} }}}}"
             order = [s.get("uses", "").split("@")[0] for s in job["steps"]]
             assert order.index("pulumi/auth-actions") < order.index(PULUMI_ACTION)
+            (auth,) = steps_using(job, "pulumi/auth-actions")
+            # A team token: what the environment's team may do, never the whole organization.
+            assert auth["with"]["requested-token-type"].endswith(":access_token:team")
+            assert auth["with"]["scope"] == "team:${{ vars.PULUMI_TEAM }}"
             assert inputs["refresh"] is True
             assert inputs["policyPacks"] == "policy"
             assert inputs["pulumi-version"] == infra, "the CLI matches the locked SDK"
+            kind = "drift" if inputs.get("expect-no-changes") else inputs["command"]
             for stack in stacks_of(job, step):
                 config = inputs["policyPackConfigs"].replace("${{ matrix.stack }}", stack)
                 assert config == f"policy/{stack}.json"
                 assert (ROOT / config).is_file()
                 group = job["concurrency"]["group"].replace("${{ matrix.stack }}", stack)
-                assert group == f"pulumi-{stack}", (file, name)
-                assert job["concurrency"]["cancel-in-progress"] is False
+                expected = QUEUES.get(kind, "pulumi-{kind}-{stack}").format(kind=kind, stack=stack)
+                assert group == expected, (file, name)
+                groups.setdefault(kind, set()).add(group)
                 seen.add((inputs["command"], stack))
+            # Only previews of a superseded push are cancelled; an update never is.
+            assert job["concurrency"]["cancel-in-progress"] is (kind == "preview")
     assert {("preview", s) for s in STACKS} | {("up", s) for s in STACKS} <= seen
+    # A preview or a drift check queued behind a pending update would cancel it: own queues.
+    assert groups["up"].isdisjoint(groups["preview"] | groups["drift"])
 
 
 def read_only_preview(workflow: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -161,6 +181,7 @@ def test_previews_comment_on_every_pr_for_every_stack_read_only() -> None:
     assert list(preview["on"]) == ["pull_request"]
     job, step = read_only_preview(preview)
     assert step["with"]["comment-on-pr"] is True
+    assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
     assert not steps_using(job, "azure/login"), "a preview changes nothing, even through phi"
 
 
@@ -168,11 +189,15 @@ def test_merges_deploy_dev_then_prod_behind_its_environment() -> None:
     up = load("infra-up.yml")
     assert list(up["on"]) == ["push"]
     assert up["on"]["push"]["branches"] == ["main"]
+    assert up["jobs"]["test"]["uses"] == "$/.github/workflows/ci.yml"
     jobs_by_stack = {
-        stacks_of(job, steps_using(job, PULUMI_ACTION)[0])[0]: job for job in up["jobs"].values()
+        stacks_of(job, steps_using(job, PULUMI_ACTION)[0])[0]: job
+        for job in up["jobs"].values()
+        if steps_using(job, PULUMI_ACTION)
     }
     assert sorted(jobs_by_stack) == STACKS
     assert jobs_by_stack["dev"]["environment"] == "dev"
+    assert jobs_by_stack["dev"]["needs"] == "test", "nothing deploys from a red main"
     assert jobs_by_stack["prod"]["environment"] == "prod"
     assert jobs_by_stack["prod"]["needs"] == "dev"
     for stack, job in jobs_by_stack.items():
@@ -208,6 +233,12 @@ def test_readme_sets_up_every_variable_and_environment_the_workflows_read() -> N
         for environment in (stack, f"{stack}-preview"):
             assert re.search(rf"^federate {environment} ", setup, re.M), environment
     assert "pulumi preview --policy-pack policy" in README
+    # The deploying identities may assign exactly the roles the stack assigns.
+    from infra.roles import BuiltInRole
+
+    roles = re.search(r'^STACK_ROLES="([^"]+)"$', setup, re.M)
+    assert roles
+    assert set(roles[1].split(", ")) == {role.value for role in BuiltInRole}
 
 
 def infra_lock_version(package: str) -> str:
