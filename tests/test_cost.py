@@ -4,10 +4,9 @@ pay-as-you-go meter and never Spot, Low Priority, Windows, Dev/Test or reservati
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from jobs.cli.main import main
-from tests.support import ROOT
+from tests.support import ROOT, http_server
 
 
 def meter(size: str, price: float, **changes: str) -> dict[str, Any]:
@@ -122,13 +121,8 @@ def price_api(pages: dict[str, dict[str, Any]]) -> Iterator[tuple[str, list[str]
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/prices", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as url:
+        yield f"{url}/prices", seen
 
 
 def test_the_api_is_followed_page_by_page_and_cached(
