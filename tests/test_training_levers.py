@@ -112,6 +112,20 @@ def test_qlora_trains_a_4bit_base_and_serves_a_full_precision_merge(
     assert config["architectures"] == ["Phi3ForCausalLM"]
 
 
+def refused(
+    model: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], *trl_args: str
+) -> tuple[int, str]:
+    """`phi train --local` with `trl_args` into tmp_path/out: its exit code and stderr."""
+    sample = prepare(out_dir=tmp_path, size=SampleSize(rows=10), seed=1, from_path=SAMPLE)
+    code = main(
+        [
+            "train", "--local", "--model", str(model), "--train-file", str(sample.train),
+            "--output-dir", str(tmp_path / "out"), *trl_args,
+        ]
+    )  # fmt: skip
+    return code, capfd.readouterr().err
+
+
 # phi refuses what no machine could run (exit 2) before starting the script; the script
 # refuses, before loading anything, what this machine cannot run (exit 1).
 @pytest.mark.parametrize(
@@ -142,15 +156,9 @@ def test_a_lever_that_cannot_be_pulled_is_refused_before_loading(
         pytest.skip("this machine has the GPU the lever needs")
     if "--use_liger_kernel" in trl_args:
         pytest.importorskip("liger_kernel", reason="liger-kernel is in the GPU environment only")
-    sample = prepare(out_dir=tmp_path, size=SampleSize(rows=10), seed=1, from_path=SAMPLE)
-    exit_code = main(
-        [
-            "train", "--local", "--model", str(tiny_model), "--train-file", str(sample.train),
-            "--output-dir", str(tmp_path / "out"), *trl_args,
-        ]
-    )  # fmt: skip
+    exit_code, error = refused(tiny_model, tmp_path, capfd, *trl_args)
     assert exit_code == code
-    assert message in capfd.readouterr().err
+    assert message in error
     assert not (tmp_path / "out").exists()
 
 
@@ -161,15 +169,9 @@ def test_liger_absent_is_named_not_a_traceback(
 
     if importlib.util.find_spec("liger_kernel") is not None:
         pytest.skip("liger-kernel is installed here")
-    sample = prepare(out_dir=tmp_path, size=SampleSize(rows=10), seed=1, from_path=SAMPLE)
-    code = main(
-        [
-            "train", "--local", "--model", str(tiny_model), "--train-file", str(sample.train),
-            "--output-dir", str(tmp_path / "out"), "--use_liger_kernel", "true",
-        ]
-    )  # fmt: skip
+    code, error = refused(tiny_model, tmp_path, capfd, "--use_liger_kernel", "true")
     assert code == 1
-    assert "--use_liger_kernel needs the package liger_kernel" in capfd.readouterr().err
+    assert "--use_liger_kernel needs the package liger_kernel" in error
 
 
 # --- parity: the same numbers with and without a lever, on a fixed batch ---

@@ -127,6 +127,7 @@ def check_trl_args(
         raise UsageError(
             f"unexpected argument {args[0]!r}; TRL overrides look like --learning_rate 3e-3"
         )
+    script = training_script()
     names = [a.removeprefix("--").split("=")[0] for a in args if a.startswith("--")]
     for name in names:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
@@ -135,9 +136,8 @@ def check_trl_args(
             )
         if name in RESERVED_ARGUMENTS:
             raise UsageError(f"--{name} is set by phi itself; use the phi option instead")
-        if name == "dtype":
-            raise UsageError("--dtype: precision follows --bf16/--fp16 (or the hardware)")
-    script = training_script()
+        if name in script.REFUSED_ARGUMENTS:
+            raise UsageError(f"--{name}: {script.REFUSED_ARGUMENTS[name]}")
     parser = script.make_parser()
     known = [option for action in parser._actions for option in action.option_strings]
     for name in names:

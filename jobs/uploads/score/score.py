@@ -62,10 +62,9 @@ def init() -> None:
 def prompt(messages: list[dict[str, str]], parameters: GenerationParameters) -> list[int]:
     """The conversation's token ids, refused when it and the answer would not fit the
     model's context."""
-    inputs = _tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
-    ids: list[int] = inputs["input_ids"][0].tolist()
+    ids: list[int] = _tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_dict=True
+    )["input_ids"]
     room = int(_model.config.max_position_embeddings) - parameters.max_new_tokens
     if len(ids) > room:
         raise ContractError(

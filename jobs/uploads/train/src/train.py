@@ -97,6 +97,10 @@ def hardware_defaults(argv: list[str]) -> list[str]:
     ]
 
 
+REFUSED_ARGUMENTS = {"dtype": "precision follows --bf16/--fp16 (or the hardware)"}
+"""ModelConfig's arguments the script decides itself, with the reason (`phi` refuses them too)."""
+
+
 def make_parser() -> Any:
     """TRL's parser over every argument the script takes; `phi` checks arguments with it."""
     from trl import ModelConfig, SFTConfig, TrlParser
@@ -106,8 +110,10 @@ def make_parser() -> Any:
 
 def parse(argv: list[str] | None = None) -> tuple[ScriptArguments, Any, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--dtype" in argv or any(arg.startswith("--dtype=") for arg in argv):
-        raise SystemExit("error: --dtype: precision follows --bf16/--fp16 (or the hardware)")
+    for arg in argv:
+        name = arg.removeprefix("--").split("=")[0]
+        if arg.startswith("--") and name in REFUSED_ARGUMENTS:
+            raise SystemExit(f"error: --{name}: {REFUSED_ARGUMENTS[name]}")
     script_args, training_args, model_args = make_parser().parse_args_and_config(
         hardware_defaults(argv) + argv
     )
