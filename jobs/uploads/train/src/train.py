@@ -29,11 +29,16 @@ adapter merged into the base, so it serves like a full fine-tune. The adapter is
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# bitsandbytes (QLoRA) warns at import, on CPUs with AVX512-BF16, that an optional kernel from
+# the Hugging Face hub is not installed; its built-in fallback is the one this script wants.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 # Parameters logged to MLflow: Azure ML rejects the Trainer's full set (hundreds of keys,
 # some values over its length limit), so the script logs this curated set instead.
