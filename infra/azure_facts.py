@@ -1,5 +1,6 @@
 """Facts about Azure that change on Microsoft's schedule, in one table, each with its public
-source and the date it was checked: VM sizes, catalog models, base images.
+source and the date it was checked: VM sizes, catalog models, base images, API versions,
+and the Azure Policy built-ins the policy pack mirrors.
 
 Every command and the stack's config validation refuse a retired choice before anything is
 sent, naming the date and the replacement (`retirement_problem`). `tests/test_azure_facts.py`
@@ -273,6 +274,62 @@ API_VERSIONS: dict[str, str] = {
 }
 """ARM api-versions `phi doctor` and the cleanup send, each a stable version in Azure's REST
 specifications (checked on CHECKED)."""
+
+
+@dataclass(frozen=True)
+class PolicyBuiltIn:
+    display_name: str
+    guid: str
+    """The definition's name, the same in every tenant."""
+    path: str
+    """Its file under `_AZURE_POLICY`."""
+
+
+_AZURE_POLICY = (
+    "Azure/azure-policy master f4a50bac (2026-04-29) built-in-policies/policyDefinitions/"
+)
+POLICY_BUILTINS_CHECKED = date(2026, 11, 22)
+"""When the Azure Policy rows below were checked against `_AZURE_POLICY`."""
+POLICY_BUILTINS: dict[str, PolicyBuiltIn] = {
+    "ml-compute-instance-idle-shutdown": PolicyBuiltIn(
+        "Azure Machine Learning Compute Instance should have idle shutdown.",
+        "679ddf89-ab8f-48a5-9029-e76054077449", "Machine Learning/IdleShutdown_Audit.json"),
+    "ml-compute-local-auth-disabled": PolicyBuiltIn(
+        "Azure Machine Learning Computes should have local authentication methods disabled",
+        "e96a9a5f-07ca-471b-9bc5-6a0f33cbd68f", "Machine Learning/DisableLocalAuth_Audit.json"),
+    "ml-compute-in-vnet": PolicyBuiltIn(
+        "Azure Machine Learning Computes should be in a virtual network",
+        "7804b5c7-01dc-4723-969b-ae300cc07ff1", "Machine Learning/Vnet_Audit.json"),
+    "ml-workspace-public-network-disabled": PolicyBuiltIn(
+        "Azure Machine Learning Workspaces should disable public network access",
+        "438c38d2-3772-465a-a9cc-7a6666a275ce",
+        "Machine Learning/Workspace_PublicNetworkAccessDisabled_Audit.json"),
+    "storage-public-access-disallowed": PolicyBuiltIn(
+        "Storage account public access should be disallowed",
+        "4fa4b6c0-31ca-4c0d-b10d-24b96f62a751",
+        "Storage/ASC_Storage_DisallowPublicBlobAccess_Audit.json"),
+    "storage-secure-transfer": PolicyBuiltIn(
+        "Secure transfer to storage accounts should be enabled",
+        "404c3081-a854-4457-ae30-26a93ef643f9", "Storage/Storage_AuditForHTTPSEnabled_Audit.json"),
+    "storage-minimum-tls": PolicyBuiltIn(
+        "Storage accounts should have the specified minimum TLS version",
+        "fe83a0eb-a853-422d-aac2-1bffd182c5d0", "Storage/StorageAccountMinimumTLSVersion_Audit.json"),
+    "key-vault-rbac": PolicyBuiltIn(
+        "Azure Key Vault should use RBAC permission model",
+        "12d4fa5e-1f9f-4c21-97a9-b99b3c6611b5", "Key Vault/Should_Use_RBAC.json"),
+    "key-vault-deletion-protection": PolicyBuiltIn(
+        "Key vaults should have deletion protection enabled",
+        "0b60c0b2-2dc2-4e1c-b5c9-abbed971de53", "Key Vault/Recoverable_Audit.json"),
+    "registry-admin-disabled": PolicyBuiltIn(
+        "Container registries should have local admin account disabled.",
+        "dc921057-6b28-4fbe-9b83-f7bec05db6c2",
+        "Container Registry/ACR_AdminAccountDisabled_AuditDeny.json"),
+    "require-tag": PolicyBuiltIn(
+        "Require a tag on resources", "871b6d14-10aa-478d-b590-94f262ecfa99",
+        "Tags/RequireTag_Deny.json"),
+}  # fmt: skip
+"""The Azure Policy built-ins the policy pack's rules correspond to (policy/policies.py)."""
+
 
 # The defaults this repository ships; tests/test_azure_facts.py keeps them current.
 DEFAULT_BASE_IMAGE = BASE_IMAGES["mcr.microsoft.com/azureml/openmpi5.0-cuda12.6-ubuntu24.04"]

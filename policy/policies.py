@@ -7,8 +7,8 @@ by the engine as "can't run policy", not as a pass.
 
 Mandatory rules stop a preview; advisory ones only warn, and `policy/prod.json` (passed with
 `--policy-pack-config`) makes them mandatory for prod. Each description names the Azure Policy
-built-in that checks the same thing in Azure (Azure/azure-policy, built-in-policies, checked
-2026-11-22), so a platform team can enforce it there as well.
+built-in that checks the same thing in Azure (the dated `POLICY_BUILTINS` table in
+infra/azure_facts.py), so a platform team can enforce it there as well.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from infra.azure_facts import VM_SIZES, retirement_problem
+from infra.azure_facts import POLICY_BUILTINS, VM_SIZES, retirement_problem
 
 COMPUTE = "azure-native:machinelearningservices:Compute"
 ONLINE_DEPLOYMENT = "azure-native:machinelearningservices:OnlineDeployment"
@@ -53,8 +53,14 @@ Check = Callable[[Props, Mapping[str, Any]], Iterable[str]]
 """Yields one message per problem with a resource's properties, given the policy's config."""
 
 
-def _builtin(display_name: str, guid: str) -> str:
-    return f' Azure Policy built-in: "{display_name}" ({guid}).'
+def _builtin(key: str) -> str:
+    """The sentence naming the matching Azure Policy built-in (infra/azure_facts.py)."""
+    return f" Azure Policy built-in: {_named(key)}."
+
+
+def _named(key: str) -> str:
+    builtin = POLICY_BUILTINS[key]
+    return f'"{builtin.display_name}" ({builtin.guid})'
 
 
 def _section(props: Props, *path: str) -> Props:
@@ -204,8 +210,7 @@ POLICIES: list[ResourceValidationPolicy] = [
         "compute-scales-to-zero",
         "Azure ML compute clusters keep no node when idle (minNodeCount 0) and release idle "
         "nodes within maxIdleSeconds. No Azure Policy built-in checks clusters; the nearest "
-        'is "Azure Machine Learning Compute Instance should have idle shutdown." '
-        "(679ddf89-ab8f-48a5-9029-e76054077449), for compute instances.",
+        f"is {_named('ml-compute-instance-idle-shutdown')}, for compute instances.",
         _of(COMPUTE),
         _scales_to_zero,
         config_schema=PolicyConfigSchema(
@@ -229,10 +234,7 @@ POLICIES: list[ResourceValidationPolicy] = [
     _rule(
         "compute-local-auth-disabled",
         "Azure ML compute accepts Entra ID only (disableLocalAuth)."
-        + _builtin(
-            "Azure Machine Learning Computes should have local authentication methods disabled",
-            "e96a9a5f-07ca-471b-9bc5-6a0f33cbd68f",
-        ),
+        + _builtin("ml-compute-local-auth-disabled"),
         _of(COMPUTE),
         _local_auth_off,
     ),
@@ -240,58 +242,42 @@ POLICIES: list[ResourceValidationPolicy] = [
         "compute-ssh-public-access-disabled",
         "Compute cluster nodes do not open SSH to public networks "
         "(remoteLoginPortPublicAccess Disabled). No Azure Policy built-in checks it; the "
-        'nearest is "Azure Machine Learning Computes should be in a virtual network" '
-        "(7804b5c7-01dc-4723-969b-ae300cc07ff1).",
+        f"nearest is {_named('ml-compute-in-vnet')}.",
         _of(COMPUTE),
         _ssh_closed,
     ),
     _rule(
         "storage-no-public-blob-access",
         "Storage accounts allow no anonymous blob access (allowBlobPublicAccess false)."
-        + _builtin(
-            "Storage account public access should be disallowed",
-            "4fa4b6c0-31ca-4c0d-b10d-24b96f62a751",
-        ),
+        + _builtin("storage-public-access-disallowed"),
         _of(STORAGE_ACCOUNT),
         _equals((), "allowBlobPublicAccess", False),
     ),
     _rule(
         "storage-https-only",
         "Storage accounts accept HTTPS only (enableHttpsTrafficOnly true)."
-        + _builtin(
-            "Secure transfer to storage accounts should be enabled",
-            "404c3081-a854-4457-ae30-26a93ef643f9",
-        ),
+        + _builtin("storage-secure-transfer"),
         _of(STORAGE_ACCOUNT),
         _equals((), "enableHttpsTrafficOnly", True),
     ),
     _rule(
         "storage-minimum-tls-1-2",
         "Storage accounts refuse TLS older than 1.2 (minimumTlsVersion TLS1_2 or newer)."
-        + _builtin(
-            "Storage accounts should have the specified minimum TLS version",
-            "fe83a0eb-a853-422d-aac2-1bffd182c5d0",
-        ),
+        + _builtin("storage-minimum-tls"),
         _of(STORAGE_ACCOUNT),
         _equals((), "minimumTlsVersion", *TLS_VERSIONS),
     ),
     _rule(
         "key-vault-rbac",
         "Key vaults authorize with Azure RBAC, not access policies (enableRbacAuthorization)."
-        + _builtin(
-            "Azure Key Vault should use RBAC permission model",
-            "12d4fa5e-1f9f-4c21-97a9-b99b3c6611b5",
-        ),
+        + _builtin("key-vault-rbac"),
         _of(KEY_VAULT),
         _equals(("properties",), "enableRbacAuthorization", True),
     ),
     _rule(
         "registry-admin-user-disabled",
         "Container registries keep their admin user off (adminUserEnabled)."
-        + _builtin(
-            "Container registries should have local admin account disabled.",
-            "dc921057-6b28-4fbe-9b83-f7bec05db6c2",
-        ),
+        + _builtin("registry-admin-disabled"),
         _of(REGISTRY),
         _registry_admin_off,
     ),
@@ -305,7 +291,7 @@ POLICIES: list[ResourceValidationPolicy] = [
     _rule(
         "required-tags",
         f"Every taggable resource carries the tags {', '.join(REQUIRED_TAGS)}."
-        + _builtin("Require a tag on resources", "871b6d14-10aa-478d-b590-94f262ecfa99"),
+        + _builtin("require-tag"),
         _taggable,
         _required_tags,
     ),
@@ -313,10 +299,7 @@ POLICIES: list[ResourceValidationPolicy] = [
         "key-vault-purge-protection",
         "Key vaults have purge protection on, so nothing deleted can be purged before its "
         "retention period ends (advisory; mandatory for prod)."
-        + _builtin(
-            "Key vaults should have deletion protection enabled",
-            "0b60c0b2-2dc2-4e1c-b5c9-abbed971de53",
-        ),
+        + _builtin("key-vault-deletion-protection"),
         _of(KEY_VAULT),
         _equals(("properties",), "enablePurgeProtection", True),
         level=EnforcementLevel.ADVISORY,
@@ -325,10 +308,7 @@ POLICIES: list[ResourceValidationPolicy] = [
         "workspace-public-network-disabled",
         "Azure ML workspaces and Foundry hubs answer on private endpoints only "
         "(publicNetworkAccess Disabled; advisory, mandatory for prod)."
-        + _builtin(
-            "Azure Machine Learning Workspaces should disable public network access",
-            "438c38d2-3772-465a-a9cc-7a6666a275ce",
-        ),
+        + _builtin("ml-workspace-public-network-disabled"),
         _of(WORKSPACE),
         _workspace_private,
         level=EnforcementLevel.ADVISORY,

@@ -340,6 +340,14 @@ def test_untagged_types_are_exactly_those_without_tags_in_the_sdk() -> None:
     assert {t for t in types if not _takes_tags(t)} == set(UNTAGGED_TYPES)
 
 
+def test_every_built_in_in_the_facts_table_is_named_by_a_rule() -> None:
+    from infra.azure_facts import POLICY_BUILTINS
+
+    descriptions = " ".join(policy.description for policy in POLICIES)
+    for key, builtin in POLICY_BUILTINS.items():
+        assert f'"{builtin.display_name}" ({builtin.guid})' in descriptions, key
+
+
 def test_every_rule_names_its_azure_policy_counterpart() -> None:
     """A built-in by its display name and GUID, or, where none exists, says so."""
     builtin = re.compile(
