@@ -7,12 +7,12 @@ from typing import Any, Protocol
 import pulumi
 from pulumi_azure_native import resources
 
+from finetune_phi.core.config import ClusterConfig, StackConfig
 from infra.components.compute import ComputeCluster, ComputeClusterArgs
 from infra.components.endpoint import InferenceEndpoint, InferenceEndpointArgs
 from infra.components.foundry import FoundryProject, FoundryProjectArgs
 from infra.components.identity import RuntimeIdentity, RuntimeIdentityArgs
 from infra.components.workspace import MlWorkspace, MlWorkspaceArgs
-from infra.config import ClusterConfig, StackConfig
 
 
 class ClientConfig(Protocol):
@@ -28,7 +28,7 @@ class ClientConfig(Protocol):
 def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
     """Declare every resource of the environment; return the stack outputs by name.
 
-    The keys are exactly `infra.contract.OUTPUTS` (checked by the tests).
+    The keys are exactly `finetune_phi.core.contract.OUTPUTS` (checked by the tests).
     """
     names = cfg.names
     tags = dict(cfg.tags)

@@ -8,7 +8,7 @@ by the engine as "can't run policy", not as a pass.
 Mandatory rules stop a preview; advisory ones only warn, and `policy/prod.json` (passed with
 `--policy-pack-config`) makes them mandatory for prod. Each description names the Azure Policy
 built-in that checks the same thing in Azure (the dated `POLICY_BUILTINS` table in
-infra/azure_facts.py), so a platform team can enforce it there as well.
+src/finetune_phi/core/azure_facts.py), so a platform team can enforce it there as well.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from infra.azure_facts import POLICY_BUILTINS, VM_SIZES, retirement_problem
+from finetune_phi.core.azure_facts import POLICY_BUILTINS, VM_SIZES, retirement_problem
 
 COMPUTE = "azure-native:machinelearningservices:Compute"
 ONLINE_DEPLOYMENT = "azure-native:machinelearningservices:OnlineDeployment"
@@ -54,7 +54,7 @@ Check = Callable[[Props, Mapping[str, Any]], Iterable[str]]
 
 
 def _builtin(key: str) -> str:
-    """The sentence naming the matching Azure Policy built-in (infra/azure_facts.py)."""
+    """The sentence naming the matching Azure Policy built-in (src/finetune_phi/core/azure_facts.py)."""
     return f" Azure Policy built-in: {_named(key)}."
 
 
@@ -227,7 +227,7 @@ POLICIES: list[ResourceValidationPolicy] = [
     _rule(
         "no-retired-vm-sizes",
         "Compute clusters and online deployments use no VM size Azure has retired (the dated "
-        "table in infra/azure_facts.py). No Azure Policy built-in.",
+        "table in src/finetune_phi/core/azure_facts.py). No Azure Policy built-in.",
         _of(COMPUTE, ONLINE_DEPLOYMENT),
         _no_retired_sizes,
     ),

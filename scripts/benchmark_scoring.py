@@ -29,17 +29,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jobs.data import SAMPLE  # noqa: E402
-from jobs.local.processes import stop_group  # noqa: E402
-from jobs.local.serve import (  # noqa: E402
+from finetune_phi.core.folders import TRAIN_SOURCE  # noqa: E402
+from finetune_phi.data import SAMPLE  # noqa: E402
+from finetune_phi.local.processes import stop_group  # noqa: E402
+from finetune_phi.local.serve import (  # noqa: E402
     free_port,
     server_command,
     server_environment,
     wait_until_healthy,
 )
-from jobs.local.tiny_model import build  # noqa: E402
-from jobs.uploads import TRAIN_SOURCE  # noqa: E402
-from jobs.uploads.score.contract import MAX_BATCH  # noqa: E402
+from finetune_phi.local.tiny_model import build  # noqa: E402
+from jobs.score.contract import MAX_BATCH  # noqa: E402
 
 
 def tiny_mlflow_model(work: Path) -> Path:

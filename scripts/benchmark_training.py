@@ -3,7 +3,7 @@
     .venv/bin/python scripts/benchmark_training.py            # CPU: a small Phi-3, ~3 minutes
     .venv/bin/python scripts/benchmark_training.py --steps 30 # on a GPU: full-size Phi-3-mini
 
-Each recipe runs the real `jobs/uploads/train/src/train.py` in its own process (so peak memory is
+Each recipe runs the real `jobs/train/src/train.py` in its own process (so peak memory is
 its own) for a fixed number of steps, and the table compares what the script measured:
 tokens per second, peak memory and, on a GPU, model FLOP utilisation: model FLOPs per token
 (6 x parameters for a full fine-tune; 4 x for LoRA, whose frozen weights need no weight
@@ -33,14 +33,30 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jobs.data import SAMPLE  # noqa: E402
-from jobs.local.tiny_model import build_model, build_tokenizer  # noqa: E402
-from jobs.uploads import TRAIN_HYPERPARAMETERS, TRAIN_SOURCE  # noqa: E402
+from finetune_phi.core.folders import TRAIN_HYPERPARAMETERS, TRAIN_SOURCE  # noqa: E402
+from finetune_phi.data import SAMPLE  # noqa: E402
+from finetune_phi.local.tiny_model import build_model, build_tokenizer  # noqa: E402
 
-TUTORIAL = ["--attn_implementation", "eager", "--packing", "true", "--packing_strategy", "wrapped",
-            "--gradient_checkpointing", "true"]  # fmt: skip
-OURS = ["--attn_implementation", "auto", "--packing", "true", "--packing_strategy", "bfd",
-        "--gradient_checkpointing", "false"]  # fmt: skip
+TUTORIAL = [
+    "--attn_implementation",
+    "eager",
+    "--packing",
+    "true",
+    "--packing_strategy",
+    "wrapped",
+    "--gradient_checkpointing",
+    "true",
+]
+OURS = [
+    "--attn_implementation",
+    "auto",
+    "--packing",
+    "true",
+    "--packing_strategy",
+    "bfd",
+    "--gradient_checkpointing",
+    "false",
+]
 LORA = ["--use_peft", "--lora_r", "16", "--lora_alpha", "32", "--lora_target_modules", "all-linear"]
 RECIPES = {
     "tutorial": TUTORIAL,
@@ -100,13 +116,34 @@ def run(
 ) -> dict[str, Any]:
     out = work / recipe.replace(" + ", "-")
     command = [
-        sys.executable, str(TRAIN_SOURCE / "train.py"), "--config", str(TRAIN_HYPERPARAMETERS),
-        "--model_name_or_path", str(model), "--train_file", str(data),
-        "--output_dir", str(out), "--model_output", str(out / "model"), "--write_mlflow_model", "false",
-        "--max_steps", str(args.steps), "--max_length", str(args.max_length),
-        "--per_device_train_batch_size", str(args.batch_size), "--eval_strategy", "no",
-        "--logging_steps", "1", "--learning_rate", "1e-4", *RECIPES[recipe],
-    ]  # fmt: skip
+        sys.executable,
+        str(TRAIN_SOURCE / "train.py"),
+        "--config",
+        str(TRAIN_HYPERPARAMETERS),
+        "--model_name_or_path",
+        str(model),
+        "--train_file",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--model_output",
+        str(out / "model"),
+        "--write_mlflow_model",
+        "false",
+        "--max_steps",
+        str(args.steps),
+        "--max_length",
+        str(args.max_length),
+        "--per_device_train_batch_size",
+        str(args.batch_size),
+        "--eval_strategy",
+        "no",
+        "--logging_steps",
+        "1",
+        "--learning_rate",
+        "1e-4",
+        *RECIPES[recipe],
+    ]
     subprocess.run(command, check=True, capture_output=not args.verbose)
     metrics: dict[str, Any] = json.loads((out / "metrics.json").read_text())
     return metrics

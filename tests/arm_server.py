@@ -2,10 +2,13 @@
 tests.
 
 It speaks the documented long-running-operation contract: a DELETE or POST answers 202
-with an `Azure-AsyncOperation` (or `Location`) header, which is polled until it reports
-`Succeeded`. A GET answers the document recorded for its path (shapes as Azure's REST
-specifications' examples show them), or 404. Every request is recorded with its method,
-path, query and auth header.
+with an `Azure-AsyncOperation` header, which answers 200 `{"status": "InProgress"}` until it
+reports `Succeeded` (what azure-core's ARM poller, and `ArmClient`, read). A GET answers the
+document recorded for its path (shapes as Azure's REST specifications' examples show them),
+or 404. Every request is recorded with its method, path, query and auth header.
+
+`arm_session()` reaches it as `https://management.azure.com` itself, for clients (the Azure
+SDKs) that refuse to send a bearer token over http or whose address cannot be changed.
 """
 
 from __future__ import annotations
@@ -15,8 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+from requests.adapters import HTTPAdapter
+
+from finetune_phi.core.arm import ARM_ENDPOINT
 from tests.support import http_server
 
 
@@ -41,6 +49,11 @@ class ArmState:
     the answers of POST actions such as listKeys."""
     redirects: dict[str, str] = field(default_factory=dict)
     """Paths that answer 302 to this location."""
+    address: str | None = None
+    """The base URL its operation headers name; its own loopback one when None. `ARM_ENDPOINT`
+    when it is reached through `arm_session()`, as the real service names itself."""
+    refused: list[str] = field(default_factory=list)
+    """URLs off ARM that a client on `arm_session()` tried to reach (and was refused)."""
 
     def resource_calls(self) -> list[tuple[str, str]]:
         return [
@@ -104,10 +117,41 @@ def arm_server() -> Iterator[tuple[str, ArmState]]:
                 return
             operation = f"/operations/{len(state.calls)}"
             pending[operation] = state.polls_before_done
-            host = self.headers["Host"]
-            self._answer(202, None, {"Azure-AsyncOperation": f"http://{host}{operation}"})
+            address = state.address or f"http://{self.headers['Host']}"
+            self._answer(202, None, {"Azure-AsyncOperation": f"{address}{operation}"})
 
         do_DELETE = do_POST = do_GET = _handle  # noqa: N815 - http.server's naming
 
     with http_server(Handler) as url:
         yield url, state
+
+
+class _ToStandIn(HTTPAdapter):
+    """Sends what is addressed to ARM to the stand-in instead, and refuses (and records in
+    `state.refused`) every other address: a test never reaches a real host."""
+
+    def __init__(self, stand_in: str, state: ArmState) -> None:
+        super().__init__()
+        self.stand_in = stand_in
+        self.state = state
+
+    def send(
+        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        url = request.url or ""
+        if not url.startswith(f"{ARM_ENDPOINT}/"):
+            self.state.refused.append(url)
+            raise requests.ConnectionError(f"the test refused to reach {url}")
+        request.url = f"{self.stand_in}{url.removeprefix(ARM_ENDPOINT)}"
+        return super().send(request, *args, **kwargs)
+
+
+def arm_session(stand_in: str, state: ArmState) -> requests.Session:
+    """A session that sends `https://management.azure.com/...` to the stand-in at `stand_in`
+    (which then names ARM in its operation headers) and refuses every other address."""
+    state.address = ARM_ENDPOINT
+    session = requests.Session()
+    adapter = _ToStandIn(stand_in, state)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session

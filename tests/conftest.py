@@ -1,6 +1,6 @@
-"""Shared fixtures: offline Hugging Face settings, the session's rehearsals (whose tiny Phi-3
-model and its one fine-tune the other tests share), an isolated Prompt flow home. Helpers
-live in tests/support.py."""
+"""Shared fixtures: offline Hugging Face settings, the tiny Phi-3 model and its one fine-tune
+(built once per run, whatever the number of workers), the rehearsals (for their own tests
+only), an isolated Prompt flow home. Helpers live in tests/support.py."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ from tests.support import (
     PHI,
     Rehearsal,
     Rehearsals,
+    build_tiny_model,
+    built_once,
     install_wheel,
     isolated_promptflow,
     serving,
+    train_like_the_rehearsal,
 )
 
 # Nothing here may reach a hub: fail fast instead of retrying for a minute.
@@ -30,10 +33,24 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: spread over the workers from the start, they do not leave one worker
+    running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
-def installed_phi(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A folder every worker of this test run shares (pytest-xdist gives each worker its own
+    base temp folder, under one parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+@pytest.fixture(scope="session")
+def installed_phi(run_dir: Path) -> Path:
     """The bin folder of a fresh environment with this project's wheel installed."""
-    return install_wheel(tmp_path_factory.mktemp("wheel"))
+    return built_once(run_dir / "wheel", install_wheel) / "venv" / "bin"
 
 
 @pytest.fixture(scope="session")
@@ -56,13 +73,17 @@ def rehearsals(installed_phi: Path, tmp_path_factory: pytest.TempPathFactory) ->
         processes = [
             subprocess.Popen(
                 [*phi, "rehearse", "--work-dir", str(work), *extra],
-                cwd=work.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                cwd=work.parent,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for phi, work, env, extra in (
                 ([str(installed_phi / "phi")], through, wheel_env, []),
                 (PHI, failing, None, ["--port", str(port)]),
             )
-        ]  # fmt: skip
+        ]
         results = []
         for process in processes:
             stdout, stderr = process.communicate(timeout=600)  # sets returncode
@@ -73,22 +94,18 @@ def rehearsals(installed_phi: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
-def tiny_model(rehearsals: Rehearsals) -> Path:
+def tiny_model(run_dir: Path) -> Path:
     """A random-initialised Phi-3-architecture model and its tokenizer, built offline from
-    the shipped sample (the rehearsal's first stage)."""
-    path = rehearsals.through.work / "base-model"
-    assert (path / "config.json").is_file(), rehearsals.through.result.stderr
-    return path
+    the shipped sample, as the rehearsal's first stage builds it."""
+    return built_once(run_dir / "tiny-model", build_tiny_model)
 
 
 @pytest.fixture(scope="session")
-def fine_tuned(rehearsals: Rehearsals) -> Path:
+def fine_tuned(run_dir: Path, tiny_model: Path) -> Path:
     """That model fine-tuned on the shipped sample by `phi train --local` with the
-    rehearsal's recipe, once per session: `model/` is the MLflow model, `checkpoints/` the
+    rehearsal's recipe, once per run: `model/` is the MLflow model, `checkpoints/` the
     trainer state and metrics."""
-    path = rehearsals.through.work / "out"
-    assert (path / "model" / "MLmodel").is_file(), rehearsals.through.result.stderr
-    return path
+    return built_once(run_dir / "fine-tuned", lambda out: train_like_the_rehearsal(tiny_model, out))
 
 
 @pytest.fixture(scope="session")

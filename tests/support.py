@@ -26,16 +26,16 @@ from typing import Any
 import pytest
 import yaml
 
-from flow import FLOW_DIR
-from jobs.data import SAMPLE
+from finetune_phi.core.folders import PROMPT_FLOW
+from finetune_phi.data import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PHI = [sys.executable, "-m", "jobs.cli"]
+PHI = [sys.executable, "-m", "finetune_phi.cli"]
 AGENT_PYTHON = ROOT / ".venv-agent" / "bin" / "python"
 """The Agent Framework environment's Python (`make venv-agent`)."""
 
-__all__ = ["BIN", "FLOW_DIR", "PHI", "ROOT", "SAMPLE"]
+__all__ = ["BIN", "PHI", "PROMPT_FLOW", "ROOT", "SAMPLE"]
 
 EXAMPLE_OUTPUTS: dict[str, object] = {
     "subscriptionId": "sub-1",
@@ -56,7 +56,7 @@ def submit_workdir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outputs: Mapping[str, object]
 ) -> Path:
     """A folder as `phi finetune submit` expects it: prepared data and saved stack outputs."""
-    from jobs.data.prepare import SampleSize, prepare
+    from finetune_phi.data.prepare import SampleSize, prepare
 
     monkeypatch.chdir(tmp_path)
     prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=42, from_path=SAMPLE)
@@ -83,10 +83,22 @@ def connect(endpoint: str, key: str, env: dict[str, str], api: str = "score") ->
     """`phi flow connect` in its own process: Prompt flow fixes its home at first import."""
     result = subprocess.run(
         [str(BIN / "phi"), "flow", "connect", "--endpoint", endpoint, "--api", api],
-        env={**env, "PHI_ENDPOINT_KEY": key}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env={**env, "PHI_ENDPOINT_KEY": key},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert key not in result.stdout + result.stderr
+
+
+def flow_copy(env: Mapping[str, str]) -> Path:
+    """A copy of the Prompt flow folder beside the test's Prompt flow home (`pf` writes run
+    artifacts and Python caches into the folder it runs)."""
+    copy = Path(env["PF_HOME_DIRECTORY"]).parent / "flow"
+    if not copy.exists():
+        shutil.copytree(PROMPT_FLOW, copy, ignore=shutil.ignore_patterns("__pycache__", ".*"))
+    return copy
 
 
 def flow_test(
@@ -94,11 +106,21 @@ def flow_test(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
-            str(BIN / "pf"), "flow", "test", "--flow", str(FLOW_DIR),
-            "--inputs", f"question={question}", f"chat_history={json.dumps(history)}",
+            str(BIN / "pf"),
+            "flow",
+            "test",
+            "--flow",
+            str(flow_copy(env)),
+            "--inputs",
+            f"question={question}",
+            f"chat_history={json.dumps(history)}",
         ],
-        env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def answer_of(result: subprocess.CompletedProcess[str]) -> str:
@@ -142,14 +164,14 @@ class Rehearsals:
     """A rehearsal whose scoring port is taken, so its serve stage fails."""
 
 
-def install_wheel(work: Path) -> Path:
-    """Build this checkout's wheel and install it into a fresh virtual environment under
-    `work`, outside the checkout; returns that environment's bin folder.
+def install_wheel(work: Path) -> None:
+    """Build this checkout's wheel and install it into a fresh virtual environment,
+    `work/venv`, outside the checkout.
 
     The wheel is built from a copy of the tracked files, so the checkout gets no build
     output. The environment borrows this one's third-party packages through a path file,
     but not its editable install of this project: a path file's own path files are never
-    read, so `jobs`, `infra` and `flow` come from the wheel alone.
+    read, so `finetune_phi` and the folders it carries come from the wheel alone.
     """
     source = work / "source"
     tracked = subprocess.run(
@@ -166,18 +188,27 @@ def install_wheel(work: Path) -> Path:
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     subprocess.run(
         [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(source)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+    )
     [wheel] = (work / "dist").glob("finetune_phi-*.whl")
     fresh = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], check=True)
     [site_packages] = fresh.glob("lib/python*/site-packages")
     (site_packages / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [*pip, "--python", str(fresh / "bin" / "python"), "install", "--no-deps", "--no-index", str(wheel)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return fresh / "bin"
+        [
+            *pip,
+            "--python",
+            str(fresh / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 @contextlib.contextmanager
@@ -275,14 +306,16 @@ def assert_one_sign_in_line(result: subprocess.CompletedProcess[str]) -> None:
 def serving(model: Path) -> Iterator[str]:
     """`phi serve` on an MLflow model; stopped as a user would stop it (SIGTERM to phi
     serve), and its port checked free afterwards."""
-    from jobs.local.processes import stop_group
-    from jobs.local.serve import free_port, wait_until_healthy
+    from finetune_phi.local.processes import stop_group
+    from finetune_phi.local.serve import free_port, wait_until_healthy
 
     port = free_port()
     process = subprocess.Popen(
         [*PHI, "serve", "--model", str(model), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(process, f"{url}/", seconds=120)
@@ -292,3 +325,38 @@ def serving(model: Path) -> Iterator[str]:
         process.wait(timeout=60)
         stop_group(process)
     assert port_is_free(port)
+
+
+def built_once(path: Path, build: Callable[[Path], object]) -> Path:
+    """`path`, built by `build(path)` the first time any worker of this test run asks for it;
+    the others wait for it (a file lock) and reuse it. It is built in place (a virtual
+    environment cannot move), and counts as built once `build` returned: a failed build is
+    started afresh by the next worker that asks."""
+    from filelock import FileLock
+
+    done = path.with_name(f"{path.name}.built")
+    with FileLock(f"{path}.lock"):
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            build(path)
+            done.touch()
+    return path
+
+
+def build_tiny_model(out: Path) -> None:
+    """The rehearsal's base model, built in-process."""
+    from finetune_phi.local.rehearse import build_base_model
+
+    build_base_model(out)
+
+
+def train_like_the_rehearsal(base_model: Path, out: Path) -> None:
+    """`phi train --local` on the shipped sample with the rehearsal's recipe, into `out`
+    (`out/model` the MLflow model, `out/checkpoints` the trainer state, `out/data` the split)."""
+    from finetune_phi.local.rehearse import prepare_sample, train_arguments
+
+    data = prepare_sample(out / "data")
+    result = subprocess.run(
+        [*PHI, *train_arguments(base_model, data, out)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from infra import azure_facts
-from infra.azure_facts import (
+from finetune_phi.cli.main import main
+from finetune_phi.core import azure_facts
+from finetune_phi.core.azure_facts import (
     BASE_IMAGES,
     CHECKED,
     MODELS,
     VM_SIZES,
     retirement_problem,
 )
-from infra.config import ConfigError, parse
-from jobs.cli.main import main
-from jobs.uploads import SCORE_SOURCE
+from finetune_phi.core.config import ConfigError, parse
+from finetune_phi.core.folders import SCORE_SOURCE
 from tests.support import EXAMPLE_OUTPUTS, submit_workdir
 
 SHIPPED_DEFAULTS = [
@@ -95,9 +95,16 @@ def test_deploy_refuses_a_retired_size_by_name(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outputs.json").write_text(
-        json.dumps({"subscriptionId": "s", "resourceGroupName": "g", "workspaceName": "w",
-                    "endpointName": "e-1", "identityClientId": "c"})
-    )  # fmt: skip
+        json.dumps(
+            {
+                "subscriptionId": "s",
+                "resourceGroupName": "g",
+                "workspaceName": "w",
+                "endpointName": "e-1",
+                "identityClientId": "c",
+            }
+        )
+    )
     assert main(["deploy", "--outputs", "outputs.json", "--dry-run", "--job", "j", *args]) == 2
     captured = capsys.readouterr()
     assert "retired by Azure on 2025-09-30" in captured.err
@@ -156,14 +163,20 @@ def load_score() -> Any:
 
 @pytest.mark.parametrize(
     ("gpu", "capability", "expected"),
-    [(False, None, ("cpu", "float32")), (True, (7, 5), ("cuda", "float16")),
-     (True, (8, 0), ("cuda", "bfloat16")), (True, (9, 0), ("cuda", "bfloat16"))],
-)  # fmt: skip
+    [
+        (False, None, ("cpu", "float32")),
+        (True, (7, 5), ("cuda", "float16")),
+        (True, (8, 0), ("cuda", "bfloat16")),
+        (True, (9, 0), ("cuda", "bfloat16")),
+    ],
+)
 def test_the_scoring_script_picks_precision_from_the_gpu(
     gpu: bool, capability: tuple[int, int] | None, expected: tuple[str, str]
 ) -> None:
     fake = SimpleNamespace(
         cuda=SimpleNamespace(is_available=lambda: gpu, get_device_capability=lambda: capability),
-        float32="float32", float16="float16", bfloat16="bfloat16",
-    )  # fmt: skip
+        float32="float32",
+        float16="float16",
+        bfloat16="bfloat16",
+    )
     assert load_score().precision(fake) == expected

@@ -1,6 +1,6 @@
 """Opt-in: a real `pulumi up`, outputs check, purge and destroy of a throw-away stack.
 
-Runs only with FINETUNE_PHI_AZURE_TESTS=1, the Pulumi CLI on PATH, a subscription in
+Runs only with PHI_AZURE_TESTS=1, the Pulumi CLI on PATH, a subscription in
 ARM_SUBSCRIPTION_ID and Azure credentials; otherwise it is skipped with the reason.
 The stack has no GPU node running (min 0) and no deployment, so it costs cents.
 """
@@ -14,13 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from azure.identity import DefaultAzureCredential
 from pulumi import automation as auto
 
-from infra.arm import ARM_SCOPE, ArmClient
-from infra.cleanup import cleanup
-from infra.contract import OUTPUTS
+from finetune_phi.cloud.cleanup import Clients, cleanup
+from finetune_phi.core.contract import OUTPUTS
 from tests.support import ROOT
 
 pytestmark = pytest.mark.azure
@@ -28,8 +26,8 @@ pytestmark = pytest.mark.azure
 
 def _missing() -> list[str]:
     missing = []
-    if os.environ.get("FINETUNE_PHI_AZURE_TESTS") != "1":
-        missing.append("opt-in FINETUNE_PHI_AZURE_TESTS=1")
+    if os.environ.get("PHI_AZURE_TESTS") != "1":
+        missing.append("opt-in PHI_AZURE_TESTS=1")
     if shutil.which("pulumi") is None:
         missing.append("the Pulumi CLI on PATH")
     if not os.environ.get("ARM_SUBSCRIPTION_ID"):
@@ -85,5 +83,7 @@ def test_up_exports_the_contract_then_purge_and_destroy(throwaway_stack: auto.St
             outputs,
             purge=True,
             destroy=destroy,
-            arm=ArmClient(requests.Session(), lambda: credential.get_token(ARM_SCOPE).token),
+            clients=Clients.signed_in(
+                credential, outputs["subscriptionId"], outputs["resourceGroupName"]
+            ),
         )

@@ -10,6 +10,8 @@ import pytest
 
 from tests.support import ROOT
 
+pytestmark = pytest.mark.slow
+
 
 def run_script(name: str, *args: str) -> str:
     result = subprocess.run(

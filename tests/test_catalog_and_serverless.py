@@ -11,14 +11,14 @@ import pytest
 from azure.ai.ml import load_job
 from azure.ai.ml.entities import PipelineJob
 
-from jobs.cli.main import main
-from jobs.cloud.finetune.catalog import CATALOG_PIPELINE
-from jobs.cloud.finetune.data_assets import content_version
-from jobs.cloud.finetune.models import catalog_model
-from jobs.errors import UsageError
+from finetune_phi.cli.main import main
+from finetune_phi.cloud.finetune.catalog import CATALOG_PIPELINE, OFFER
+from finetune_phi.cloud.finetune.data_assets import content_version
+from finetune_phi.core.errors import UsageError
 from tests.support import EXAMPLE_OUTPUTS, submit_workdir
 
 OUTPUTS = EXAMPLE_OUTPUTS
+catalog_model = OFFER.model
 
 
 @pytest.fixture
@@ -39,9 +39,21 @@ def test_catalog_pipeline_runs_the_registry_component_on_the_gpu_cluster(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     job = dry_run(
-        workdir, capsys, "--method", "catalog", "--learning-rate", "3e-5", "--lr-scheduler", "cosine",
-        "--epochs", "2", "--batch-size", "2", "--no-lora", "--deepspeed",
-    )  # fmt: skip
+        workdir,
+        capsys,
+        "--method",
+        "catalog",
+        "--learning-rate",
+        "3e-5",
+        "--lr-scheduler",
+        "cosine",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--no-lora",
+        "--deepspeed",
+    )
     assert isinstance(job, PipelineJob)
     assert job.settings is not None
     assert job.settings.default_compute == "gpu-phidev"
@@ -69,9 +81,19 @@ def test_serverless_job_is_fine_tuning_as_a_service(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     job = dry_run(
-        workdir, capsys, "--method", "serverless", "--epochs", "2", "--learning-rate", "2e-5",
-        "--batch-size", "1", "--output-model-name", "phi-support",
-    )  # fmt: skip
+        workdir,
+        capsys,
+        "--method",
+        "serverless",
+        "--epochs",
+        "2",
+        "--learning-rate",
+        "2e-5",
+        "--batch-size",
+        "1",
+        "--output-model-name",
+        "phi-support",
+    )
     assert type(job).__name__ == "CustomModelFineTuningJob"
     assert job.task == "chatCompletion"
     assert job.model.path == "azureml://registries/azureml/models/Phi-4-mini-instruct/labels/latest"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs import stack_outputs
-from jobs.cli.main import build_parser, main
+from finetune_phi.cli.main import build_parser, main
+from finetune_phi.core import stack_outputs
 
 
 def subcommand_paths(
@@ -57,11 +57,28 @@ def test_outputs_file_errors_are_clear(tmp_path: Path, content: str, message: st
 
 
 def test_environment_variable_names_follow_the_outputs() -> None:
-    assert stack_outputs.env_name("workspaceName") == "FINETUNE_PHI_WORKSPACE_NAME"
-    outputs = stack_outputs.from_environment(
-        {"FINETUNE_PHI_SCORING_URI": "https://x/score", "OTHER": "y"}
-    )
+    assert stack_outputs.env_name("workspaceName") == "PHI_WORKSPACE_NAME"
+    outputs = stack_outputs.from_environment({"PHI_SCORING_URI": "https://x/score", "OTHER": "y"})
     assert dict(outputs.values) == {"scoringUri": "https://x/score"}
+
+
+def test_the_old_variable_prefix_still_works_and_names_the_new_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    outputs = stack_outputs.from_environment(
+        {"FINETUNE_PHI_SCORING_URI": "https://old/score", "PHI_WORKSPACE_NAME": "mlw-phi-dev"}
+    )
+    assert dict(outputs.values) == {
+        "scoringUri": "https://old/score",
+        "workspaceName": "mlw-phi-dev",
+    }
+    assert capsys.readouterr().err == (
+        "phi: warning: $FINETUNE_PHI_SCORING_URI is now $PHI_SCORING_URI; "
+        "the old spelling goes in 0.3\n"
+    )
+    # the new name wins, silently, when both are set
+    both = {"FINETUNE_PHI_SCORING_URI": "https://old/score", "PHI_SCORING_URI": "https://new"}
+    assert stack_outputs.from_environment(both).values["scoringUri"] == "https://new"
 
 
 def test_stack_needs_the_pulumi_cli(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,20 +94,20 @@ def test_an_outputs_file_is_read_as_pulumi_prints_it(tmp_path: Path) -> None:
     assert outputs.require("workspaceName") == {"workspaceName": "mlw-phi-dev"}
     with pytest.raises(
         stack_outputs.OutputsError,
-        match=r"lack cpuComputeName \(or \$FINETUNE_PHI_CPU_COMPUTE_NAME\)",
+        match=r"lack cpuComputeName \(or \$PHI_CPU_COMPUTE_NAME\)",
     ):
         outputs.require("cpuComputeName")
 
 
 def test_a_missing_extra_is_named_with_the_install_command() -> None:
-    from jobs.cli.main import missing_package
+    from finetune_phi.cli.main import missing_package
 
     error = missing_package(
         ModuleNotFoundError("No module named 'promptflow'", name="promptflow.client")
     )
     assert str(error) == (
-        "the Python package 'promptflow' is not installed: pip install 'finetune-phi[flow]' "
-        "(or `make venv` in a checkout)"
+        "the Python package 'promptflow' is not installed; in the checkout, "
+        "pip install '.[flow]' (or `make venv` for every stage)"
     )
     assert error.exit_code == 2
 
@@ -98,13 +115,23 @@ def test_a_missing_extra_is_named_with_the_install_command() -> None:
 def test_usage_errors_and_run_time_failures_have_their_own_exit_codes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from jobs.errors import PhiError, UsageError
+    from finetune_phi.core.errors import PhiError, UsageError
 
     assert UsageError.exit_code == 2
     assert PhiError.exit_code == 1
     # a usage error: nothing is sent
-    assert main(["chat", "--local", "http://127.0.0.1:9", "--stack", "dev", "Hi"]) == 2
-    assert capsys.readouterr().err.startswith("phi: error: --local talks to a local server")
+    assert main(["chat", "--url", "http://127.0.0.1:9", "--stack", "dev", "Hi"]) == 2
+    assert capsys.readouterr().err.startswith("phi: error: --url talks to that server")
     # a run-time failure: nothing listens on the discard port
-    assert main(["chat", "--local", "http://127.0.0.1:9", "Hi"]) == 1
+    assert main(["chat", "--url", "http://127.0.0.1:9", "Hi"]) == 1
     assert capsys.readouterr().err.startswith("phi: error: cannot reach http://127.0.0.1:9/score")
+
+
+def test_chat_local_is_now_url_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    # the old spelling still reaches the server it names (none listens there: exit 1)
+    assert main(["chat", "--local", "http://127.0.0.1:9", "Hi"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "phi: warning: phi chat --local URL is now --url URL; the old spelling goes in 0.3\n"
+    )
+    assert "127.0.0.1:9" in err

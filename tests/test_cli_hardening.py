@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli.main import main
+from finetune_phi.cli.main import main
 from tests.support import (
     BIN,
     EXAMPLE_OUTPUTS,
@@ -26,12 +26,21 @@ SUBMIT = ["finetune", "submit", "--outputs", "outputs.json"]
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dryrun"], "--dryrun: neither an option of phi nor a TRL/Trainer argument; did you mean --dry-run?"),
+        (
+            ["--dryrun"],
+            "--dryrun: neither an option of phi nor a TRL/Trainer argument; did you mean --dry-run?",
+        ),
         (["--dry_run"], "did you mean --dry-run?"),
-        (["--num_epochs", "3"], "--num_epochs: neither an option of phi nor a TRL/Trainer argument; did you mean --num_train_epochs?"),
-        (["--num_train_epochs", "three"], "TRL arguments: argument --num_train_epochs/--num-train-epochs: invalid float value: 'three'"),
+        (
+            ["--num_epochs", "3"],
+            "--num_epochs: neither an option of phi nor a TRL/Trainer argument; did you mean --num_train_epochs?",
+        ),
+        (
+            ["--num_train_epochs", "three"],
+            "TRL arguments: argument --num_train_epochs/--num-train-epochs: invalid float value: 'three'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_misspelt_option_never_reaches_a_job(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -44,7 +53,7 @@ def test_a_misspelt_option_never_reaches_a_job(
     def no_client(*_: object) -> None:
         raise AssertionError("nothing may be sent")
 
-    monkeypatch.setattr("jobs.stack_outputs.Workspace.client", no_client)
+    monkeypatch.setattr("finetune_phi.core.stack_outputs.Workspace.client", no_client)
     assert main([*SUBMIT, *args]) == 2
     captured = capsys.readouterr()
     assert message in captured.err
@@ -102,12 +111,19 @@ def test_without_credentials_one_line_says_how_to_sign_in(
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
     subprocess.run(
         [str(BIN / "phi"), "data", "prepare", "--from", str(SAMPLE), "--out", "data"],
-        cwd=tmp_path, check=True, capture_output=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
     result = subprocess.run(
-        [str(BIN / "phi"), *command], cwd=tmp_path, env=without_azure_sign_in(tmp_path),
-        capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        [str(BIN / "phi"), *command],
+        cwd=tmp_path,
+        env=without_azure_sign_in(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert_one_sign_in_line(result)
 
 
@@ -115,20 +131,40 @@ def test_without_credentials_one_line_says_how_to_sign_in(
     ("command", "flag"),
     [
         (["data", "prepare", "--out", "data"], "--dataset HuggingFaceH4/ultrachat_200k"),
-        (["data", "validate", str(SAMPLE), "--tokenizer", "microsoft/Phi-3.5-mini-instruct"], "--tokenizer"),
-        (["train", "--local", "--model", "microsoft/Phi-3.5-mini-instruct", "--train-file", str(SAMPLE), "--output-dir", "out"], "--model"),
+        (
+            ["data", "validate", str(SAMPLE), "--tokenizer", "microsoft/Phi-3.5-mini-instruct"],
+            "--tokenizer",
+        ),
+        (
+            [
+                "train",
+                "--local",
+                "--model",
+                "microsoft/Phi-3.5-mini-instruct",
+                "--train-file",
+                str(SAMPLE),
+                "--output-dir",
+                "out",
+            ],
+            "--model",
+        ),
     ],
     ids=["prepare", "validate", "train"],
-)  # fmt: skip
+)
 def test_an_unreachable_hub_fails_fast_naming_the_offline_way(
     tmp_path: Path, command: list[str], flag: str
 ) -> None:
     env = {**without_azure_sign_in(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9"}
     del env["HF_HUB_OFFLINE"]
     result = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *command], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "finetune_phi.cli", *command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"phi: error: {flag}")
@@ -140,9 +176,14 @@ def test_an_unreachable_hub_fails_fast_naming_the_offline_way(
 def test_offline_without_a_cached_dataset_says_what_to_use(tmp_path: Path) -> None:
     env = {**without_azure_sign_in(tmp_path), "HF_HOME": str(tmp_path / "hf")}
     result = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "data", "prepare", "--out", "data"], cwd=tmp_path,
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "finetune_phi.cli", "data", "prepare", "--out", "data"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2, result.stderr
     assert "not available" in result.stderr
     assert "--from FILE.jsonl" in result.stderr

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import ConfigError, StackConfig, parse
-from infra.naming import RULES
+from finetune_phi.core.config import ConfigError, StackConfig, parse
+from finetune_phi.core.naming import RULES
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 
@@ -172,18 +172,33 @@ def test_an_old_key_beside_its_new_name_is_refused() -> None:
 @pytest.mark.parametrize(
     ("values", "problem"),
     [
-        ({"cpuCluster": "true", "gpuComputeName": "cluster-1", "cpuComputeName": "Cluster-1"},
-         "finetune-phi:cpuComputeName = 'Cluster-1': is also gpuComputeName: the compute clusters of the workspace need distinct names"),
-        ({"foundry": "true", "foundryHubName": "mlw-shared", "workspaceName": "mlw-shared"},
-         "finetune-phi:foundryHubName = 'mlw-shared': is also workspaceName"),
-        ({"foundry": "true", "foundryHubName": "hub-x", "foundryProjectName": "hub-x"},
-         "finetune-phi:foundryProjectName = 'hub-x': is also foundryHubName"),
-        ({"gpuMaxNodes": "9" * 5000}, "finetune-phi:gpuMaxNodes = '" + "9" * 5000 + "': must be a whole number"),
-        ({"location": "westmars"}, "finetune-phi:location = 'westmars': not an Azure region in infra/azure_facts.py"),
+        (
+            {"cpuCluster": "true", "gpuComputeName": "cluster-1", "cpuComputeName": "Cluster-1"},
+            "finetune-phi:cpuComputeName = 'Cluster-1': is also gpuComputeName: the compute clusters of the workspace need distinct names",
+        ),
+        (
+            {"foundry": "true", "foundryHubName": "mlw-shared", "workspaceName": "mlw-shared"},
+            "finetune-phi:foundryHubName = 'mlw-shared': is also workspaceName",
+        ),
+        (
+            {"foundry": "true", "foundryHubName": "hub-x", "foundryProjectName": "hub-x"},
+            "finetune-phi:foundryProjectName = 'hub-x': is also foundryHubName",
+        ),
+        (
+            {"gpuMaxNodes": "9" * 5000},
+            "finetune-phi:gpuMaxNodes = '" + "9" * 5000 + "': must be a whole number",
+        ),
+        (
+            {"location": "westmars"},
+            "finetune-phi:location = 'westmars': not an Azure region in src/finetune_phi/core/azure_facts.py",
+        ),
         ({"location": "swedencentrl"}, "(did you mean swedencentral?)"),
-        ({"gpuVmSize": "Standard_ND96imaginary_v9"}, "not an Azure VM size in infra/azure_facts.py"),
+        (
+            {"gpuVmSize": "Standard_ND96imaginary_v9"},
+            "not an Azure VM size in src/finetune_phi/core/azure_facts.py",
+        ),
     ],
-)  # fmt: skip
+)
 def test_scopes_integers_regions_and_sizes_are_checked(
     values: dict[str, str], problem: str
 ) -> None:

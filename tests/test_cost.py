@@ -13,19 +13,27 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from jobs.cli.main import main
+from finetune_phi.cli.main import main
 from tests.support import ROOT, http_server
 
 
 def meter(size: str, price: float, **changes: str) -> dict[str, Any]:
     """One item as the Retail Prices API returns it."""
     return {
-        "currencyCode": "USD", "retailPrice": price, "unitPrice": price, "armRegionName": "eastus2",
-        "location": "US East 2", "meterName": size.removeprefix("Standard_").replace("_", " "),
-        "productName": "Virtual Machines NC Series", "skuName": size.removeprefix("Standard_"),
-        "serviceName": "Virtual Machines", "armSkuName": size, "type": "Consumption",
-        "unitOfMeasure": "1 Hour", **changes,
-    }  # fmt: skip
+        "currencyCode": "USD",
+        "retailPrice": price,
+        "unitPrice": price,
+        "armRegionName": "eastus2",
+        "location": "US East 2",
+        "meterName": size.removeprefix("Standard_").replace("_", " "),
+        "productName": "Virtual Machines NC Series",
+        "skuName": size.removeprefix("Standard_"),
+        "serviceName": "Virtual Machines",
+        "armSkuName": size,
+        "type": "Consumption",
+        "unitOfMeasure": "1 Hour",
+        **changes,
+    }
 
 
 A100 = "Standard_NC24ads_A100_v4"

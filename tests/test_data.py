@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli.main import main
-from jobs.data.chat_format import row_problems, validate_file
-from jobs.data.prepare import DataError, SampleSize, prepare
+from finetune_phi.cli.main import main
+from finetune_phi.data.chat_format import row_problems, validate_file
+from finetune_phi.data.prepare import DataError, SampleSize, prepare
 from tests.support import SAMPLE
 
 GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
@@ -119,7 +119,7 @@ def test_validate_prints_token_statistics_with_a_tokenizer(
 def test_prepare_splits_80_20_keeping_only_messages(tmp_path: Path) -> None:
     result = prepare(out_dir=tmp_path, size=SampleSize.parse("100%"), seed=42, from_path=SAMPLE)
     train = [json.loads(line) for line in result.train.read_text().splitlines()]
-    test = [json.loads(line) for line in result.test.read_text().splitlines()]
+    test = [json.loads(line) for line in result.eval.read_text().splitlines()]
     assert (len(train), len(test)) == (36, 9)
     assert all(set(row) == {"messages"} for row in train + test)
     source = [json.loads(line)["messages"] for line in SAMPLE.read_text().splitlines()]
@@ -129,13 +129,13 @@ def test_prepare_splits_80_20_keeping_only_messages(tmp_path: Path) -> None:
 
 
 def test_the_split_is_fixed_by_the_seed(tmp_path: Path) -> None:
-    def test_rows(seed: int, out: str) -> str:
+    def eval_rows(seed: int, out: str) -> str:
         return prepare(
             out_dir=tmp_path / out, size=SampleSize(rows=20), seed=seed, from_path=SAMPLE
-        ).test.read_text()
+        ).eval.read_text()
 
-    assert test_rows(7, "a") == test_rows(7, "b")
-    assert test_rows(7, "a") != test_rows(8, "c")
+    assert eval_rows(7, "a") == eval_rows(7, "b")
+    assert eval_rows(7, "a") != eval_rows(8, "c")
 
 
 def test_a_row_count_keeps_that_many_rows(
@@ -146,7 +146,7 @@ def test_a_row_count_keeps_that_many_rows(
         == 0
     )
     assert "(8 rows)" in capsys.readouterr().out
-    assert len((tmp_path / "test_data.jsonl").read_text().splitlines()) == 2
+    assert len((tmp_path / "eval_data.jsonl").read_text().splitlines()) == 2
 
 
 def test_parquet_source(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_parquet_source(tmp_path: Path) -> None:
         seed=1,
         from_path=tmp_path / "chat.parquet",
     )
-    assert (result.train_rows, result.test_rows) == (8, 2)
+    assert (result.train_rows, result.eval_rows) == (8, 2)
 
 
 def test_hub_source_streams_only_the_rows_it_keeps(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_hub_source_streams_only_the_rows_it_keeps(tmp_path: Path) -> None:
         dataset=str(repo),
         split="train_sft",
     )
-    assert result.train_rows + result.test_rows == 9  # ceil(45 * 20 %)
+    assert result.train_rows + result.eval_rows == 9  # ceil(45 * 20 %)
     train = [json.loads(line)["messages"] for line in result.train.read_text().splitlines()]
     assert all(m in [r["messages"] for r in rows[:9]] for m in train)
 

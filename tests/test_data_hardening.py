@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli.main import main
+from finetune_phi.cli.main import main
 from tests.support import SAMPLE
 
 GOOD = json.dumps(
@@ -33,7 +33,7 @@ def test_a_local_file_is_kept_whole_unless_sampled(
     assert "(36 rows)" in capsys.readouterr().out
     rows = sum(
         len((tmp_path / "all" / name).read_text().splitlines())
-        for name in ("train_data.jsonl", "test_data.jsonl")
+        for name in ("train_data.jsonl", "eval_data.jsonl")
     )
     assert rows == 45
     assert prepare("--from", str(SAMPLE), "--sample", "10", "--out", str(tmp_path / "ten")) == 0
@@ -56,12 +56,14 @@ def test_every_row_is_validated_before_sampling(
         (b"\xff\xfe{}", "not UTF-8: byte 0xff at column 1"),
         ('{"messages": "caf\u00e9"}'.encode("latin-1"), "not UTF-8: byte 0xe9 at column 18"),
         (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
-        (b'{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "a"}]}',
-         "messages[0].content is not valid Unicode (a lone surrogate)"),
+        (
+            b'{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "a"}]}',
+            "messages[0].content is not valid Unicode (a lone surrogate)",
+        ),
         (b'{"messages": [], "weight": NaN}', "NaN is not a number JSON allows"),
     ],
     ids=["bad-byte", "latin-1", "nesting", "surrogate", "nan"],
-)  # fmt: skip
+)
 def test_each_bad_line_is_named_and_the_others_still_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], line: bytes, reason: str
 ) -> None:
@@ -128,7 +130,7 @@ def test_an_output_that_is_a_file_or_a_full_disk_is_a_clear_error(
 FULL_DISK = """
 import os, sys, tempfile
 from pathlib import Path
-from jobs.data import prepare
+from finetune_phi.data import prepare
 real = tempfile.mkstemp
 def on_full_disk(dir=None, prefix=None, **kw):
     handle, name = real(dir=dir, prefix=prefix, **kw)
@@ -146,14 +148,14 @@ def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
     assert prepare("--from", str(SAMPLE), "--out", str(tmp_path)) == 0
     mask = os.umask(0)
     os.umask(mask)
-    for name in ("train_data.jsonl", "test_data.jsonl"):
+    for name in ("train_data.jsonl", "eval_data.jsonl"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask
 
 
 SLOW_WRITE = """
 import sys, time
 from pathlib import Path
-from jobs.data.prepare import write_jsonl_atomically
+from finetune_phi.data.prepare import write_jsonl_atomically
 class SlowRows(list):
     def __iter__(self):
         print("writing", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,15 +13,16 @@ import yaml
 from azure.ai.ml import load_online_deployment
 from azure.ai.ml.entities import ManagedOnlineDeployment
 
-from infra.azure_facts import AZURE_TORCH
-from jobs import state
-from jobs.cli.main import main
-from jobs.cloud.deploy.managed import (
+from finetune_phi.cli.main import main
+from finetune_phi.cloud.deploy.managed import (
     PROBE_INITIAL_DELAY_S,
     DeployRequest,
     RolloutError,
     rollout,
 )
+from finetune_phi.core import state
+from finetune_phi.core.azure_facts import AZURE_TORCH
+from finetune_phi.core.errors import UsageError
 
 OUTPUTS = {
     "subscriptionId": "sub-1",
@@ -289,8 +291,13 @@ def test_a_rollout_that_loses_a_race_never_replaces_the_live_deployment() -> Non
 
     client.online_endpoints.get = get  # type: ignore[method-assign]
     with pytest.raises(RolloutError, match="began taking traffic while this rollout ran"):
-        rollout(client, DeployRequest(job="job-2"), endpoint_name="phi-dev-abc123",
-                identity_client_id="c", log=lambda _: None)  # fmt: skip
+        rollout(
+            client,
+            DeployRequest(job="job-2"),
+            endpoint_name="phi-dev-abc123",
+            identity_client_id="c",
+            log=lambda _: None,
+        )
     assert service.events.count("create green") == 1
     assert service.endpoint.traffic == {"blue": 0, "green": 100}
 
@@ -301,7 +308,7 @@ def test_a_second_concurrent_deploy_from_this_folder_fails_clearly(
     def no_client(*_: object) -> None:
         raise AssertionError("nothing may be sent")
 
-    monkeypatch.setattr("jobs.stack_outputs.Workspace.client", no_client)
+    monkeypatch.setattr("finetune_phi.core.stack_outputs.Workspace.client", no_client)
     with state.locked("deploy-phi-dev-abc123"):
         assert main(["deploy", "--outputs", "outputs.json", "--job", "j1"]) == 2
     assert "another phi command holds" in capsys.readouterr().err
@@ -320,7 +327,7 @@ def test_a_corrupt_state_file_names_itself_and_the_fix(
 
 PARALLEL_WRITES = """
 import sys
-from jobs import state
+from finetune_phi.core import state
 for n in range(int(sys.argv[2])):
     state.record(f"workspace-{sys.argv[1]}", f"key-{n}", n)
 """
@@ -337,3 +344,46 @@ def test_parallel_records_all_survive(tmp_path: Path, monkeypatch: pytest.Monkey
     assert [w.wait(timeout=120) for w in writers] == [0, 0, 0, 0]
     data = json.loads((tmp_path / "state.json").read_text())
     assert sum(len(entries) for entries in data.values()) == 200
+
+
+HOLD_THE_LOCK = """
+import sys
+from finetune_phi.core import state
+with state.locked(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_another_process_holding_a_lock_keeps_this_one_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("PHI_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(state, "WAIT_SECONDS", 1.0)
+    name = "deploy-phi-dev-abc123"
+    message = f"another phi command holds {tmp_path / name}.lock; wait for it to finish"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        with pytest.raises(UsageError, match=re.escape(message)), state.locked(name, wait=False):
+            pass
+        assert time.monotonic() - started < 0.5  # at once, without waiting
+        started = time.monotonic()  # waiting, it gives up after WAIT_SECONDS
+        with pytest.raises(UsageError, match=re.escape(message)), state.locked(name):
+            pass
+        assert time.monotonic() - started >= 1.0
+    finally:
+        holder.communicate("done\n", timeout=30)
+    with state.locked(name, wait=False):  # released with its holder
+        pass

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core.credentials import AccessToken
 
-from infra.azure_facts import API_VERSIONS
-from infra.roles import BuiltInRole
-from jobs.cli import doctor as doctor_cli
-from jobs.cli.main import main
-from jobs.cloud.doctor import CHECKS
-from tests.arm_server import ArmState, arm_server
+from finetune_phi.cli import doctor as doctor_cli
+from finetune_phi.cli.main import main
+from finetune_phi.cloud.doctor import CHECKS, Clients
+from finetune_phi.core.arm import ARM_ENDPOINT, ARM_SCOPE
+from finetune_phi.core.azure_facts import API_VERSIONS
+from finetune_phi.core.roles import BuiltInRole
+from tests.arm_server import ArmState, arm_server, arm_session
 from tests.support import BIN, ROOT, assert_one_sign_in_line, without_azure_sign_in
 
 SUB = "00000000-0000-0000-0000-000000000001"
@@ -39,10 +42,14 @@ DELETED_VAULT = f"{PROVIDERS}/Microsoft.KeyVault/locations/eastus2/deletedVaults
 DELETED_LOGS = f"{PROVIDERS}/Microsoft.OperationalInsights/deletedWorkspaces"
 ROLES = f"{PROVIDERS}/Microsoft.Authorization/roleAssignments"
 NAMESPACES = [
-    "Microsoft.MachineLearningServices", "Microsoft.Storage", "Microsoft.KeyVault",
-    "Microsoft.ContainerRegistry", "Microsoft.Insights", "Microsoft.OperationalInsights",
+    "Microsoft.MachineLearningServices",
+    "Microsoft.Storage",
+    "Microsoft.KeyVault",
+    "Microsoft.ContainerRegistry",
+    "Microsoft.Insights",
+    "Microsoft.OperationalInsights",
     "Microsoft.ManagedIdentity",
-]  # fmt: skip
+]
 
 
 def usage(name: str, current: int, limit: int) -> dict[str, Any]:
@@ -85,15 +92,29 @@ def healthy(state: ArmState) -> None:
     state.documents[ROLES] = {
         "value": [
             assignment(BuiltInRole.CONTRIBUTOR, group),
-            assignment(BuiltInRole.STORAGE_BLOB_DATA_READER, f"{group}/providers/Microsoft.Storage/storageAccounts/stphidevabc123"),
-            assignment(BuiltInRole.ACR_PULL, f"{group}/providers/Microsoft.ContainerRegistry/registries/crphidevabc123"),
+            assignment(
+                BuiltInRole.STORAGE_BLOB_DATA_READER,
+                f"{group}/providers/Microsoft.Storage/storageAccounts/stphidevabc123",
+            ),
+            assignment(
+                BuiltInRole.ACR_PULL,
+                f"{group}/providers/Microsoft.ContainerRegistry/registries/crphidevabc123",
+            ),
         ]
-    }  # fmt: skip
+    }
     for namespace in NAMESPACES:
         state.documents[f"{PROVIDERS}/{namespace}"] = {
             "namespace": namespace,
             "registrationState": "Registered",
         }
+
+
+class FakeCredential:
+    """Signed in, offline: a token for Resource Manager, never asked of any service."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        assert scopes == (ARM_SCOPE,)
+        return AccessToken("test-token", int(time.time()) + 3600)
 
 
 def doctor(
@@ -104,15 +125,25 @@ def doctor(
     *args: str,
     outputs: dict[str, Any] | None = None,
 ) -> tuple[int, str, ArmState]:
-    monkeypatch.setattr(doctor_cli, "arm_token_provider", lambda: lambda: "test-token")
+    """`phi doctor ARGS` with both of its clients (ArmClient, azure-ai-ml) on a session that
+    sends Resource Manager's address to the stand-in and refuses every other one."""
     (tmp_path / "outputs.json").write_text(json.dumps(outputs or OUTPUTS))
     with arm_server() as (endpoint, state):
+        session = arm_session(endpoint, state)
+        monkeypatch.setattr(
+            doctor_cli,
+            "signed_in",
+            lambda subscription, arm: Clients.signed_in(
+                FakeCredential(), subscription, session, arm
+            ),
+        )
         healthy(state)
         prepare(state)
         for document in state.documents.values():
             if isinstance(document, dict) and "nextLink" in document:
-                document["nextLink"] = str(document["nextLink"]).replace("{endpoint}", endpoint)
-        code = main(["doctor", "--arm-endpoint", endpoint, "--project-dir", str(tmp_path), *args])
+                document["nextLink"] = str(document["nextLink"]).replace("{endpoint}", ARM_ENDPOINT)
+        code = main(["doctor", "--project-dir", str(tmp_path), *args])
+    assert state.refused == []
     return code, capsys.readouterr().out, state
 
 
@@ -164,7 +195,16 @@ def test_each_failure_is_a_row_with_its_fix_and_exit_1(
         roles["value"] = roles["value"][:2]
         state.documents[f"{PROVIDERS}/Microsoft.Storage"] = {"registrationState": "NotRegistered"}
 
-    code, out, _ = doctor(tmp_path, monkeypatch, capsys, broken, "--outputs", str(tmp_path / "outputs.json"), "--nodes", "2")  # fmt: skip
+    code, out, _ = doctor(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        broken,
+        "--outputs",
+        str(tmp_path / "outputs.json"),
+        "--nodes",
+        "2",
+    )
     assert code == 1
     failed = {(row[0], row[2]): row[3] for row in rows(out) if row[1] == "FAIL"}
     assert any(
@@ -261,13 +301,64 @@ def test_a_redirect_is_never_followed_with_the_token(
     assert "not followed" in quota[2]
 
 
+def test_a_refused_usage_list_is_one_quota_row_and_the_other_checks_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refused(state: ArmState) -> None:
+        state.failing[USAGES] = (403, "AuthorizationFailed")
+
+    code, out, _ = doctor(
+        tmp_path, monkeypatch, capsys, refused, "--outputs", str(tmp_path / "outputs.json")
+    )
+    assert code == 1
+    table = rows(out)
+    assert [row for row in table if row[0] == "quota"] == [
+        [
+            "quota",
+            "FAIL",
+            "compute usage in eastus2: HTTP 403: AuthorizationFailed: AuthorizationFailed for test",
+            "the signed-in identity needs Reader on the subscription",
+        ]
+    ]
+    assert {row[0] for row in table} == set(CHECKS)
+    assert [row[1] for row in table if row[0] != "quota"].count("FAIL") == 0
+
+
+def test_a_next_link_off_resource_manager_gets_no_request_and_no_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def elsewhere(state: ArmState) -> None:
+        usages: Any = state.documents[USAGES]
+        usages["nextLink"] = "https://example.com/collect"
+
+    code, out, state = doctor(
+        tmp_path, monkeypatch, capsys, elsewhere, "--outputs", str(tmp_path / "outputs.json")
+    )
+    assert code == 1
+    [quota] = [row for row in rows(out) if row[0] == "quota"]
+    assert quota[2] == (f"nextLink https://example.com/collect leaves {ARM_ENDPOINT}; not followed")
+    assert state.refused == []  # refused before the transport, let alone the token
+    assert [call.path for call in state.calls if "usages" in call.path] == [USAGES]
+
+
 def test_without_credentials_one_line_says_how_to_sign_in(tmp_path: Path) -> None:
     (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
     result = subprocess.run(
-        [str(BIN / "phi"), "doctor", "--outputs", str(tmp_path / "outputs.json"), "--arm-endpoint", "http://127.0.0.1:9"],
-        env=without_azure_sign_in(tmp_path), capture_output=True, text=True, timeout=120,
-        check=False, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            str(BIN / "phi"),
+            "doctor",
+            "--outputs",
+            str(tmp_path / "outputs.json"),
+            "--arm-endpoint",
+            "http://127.0.0.1:9",
+        ],
+        env=without_azure_sign_in(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
     assert_one_sign_in_line(result)
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from flow.endpoint_client import EndpointClient, EndpointError, history_messages
-from jobs.cli.main import main
+from finetune_phi.cli.main import main
+from finetune_phi.endpoint_client import EndpointClient, EndpointError, history_messages
 from tests.contract_server import Recorded, Reply, contract_server
 
 SECRET = "s3cr3t-endpoint-key"
@@ -143,7 +143,7 @@ def test_phi_chat_shows_the_scoring_scripts_reason_behind_azures_424(
         {"error": "parameters.temperature = 5 is out of range: at least 0, at most 2"},
     )
     with endpoint([reply]) as (uri, _):
-        assert main(["chat", "--local", uri, "--temperature", "5", "Hi"]) == 1
+        assert main(["chat", "--url", uri, "--temperature", "5", "Hi"]) == 1
     assert capsys.readouterr().err == (
         "phi: error: HTTP 400 (424 from Azure): parameters.temperature = 5 is out of range: "
         "at least 0, at most 2\n"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from flow.endpoint_client import RETRY_AFTER_CAP, EndpointClient, EndpointError
+from finetune_phi.endpoint_client import RETRY_AFTER_CAP, EndpointClient, EndpointError
 from tests.contract_server import Recorded, contract_server
 from tests.support import raw_server, read_request
 

@@ -1,6 +1,6 @@
 """The Azure ML environments and the tests' environment come from one lock: the same
 version of every package, but torch, which in Azure is PyPI's CUDA 12 build with its CUDA
-wheels (infra/azure_facts.py says which and why)."""
+wheels (src/finetune_phi/core/azure_facts.py says which and why)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.azure_facts import AZURE_TORCH
-from jobs.cloud.environment import conda_environment
-from jobs.uploads import SCORE_REQUIREMENTS, TRAIN_REQUIREMENTS
+from finetune_phi.cloud.environment import conda_environment
+from finetune_phi.core.azure_facts import AZURE_TORCH
+from finetune_phi.core.folders import SCORE_REQUIREMENTS, TRAIN_REQUIREMENTS
 from tests.support import ROOT
 
 # What the CUDA build of torch brings beside itself.

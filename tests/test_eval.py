@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from jobs.cli.main import main
+from finetune_phi.cli.main import main
 from tests.contract_server import Recorded, contract_server
 
 
 @pytest.fixture
 def held_out(fine_tuned: Path) -> Path:
     """The rehearsal's test split: the conversations the fine-tune never saw."""
-    return fine_tuned.parent / "data" / "test_data.jsonl"
+    return fine_tuned / "data" / "eval_data.jsonl"
 
 
 def evaluate(*args: str) -> int:
@@ -29,12 +29,25 @@ def report(out: Path) -> dict[str, Any]:
 
 
 def test_the_fine_tune_beats_its_base_and_passes_the_gate(
-    tiny_model: Path, fine_tuned: Path, held_out: Path, tmp_path: Path,
+    tiny_model: Path,
+    fine_tuned: Path,
+    held_out: Path,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     out = tmp_path / "eval"
-    code = evaluate("--base", str(tiny_model), "--candidate", str(fine_tuned / "model"),
-                    "--data", str(held_out), "--out", str(out), "--gate", "loss")  # fmt: skip
+    code = evaluate(
+        "--base",
+        str(tiny_model),
+        "--candidate",
+        str(fine_tuned / "model"),
+        "--data",
+        str(held_out),
+        "--out",
+        str(out),
+        "--gate",
+        "loss",
+    )
     assert code == 0, capsys.readouterr().err
     result = report(out)
     rows = held_out.read_text().splitlines()
@@ -53,11 +66,26 @@ def test_the_fine_tune_beats_its_base_and_passes_the_gate(
 
 
 def test_the_gate_fails_when_base_and_candidate_are_swapped(
-    tiny_model: Path, fine_tuned: Path, held_out: Path, tmp_path: Path,
+    tiny_model: Path,
+    fine_tuned: Path,
+    held_out: Path,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
-    code = evaluate("--base", str(fine_tuned / "model"), "--candidate", str(tiny_model),
-                    "--data", str(held_out), "--out", str(tmp_path), "--gate", "f1", "--limit", "4")  # fmt: skip
+) -> None:
+    code = evaluate(
+        "--base",
+        str(fine_tuned / "model"),
+        "--candidate",
+        str(tiny_model),
+        "--data",
+        str(held_out),
+        "--out",
+        str(tmp_path),
+        "--gate",
+        "f1",
+        "--limit",
+        "4",
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "--gate f1: the candidate is worse than the base (f1 " in err
@@ -65,9 +93,12 @@ def test_the_gate_fails_when_base_and_candidate_are_swapped(
 
 
 def test_a_phi_serve_url_is_evaluated_through_the_scoring_contract(
-    scoring_server: str, fine_tuned: Path, held_out: Path, tmp_path: Path,
+    scoring_server: str,
+    fine_tuned: Path,
+    held_out: Path,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     local, served = tmp_path / "local", tmp_path / "served"
     common = ["--base", str(fine_tuned / "model"), "--data", str(held_out), "--limit", "4"]
     assert evaluate(*common, "--candidate", str(fine_tuned / "model"), "--out", str(local)) == 0
@@ -84,13 +115,26 @@ def test_a_phi_serve_url_is_evaluated_through_the_scoring_contract(
 
 
 def test_an_endpoint_that_refuses_the_key_is_one_line(
-    tiny_model: Path, held_out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tiny_model: Path,
+    held_out: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.setenv("PHI_ENDPOINT_KEY", "wrong-key-1")
     with contract_server(Recorded(key="right-key-2")) as (url, _):
-        code = evaluate("--base", str(tiny_model), "--candidate", url, "--data", str(held_out),
-                        "--out", str(tmp_path), "--limit", "1")  # fmt: skip
+        code = evaluate(
+            "--base",
+            str(tiny_model),
+            "--candidate",
+            url,
+            "--data",
+            str(held_out),
+            "--out",
+            str(tmp_path),
+            "--limit",
+            "1",
+        )
     assert code == 1
     err = capsys.readouterr().err
     assert "rejected the key (HTTP 401)" in err

@@ -11,13 +11,13 @@ from azure.ai.ml import PyTorchDistribution, load_job
 from azure.ai.ml.entities import Command
 from azure.core.exceptions import ResourceNotFoundError
 
-from infra.azure_facts import AZURE_TORCH
-from jobs import state
-from jobs.cli.main import main
-from jobs.cloud.environment import BASE_IMAGE
-from jobs.cloud.finetune.custom import build_job
-from jobs.cloud.finetune.data_assets import content_version
-from jobs.cloud.finetune.methods import SubmitOptions, submit
+from finetune_phi.cli.main import main
+from finetune_phi.cloud.environment import BASE_IMAGE
+from finetune_phi.cloud.finetune.custom import build_job, finetune_request
+from finetune_phi.cloud.finetune.data_assets import content_version
+from finetune_phi.cloud.finetune.methods import SubmitOptions, submit
+from finetune_phi.core import state
+from finetune_phi.core.azure_facts import AZURE_TORCH
 from tests.support import SAMPLE, submit_workdir
 
 OUTPUTS = {
@@ -63,7 +63,7 @@ def test_dry_run_job_loads_with_the_expected_spec(
     assert (
         job.inputs["train_data"].path.removeprefix("azureml:") == f"phi-chat-train:{train_version}"
     )
-    assert job.inputs["test_data"].path.removeprefix("azureml:").startswith("phi-chat-test:")
+    assert job.inputs["eval_data"].path.removeprefix("azureml:").startswith("phi-chat-eval:")
     assert job.outputs["model"].type == "mlflow_model"
     assert job.command is not None
     assert "--model_output ${{outputs.model}}" in job.command
@@ -135,7 +135,7 @@ def test_missing_outputs_name_the_key_and_its_variable(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["finetune", "submit", "--dry-run"]) == 2
-    assert "lack gpuComputeName (or $FINETUNE_PHI_GPU_COMPUTE_NAME)" in capsys.readouterr().err
+    assert "lack gpuComputeName (or $PHI_GPU_COMPUTE_NAME)" in capsys.readouterr().err
 
 
 class FakeAssets:
@@ -174,9 +174,9 @@ class FakeMlClient:
 
 def test_resubmitting_the_same_data_uploads_nothing(workdir: Path) -> None:
     options = SubmitOptions(
-        workdir / "data" / "train_data.jsonl", workdir / "data" / "test_data.jsonl"
+        workdir / "data" / "train_data.jsonl", workdir / "data" / "eval_data.jsonl"
     )
-    request = options.custom_request()
+    request = finetune_request(options.request())
     client = FakeMlClient()
     submit(client, options, build_job(request, "gpu-phidev"), log=lambda _: None)
     submit(client, options, build_job(request, "gpu-phidev"), log=lambda _: None)
@@ -192,3 +192,28 @@ def test_the_job_name_is_recorded_for_phi_deploy(workdir: Path) -> None:
     assert state.recall("sub-1/rg-phi-dev/mlw-phi-dev", "last_finetune_job") == "job-7"
     assert state.recall("sub-1/rg-phi-dev/other", "last_finetune_job") is None
     assert (workdir / ".phi" / "state.json").exists()
+
+
+def test_a_folder_prepared_before_the_rename_still_submits(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = workdir / "data"
+    (data / "eval_data.jsonl").rename(data / "test_data.jsonl")
+    assert main(["finetune", "submit", "--outputs", "outputs.json", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert "--eval_file ${{inputs.eval_data}}" in out
+    assert err == (
+        "phi: warning: data/test_data.jsonl is now data/eval_data.jsonl; "
+        "the old spelling goes in 0.3\n"
+    )
+
+
+def test_the_old_option_still_works_and_names_the_new_one(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held_out = str(workdir / "data" / "eval_data.jsonl")
+    args = ["finetune", "submit", "--outputs", "outputs.json", "--dry-run", "--test-file", held_out]
+    assert main(args) == 0
+    assert capsys.readouterr().err == (
+        "phi: warning: --test-file is now --eval-file; the old spelling goes in 0.3\n"
+    )

@@ -12,10 +12,10 @@ import urllib.request
 import pytest
 import yaml
 
-from jobs.cli.main import main
-from jobs.local.serve import free_port
+from finetune_phi.cli.main import main
+from finetune_phi.local.serve import free_port
 from tests.contract_server import Recorded, contract_server
-from tests.support import BIN, FLOW_DIR, answer_of, connect, flow_test
+from tests.support import BIN, PROMPT_FLOW, answer_of, connect, flow_copy, flow_test
 
 KEY = "right-key-5c1d"
 HISTORY = [
@@ -75,9 +75,23 @@ def test_pf_flow_serve_answers_over_http(
     with contract_server(Recorded(key=KEY)) as (endpoint, _):
         connect(endpoint, KEY, pf_env)
         server = subprocess.Popen(
-            [str(BIN / "pf"), "flow", "serve", "--source", str(FLOW_DIR), "--port", str(port), "--host", "127.0.0.1", "--skip-open-browser"],
-            env=pf_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                str(BIN / "pf"),
+                "flow",
+                "serve",
+                "--source",
+                str(flow_copy(pf_env)),
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+                "--skip-open-browser",
+            ],
+            env=pf_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             body = json.dumps(
                 {"question": "Which river flows through it?", "chat_history": HISTORY}
@@ -110,17 +124,17 @@ def test_connect_with_endpoint_needs_the_key_variable(
 
 
 def test_the_flow_folder_names_its_connection_and_holds_no_secret() -> None:
-    dag = yaml.safe_load((FLOW_DIR / "flow.dag.yaml").read_text())
+    dag = yaml.safe_load((PROMPT_FLOW / "flow.dag.yaml").read_text())
     assert dag["$schema"].endswith("Flow.schema.json")
     assert dag["inputs"]["question"]["is_chat_input"] is True
     assert dag["inputs"]["chat_history"]["is_chat_history"] is True
     assert dag["outputs"]["answer"]["is_chat_output"] is True
     assert dag["nodes"][0]["inputs"]["connection"] == "phi3-endpoint"
-    for path in FLOW_DIR.iterdir():
+    for path in PROMPT_FLOW.iterdir():
         if path.is_file():
             text = path.read_text()
             assert "inference.ml.azure.com" not in text
             assert not re.search(r"key[ \t]*[:=][ \t]*[\"']?[A-Za-z0-9+/=_-]{16,}", text, re.I)
-    rows = [json.loads(line) for line in (FLOW_DIR / "data.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (PROMPT_FLOW / "data.jsonl").read_text().splitlines()]
     assert rows
     assert all({"question", "chat_history"} <= set(row) for row in rows)

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from finetune_phi.core.folders import AGENT_CHAT
 from tests.contract_server import Recorded, contract_server
-from tests.support import AGENT_PYTHON, answer_of, connect, flow_test
+from tests.support import AGENT_PYTHON, PHI, answer_of, connect, flow_test
 
 pytestmark = pytest.mark.skipif(
     not AGENT_PYTHON.is_file(), reason="no Agent Framework environment: run `make venv-agent`"
@@ -33,10 +34,22 @@ def agent_flow(endpoint: str, key: str, *args: str) -> str:
         "PHI_ENDPOINT_API": "score",
     }
     result = subprocess.run(
-        [str(AGENT_PYTHON), "-m", "flow.maf", "--question", QUESTION,
-         "--chat-history", json.dumps(HISTORY), "--json", *args],
-        env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        [
+            str(AGENT_PYTHON),
+            str(AGENT_CHAT),
+            "--question",
+            QUESTION,
+            "--chat-history",
+            json.dumps(HISTORY),
+            "--json",
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return str(json.loads(result.stdout)["answer"])
 
@@ -65,19 +78,64 @@ def test_greedy_answers_of_the_fine_tuned_model_are_identical(
     endpoint = f"{scoring_server}/score"
     connect(endpoint, "local", pf_env)
     prompt_flow = subprocess.run(
-        [*flow_test_command(), "temperature=0"], env=pf_env, capture_output=True, text=True,
-        timeout=180, check=False,
-    )  # fmt: skip
+        [*flow_test_command(pf_env), "temperature=0"],
+        env=pf_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert prompt_flow.returncode == 0, prompt_flow.stderr
     agent = agent_flow(endpoint, "local", "--temperature", "0")
     assert agent.strip()
     assert answer_of(prompt_flow) == agent
 
 
-def flow_test_command() -> list[str]:
-    from tests.support import BIN, FLOW_DIR
+def flow_test_command(env: dict[str, str]) -> list[str]:
+    from tests.support import BIN, flow_copy
 
     return [
-        str(BIN / "pf"), "flow", "test", "--flow", str(FLOW_DIR),
-        "--inputs", f"question={QUESTION}", f"chat_history={json.dumps(HISTORY)}",
-    ]  # fmt: skip
+        str(BIN / "pf"),
+        "flow",
+        "test",
+        "--flow",
+        str(flow_copy(env)),
+        "--inputs",
+        f"question={QUESTION}",
+        f"chat_history={json.dumps(HISTORY)}",
+    ]
+
+
+def test_phi_chat_asks_through_the_agent_framework() -> None:
+    """`phi chat --agent` hands the endpoint to the Agent Framework chat, which sends the
+    flow's request (its system prompt and token budget) and prints the answer."""
+    with contract_server() as (endpoint, recorded):
+        result = subprocess.run(
+            [*PHI, "chat", "--agent", "--url", endpoint, QUESTION],
+            env={**os.environ, "PHI_AGENT_PYTHON": str(AGENT_PYTHON)},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"2 messages; last: {QUESTION}"
+    [request] = recorded.requests
+    assert request["input_data"]["input_string"][0]["role"] == "system"
+    assert set(request["input_data"]["parameters"]) == {"temperature", "max_new_tokens"}
+
+
+def test_phi_chat_without_the_agent_environment_says_how_to_make_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*PHI, "chat", "--agent", "--url", "http://127.0.0.1:9/score", QUESTION],
+        env={**os.environ, "PHI_AGENT_PYTHON": str(tmp_path / "no-python")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "phi: error: no Agent Framework environment: run `make venv-agent` in the checkout, "
+        "or set $PHI_AGENT_PYTHON to its Python\n"
+    )

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.config import ConfigError
-from infra.contract import OUTPUTS
-from infra.roles import BuiltInRole, assignment_name
+from finetune_phi.core.config import ConfigError
+from finetune_phi.core.contract import OUTPUTS
+from finetune_phi.core.roles import BuiltInRole, assignment_name
 from tests.pulumi_harness import (
     MOCK_ENDPOINT_KEY,
     ROOT,

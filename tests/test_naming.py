@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from infra.config import parse
-from infra.naming import RULES, stable_suffix
-from infra.roles import BuiltInRole, assignment_name
+from finetune_phi.core.config import parse
+from finetune_phi.core.naming import RULES, stable_suffix
+from finetune_phi.core.roles import BuiltInRole, assignment_name
 
 SUB_A = "00000000-0000-0000-0000-00000000000a"
 SUB_B = "00000000-0000-0000-0000-00000000000b"

@@ -31,7 +31,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from infra.azure_facts import VM_SIZES
+from finetune_phi.core.azure_facts import VM_SIZES
 from policy.policies import (
     COMPUTE,
     KEY_VAULT,
@@ -341,7 +341,7 @@ def test_untagged_types_are_exactly_those_without_tags_in_the_sdk() -> None:
 
 
 def test_every_built_in_in_the_facts_table_is_named_by_a_rule() -> None:
-    from infra.azure_facts import POLICY_BUILTINS
+    from finetune_phi.core.azure_facts import POLICY_BUILTINS
 
     descriptions = " ".join(policy.description for policy in POLICIES)
     for key, builtin in POLICY_BUILTINS.items():

@@ -6,8 +6,12 @@ import re
 import subprocess
 from pathlib import Path
 
-from jobs.local.rehearse import STAGES
+import pytest
+
+from finetune_phi.local.rehearse import STAGES
 from tests.support import PHI, ROOT, Rehearsals, no_process_mentions, port_is_free
+
+pytestmark = pytest.mark.slow
 
 
 def test_rehearse_runs_the_whole_pipeline_and_leaves_nothing_running(

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from azure.ai.ml import load_serverless_endpoint
 
-from jobs.cli.main import main
-from jobs.cloud.deploy.serverless import ServerlessRequest, chat_url, delete, deploy
+from finetune_phi.cli.main import main
+from finetune_phi.cloud.deploy.serverless import ServerlessRequest, chat_url, delete, deploy
 from tests.contract_server import Recorded, contract_server
 from tests.support import answer_of, connect, flow_test
 
@@ -148,7 +148,7 @@ def test_phi_chat_speaks_chat_completions(capsys: pytest.CaptureFixture[str]) ->
             main(
                 [
                     "chat",
-                    "--local",
+                    "--url",
                     url,
                     "--api",
                     "chat-completions",

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from jobs.cli.main import main
-from jobs.uploads.score.contract import (
+from finetune_phi.cli.main import main
+from jobs.score.contract import (
     MAX_BATCH,
     MAX_MESSAGE_CHARS,
     MAX_MESSAGES,
@@ -191,7 +191,7 @@ def test_phi_chat_against_the_local_server(server: str, capsys: pytest.CaptureFi
         main(
             [
                 "chat",
-                "--local",
+                "--url",
                 server,
                 "--greedy",
                 "--max-new-tokens",
@@ -208,7 +208,7 @@ def test_phi_chat_reports_a_bad_request_clearly(
     server: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # the endpoint refused at run time (exit 1), not a usage error of phi (exit 2)
-    assert main(["chat", "--local", server, "--max-new-tokens", "5000", "Hi"]) == 1
+    assert main(["chat", "--url", server, "--max-new-tokens", "5000", "Hi"]) == 1
     assert "HTTP 400" in capsys.readouterr().err
 
 
@@ -261,26 +261,86 @@ def test_health_and_other_clients_are_answered_during_a_long_generation(server: 
 @pytest.mark.parametrize(
     ("raw", "status", "reason"),
     [
-        (b'{"input_data": {"input_string": [{"role": "user", "content": "Hi"}], "parameters": {"temperature": NaN}}}',
-         400, "NaN: JSON numbers must be finite"),
-        (b'{"input_data": ["q"], "params": {"max_new_tokens": ' + b"9" * 5000 + b"}}",
-         400, "an integer of 5000 digits; at most 18"),
+        (
+            b'{"input_data": {"input_string": [{"role": "user", "content": "Hi"}], "parameters": {"temperature": NaN}}}',
+            400,
+            "NaN: JSON numbers must be finite",
+        ),
+        (
+            b'{"input_data": ["q"], "params": {"max_new_tokens": ' + b"9" * 5000 + b"}}",
+            400,
+            "an integer of 5000 digits; at most 18",
+        ),
         (b'{"input_data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested too deeply"),
         (b'{"input_data": ["\\ud800 lone"]}', 400, "not valid Unicode (a lone surrogate)"),
-        (b'{"input_data": ["q"], "parameters": {"temperature": 0.1}}', 400,
-         "the batch shape takes its parameters in 'params'"),
-        (json.dumps({"input_data": {"input_string": [{"role": "user", "content": "x" * (MAX_MESSAGE_CHARS + 1)}]}}).encode(),
-         400, f"at most {MAX_MESSAGE_CHARS}"),
-        (json.dumps({"input_data": {"input_string": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}] * 40 + [{"role": "user", "content": "q"}]}}).encode(),
-         400, f"holds 81 messages; at most {MAX_MESSAGES}"),
-        (json.dumps({"input_data": ["q"] * 16, "params": {"max_new_tokens": 8}, "x": "y" * (MAX_REQUEST_BYTES + 1)}).encode(),
-         413, f"at most {MAX_REQUEST_BYTES}"),
-        (json.dumps({"input_data": {"input_string": [{"role": "user", "content": "word " * 6000}], "parameters": {"max_new_tokens": 8}}}).encode(),
-         400, "tokens after the chat template; at most 4088"),
+        (
+            b'{"input_data": ["q"], "parameters": {"temperature": 0.1}}',
+            400,
+            "the batch shape takes its parameters in 'params'",
+        ),
+        (
+            json.dumps(
+                {
+                    "input_data": {
+                        "input_string": [{"role": "user", "content": "x" * (MAX_MESSAGE_CHARS + 1)}]
+                    }
+                }
+            ).encode(),
+            400,
+            f"at most {MAX_MESSAGE_CHARS}",
+        ),
+        (
+            json.dumps(
+                {
+                    "input_data": {
+                        "input_string": [
+                            {"role": "user", "content": "x"},
+                            {"role": "assistant", "content": "y"},
+                        ]
+                        * 40
+                        + [{"role": "user", "content": "q"}]
+                    }
+                }
+            ).encode(),
+            400,
+            f"holds 81 messages; at most {MAX_MESSAGES}",
+        ),
+        (
+            json.dumps(
+                {
+                    "input_data": ["q"] * 16,
+                    "params": {"max_new_tokens": 8},
+                    "x": "y" * (MAX_REQUEST_BYTES + 1),
+                }
+            ).encode(),
+            413,
+            f"at most {MAX_REQUEST_BYTES}",
+        ),
+        (
+            json.dumps(
+                {
+                    "input_data": {
+                        "input_string": [{"role": "user", "content": "word " * 6000}],
+                        "parameters": {"max_new_tokens": 8},
+                    }
+                }
+            ).encode(),
+            400,
+            "tokens after the chat template; at most 4088",
+        ),
     ],
-    ids=["nan", "huge-integer", "deep-nesting", "lone-surrogate", "stray-parameters",
-         "long-message", "many-messages", "too-large", "over-context"],
-)  # fmt: skip
+    ids=[
+        "nan",
+        "huge-integer",
+        "deep-nesting",
+        "lone-surrogate",
+        "stray-parameters",
+        "long-message",
+        "many-messages",
+        "too-large",
+        "over-context",
+    ],
+)
 def test_hostile_requests_get_a_reason_and_the_server_stays_up(
     server: str, raw: bytes, status: int, reason: str
 ) -> None:

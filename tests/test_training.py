@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli.main import main
-from jobs.data.prepare import SampleSize, prepare
-from jobs.uploads import TRAIN_SOURCE
+from finetune_phi.cli.main import main
+from finetune_phi.core.folders import TRAIN_SOURCE
+from finetune_phi.data.prepare import SampleSize, prepare
 from tests.support import SAMPLE
 
 
@@ -86,6 +86,7 @@ def test_precision_and_cpu_mode_are_chosen_from_the_hardware(tmp_path: Path) -> 
         sys.path.pop(0)
 
 
+@pytest.mark.slow
 def test_distributed_training_logs_curated_mlflow_metrics_once(
     tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -97,12 +98,26 @@ def test_distributed_training_logs_curated_mlflow_metrics_once(
     data = prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=1, from_path=SAMPLE)
     code = main(
         [
-            "train", "--local", "--model", str(tiny_model), "--nproc-per-node", "2",
-            "--train-file", str(data.train), "--eval-file", str(data.test),
-            "--output-dir", str(tmp_path / "out"), "--num_train_epochs", "2",
-            "--max_length", "128", "--logging_steps", "1",
+            "train",
+            "--local",
+            "--model",
+            str(tiny_model),
+            "--gpus-per-node",
+            "2",
+            "--train-file",
+            str(data.train),
+            "--eval-file",
+            str(data.eval),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--num_train_epochs",
+            "2",
+            "--max_length",
+            "128",
+            "--logging_steps",
+            "1",
         ]
-    )  # fmt: skip
+    )
     assert code == 0
     metrics = json.loads((tmp_path / "out" / "checkpoints" / "metrics.json").read_text())
     assert metrics["world_size"] == 2
@@ -117,6 +132,7 @@ def test_distributed_training_logs_curated_mlflow_metrics_once(
     assert {"loss", "eval_loss", "learning_rate"} <= set(run.data.metrics)
 
 
+@pytest.mark.slow
 def test_sigterm_to_phi_train_stops_every_training_process(
     tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -125,18 +141,32 @@ def test_sigterm_to_phi_train_stops_every_training_process(
     import sys
     import time
 
-    from jobs.local.processes import stop_group
+    from finetune_phi.local.processes import stop_group
     from tests.support import no_process_mentions
 
     data = prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=1, from_path=SAMPLE)
     trainer = subprocess.Popen(
         [
-            sys.executable, "-m", "jobs.cli", "train", "--local", "--model", str(tiny_model),
-            "--nproc-per-node", "2", "--train-file", str(data.train),
-            "--output-dir", str(tmp_path / "out"), "--num_train_epochs", "500",
+            sys.executable,
+            "-m",
+            "finetune_phi.cli",
+            "train",
+            "--local",
+            "--model",
+            str(tiny_model),
+            "--gpus-per-node",
+            "2",
+            "--train-file",
+            str(data.train),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--num_train_epochs",
+            "500",
         ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     marker = str(tmp_path / "out" / "checkpoints")  # on the ranks' command lines only
     try:
         deadline = time.monotonic() + 120

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from jobs.cli.main import main
-from jobs.data.prepare import SampleSize, prepare
-from jobs.uploads import TRAIN_SOURCE
+from finetune_phi.cli.main import main
+from finetune_phi.core.folders import TRAIN_SOURCE
+from finetune_phi.data.prepare import SampleSize, prepare
 from tests.support import SAMPLE, serving
 
 LORA = ["--use_peft", "--lora_r", "8", "--lora_alpha", "16", "--lora_target_modules", "all-linear"]
@@ -24,11 +24,25 @@ def train(model: Path, out: Path, *trl_args: str) -> Path:
     data = prepare(out_dir=out / "data", size=SampleSize(rows=20), seed=1, from_path=SAMPLE)
     code = main(
         [
-            "train", "--local", "--model", str(model), "--train-file", str(data.train),
-            "--output-dir", str(out / "run"), "--num_train_epochs", "2", "--max_length", "128",
-            "--learning_rate", "1e-2", "--logging_steps", "1", *trl_args,
+            "train",
+            "--local",
+            "--model",
+            str(model),
+            "--train-file",
+            str(data.train),
+            "--output-dir",
+            str(out / "run"),
+            "--num_train_epochs",
+            "2",
+            "--max_length",
+            "128",
+            "--learning_rate",
+            "1e-2",
+            "--logging_steps",
+            "1",
+            *trl_args,
         ]
-    )  # fmt: skip
+    )
     assert code == 0
     return out / "run"
 
@@ -49,6 +63,7 @@ def logits(model: Any, input_ids: Any) -> Any:
         return model.eval()(input_ids).logits
 
 
+@pytest.mark.slow
 def test_lora_writes_the_merged_model_whose_outputs_are_the_adapters(
     tiny_model: Path, lora_run: Path
 ) -> None:
@@ -68,6 +83,7 @@ def test_lora_writes_the_merged_model_whose_outputs_are_the_adapters(
     assert (merged - before).abs().max() > 1e-2, "the adapter learned nothing"
 
 
+@pytest.mark.slow
 def test_lora_run_records_its_levers_in_metrics_and_mlflow(
     lora_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -92,6 +108,7 @@ def test_lora_run_records_its_levers_in_metrics_and_mlflow(
     assert run.data.metrics["trainable_parameters"] == metrics["trainable_parameters"]
 
 
+@pytest.mark.slow
 def test_lora_model_serves_through_the_unchanged_scoring_path(lora_run: Path) -> None:
     with serving(lora_run / "model") as url:
         body = {"input_data": {"input_string": [{"role": "user", "content": "Hello?"}]}}
@@ -100,6 +117,7 @@ def test_lora_model_serves_through_the_unchanged_scoring_path(lora_run: Path) ->
     assert isinstance(response.json()["output"], str)
 
 
+@pytest.mark.slow
 def test_qlora_trains_a_4bit_base_and_serves_a_full_precision_merge(
     tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -119,10 +137,17 @@ def refused(
     sample = prepare(out_dir=tmp_path, size=SampleSize(rows=10), seed=1, from_path=SAMPLE)
     code = main(
         [
-            "train", "--local", "--model", str(model), "--train-file", str(sample.train),
-            "--output-dir", str(tmp_path / "out"), *trl_args,
+            "train",
+            "--local",
+            "--model",
+            str(model),
+            "--train-file",
+            str(sample.train),
+            "--output-dir",
+            str(tmp_path / "out"),
+            *trl_args,
         ]
-    )  # fmt: skip
+    )
     return code, capfd.readouterr().err
 
 
@@ -133,13 +158,13 @@ def refused(
     [
         (["--load_in_4bit"], 2, "--load_in_4bit freezes the base model: add --use_peft"),
         (
-            ["--use_peft", "--load_in_8bit", "--nproc-per-node", "2", "--fsdp"],
+            ["--use_peft", "--load_in_8bit", "--gpus-per-node", "2", "--fsdp"],
             2,
             "with --fsdp is not supported",
         ),
         (["--dtype", "bfloat16"], 2, "--dtype: precision follows --bf16/--fp16"),
         (["--use_liger_kernel", "true"], 1, "--use_liger_kernel needs CUDA GPUs"),
-        (["--nproc-per-node", "2", "--fsdp"], 1, "--fsdp needs CUDA GPUs"),
+        (["--gpus-per-node", "2", "--fsdp"], 1, "--fsdp needs CUDA GPUs"),
     ],
 )
 def test_a_lever_that_cannot_be_pulled_is_refused_before_loading(
@@ -277,11 +302,11 @@ def test_liger_kernels_give_the_same_loss(fixed_batch: tuple[Any, list[list[int]
 
 
 def test_fsdp_job_runs_every_gpu_with_the_shipped_fsdp_config(tmp_path: Path) -> None:
-    from jobs.cloud.finetune.custom import FinetuneRequest, build_job
+    from finetune_phi.cloud.finetune.custom import FinetuneRequest, build_job
 
     data = prepare(out_dir=tmp_path, size=SampleSize(rows=10), seed=1, from_path=SAMPLE)
     request = FinetuneRequest(
-        train_file=data.train, test_file=data.test, nodes=2, gpus_per_node=8, fsdp=True
+        train_file=data.train, eval_file=data.eval, nodes=2, gpus_per_node=8, fsdp=True
     )
     request.check()
     job = build_job(request, "gpu-cluster")
@@ -297,15 +322,31 @@ def test_fsdp_job_runs_every_gpu_with_the_shipped_fsdp_config(tmp_path: Path) ->
 def test_the_shipped_fsdp_config_is_one_the_trainer_accepts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from jobs.cloud.finetune.custom import training_script
+    from finetune_phi.cloud.finetune.custom import training_script
 
     # The Trainer's FSDP arguments export this; put it back as it was afterwards.
     monkeypatch.delenv("FSDP_CPU_RAM_EFFICIENT_LOADING", raising=False)
-    _, args, _ = training_script().make_parser().parse_args_and_config(
-        ["--fsdp", "--fsdp_config", str(TRAIN_SOURCE / "fsdp.json"), "--output_dir", "x",
-         "--use_cpu", "true", "--bf16", "false", "--model_name_or_path", "m",
-         "--train_file", "t"]
-    )  # fmt: skip
+    _, args, _ = (
+        training_script()
+        .make_parser()
+        .parse_args_and_config(
+            [
+                "--fsdp",
+                "--fsdp_config",
+                str(TRAIN_SOURCE / "fsdp.json"),
+                "--output_dir",
+                "x",
+                "--use_cpu",
+                "true",
+                "--bf16",
+                "false",
+                "--model_name_or_path",
+                "m",
+                "--train_file",
+                "t",
+            ]
+        )
+    )
     plugin = args.fsdp_plugin_args
     assert plugin["fsdp_version"] == 2
     assert plugin["activation_checkpointing"] is True

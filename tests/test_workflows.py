@@ -1,4 +1,4 @@
-"""The GitHub workflows (.github/workflows): valid, audited, and shaped as the README says.
+"""The GitHub workflows (.github/workflows): valid, audited, and shaped as the docs say.
 
 Offline: check-jsonschema's vendored GitHub workflow schema, zizmor's offline audits (the
 pedantic persona), and the structure a platform team relies on, parsed from the files.
@@ -18,6 +18,8 @@ from tests.support import BIN, ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 README = (ROOT / "README.md").read_text()
+DELIVERY = (ROOT / "docs" / "how-to" / "github-delivery.md").read_text()
+"""The how-to guide that sets GitHub up for these workflows."""
 STACKS = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
 PULUMI_ACTION = "pulumi/actions"
 OIDC_ACTIONS = {"pulumi/auth-actions", "azure/login"}
@@ -224,17 +226,18 @@ def test_a_daily_drift_check_fails_on_any_change() -> None:
     assert step["with"]["expect-no-changes"] is True
 
 
-def test_readme_sets_up_every_variable_and_environment_the_workflows_read() -> None:
+def test_the_guide_sets_up_every_variable_and_environment_the_workflows_read() -> None:
     text = "\n".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
-    setup = README.split("\n### One-time setup\n", 1)[1].split("\n## ", 1)[0]
+    setup = DELIVERY.split("\n## One-time setup\n", 1)[1].split("\n## ", 1)[0]
     for variable in set(re.findall(r"vars\.(\w+)", text)):
         assert f"gh variable set {variable}" in setup, variable
     for stack in STACKS:
         for environment in (stack, f"{stack}-preview"):
             assert re.search(rf"^federate {environment} ", setup, re.M), environment
-    assert "pulumi preview --policy-pack policy" in README
+    build = (ROOT / "docs" / "getting-started" / "build-the-stack.md").read_text()
+    assert "pulumi preview --policy-pack policy" in build
     # The deploying identities may assign exactly the roles the stack assigns.
-    from infra.roles import BuiltInRole
+    from finetune_phi.core.roles import BuiltInRole
 
     roles = re.search(r'^STACK_ROLES="([^"]+)"$', setup, re.M)
     assert roles
@@ -252,4 +255,4 @@ def test_workflow_files_are_the_ones_documented() -> None:
     names = {p.name for p in WORKFLOWS.glob("*")}
     assert names == {"ci.yml", "infra-preview.yml", "infra-up.yml", "infra-drift.yml"}
     for name in names:
-        assert f"`{Path('.github/workflows') / name}`" in README, name
+        assert f"`{Path('.github/workflows') / name}`" in DELIVERY, name

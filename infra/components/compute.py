@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import machinelearningservices as ml
 
+from finetune_phi.core.config import ClusterConfig
+from finetune_phi.core.contract import PROJECT
 from infra.components.identity import runs_as
-from infra.config import ClusterConfig
-from infra.contract import PROJECT
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import machinelearningservices as ml
 
+from finetune_phi.core.contract import PROJECT
 from infra.components.identity import runs_as
-from infra.contract import PROJECT
 
 # Properties `phi deploy` sets on the live endpoint. A PUT without them resets live traffic
 # to 0 %, so Pulumi must never send its own (empty) value: it keeps whatever the refreshed

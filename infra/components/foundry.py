@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import machinelearningservices as ml
 
-from infra.contract import FLOW_CONNECTION, PROJECT
+from finetune_phi.core.contract import FLOW_CONNECTION, PROJECT
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import pulumi
 from pulumi_azure_native import authorization, managedidentity
 from pulumi_azure_native import machinelearningservices as ml
 
-from infra.contract import PROJECT
-from infra.roles import BuiltInRole, assignment_name
+from finetune_phi.core.contract import PROJECT
+from finetune_phi.core.roles import BuiltInRole, assignment_name
 
 
 def runs_as(identity_id: pulumi.Input[str]) -> ml.ManagedServiceIdentityArgs:

@@ -15,8 +15,8 @@ from pulumi_azure_native import (
     storage,
 )
 
-from infra.config import ResourceNames
-from infra.contract import PROJECT
+from finetune_phi.core.config import ResourceNames
+from finetune_phi.core.contract import PROJECT
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,459 @@
+"""Fine-tune a Phi model with TRL's SFTTrainer and write it as an MLflow model.
+
+This folder is what Azure ML uploads as the job's code, so the script depends on nothing
+else in the repository. Hyperparameters come from `hyperparameters.yaml` next to it;
+any TRL or Trainer argument on the command line overrides them, in TRL's own spelling.
+
+Launch:
+
+    # one process (CPU or one GPU)
+    python train.py --config hyperparameters.yaml \
+        --train_file data/train_data.jsonl --eval_file data/eval_data.jsonl \
+        --model_output outputs/model
+
+    # several GPUs on one node; Azure ML starts this for you with `phi finetune submit --gpus-per-node 4`
+    torchrun --nproc_per_node 4 train.py --config hyperparameters.yaml ...
+
+    # from the repository: the same script, locally
+    phi train --local --model PATH_OR_ID --train-file F --eval-file F --output-dir DIR
+
+Precision and attention follow the hardware unless given: bf16 (fp16 without bf16 support)
+with flash attention when installed, else SDPA, on a GPU; fp32 with SDPA on a CPU.
+
+LoRA and QLoRA are TRL's own options (`--use_peft --lora_r 16 --lora_target_modules
+all-linear`, `--load_in_4bit`); the MLflow model written is always the full model, the
+adapter merged into the base, so it serves like a full fine-tune. The adapter is kept in
+`<output_dir>/adapter`. FSDP is the Trainer's (`--fsdp --fsdp_config fsdp.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# bitsandbytes (QLoRA) warns at import, on CPUs with AVX512-BF16, that an optional kernel from
+# the Hugging Face hub is not installed; its built-in fallback is the one this script wants.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+# Parameters logged to MLflow: Azure ML rejects the Trainer's full set (hundreds of keys,
+# some values over its length limit), so the script logs this curated set instead.
+LOGGED_PARAMETERS = (
+    "learning_rate",
+    "lr_scheduler_type",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "warmup_steps",
+    "max_length",
+    "packing",
+    "gradient_checkpointing",
+    "bf16",
+    "fp16",
+    "seed",
+)
+LOGGED_METRICS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "train_loss")
+
+
+@dataclass
+class ScriptArguments:
+    """The script's own arguments; the model's (`--model_name_or_path`, `--attn_implementation`,
+    LoRA and quantization) are TRL's ModelConfig, the training's TRL's SFTConfig."""
+
+    train_file: str = field(default="", metadata={"help": "Training data, chat JSONL."})
+    eval_file: str = field(default="", metadata={"help": "Evaluation data, chat JSONL (optional)."})
+    model_output: str = field(
+        default="outputs/model", metadata={"help": "Folder the MLflow model is written to."}
+    )
+    write_mlflow_model: bool = field(
+        default=True, metadata={"help": "Write the MLflow model (false for throughput benchmarks)."}
+    )
+
+
+def hardware_defaults(argv: list[str]) -> list[str]:
+    """Precision (and CPU mode) from the hardware, unless the command line or config sets it.
+
+    SFTConfig turns an unset bf16 into True, which fails on a CPU, so this has to be decided
+    before the config object exists. On a CPU, `--use_cpu` is also what makes Accelerate
+    join the processes of a torchrun launch into one (gloo) process group.
+    """
+    import torch
+    import yaml
+
+    given = {arg.removeprefix("--").split("=")[0] for arg in argv if arg.startswith("--")}
+    if "config" in given:
+        config_path = argv[argv.index("--config") + 1]
+        given |= set(yaml.safe_load(Path(config_path).read_text()) or {})
+    if not torch.cuda.is_available():
+        defaults = {"bf16": "false", "fp16": "false", "use_cpu": "true"}
+    else:
+        # Native bf16 only (compute capability 8.0+): is_bf16_supported() also says yes for
+        # the emulated bf16 of a T4, which is slow.
+        bf16 = torch.cuda.get_device_capability()[0] >= 8
+        defaults = {"bf16": str(bf16).lower(), "fp16": str(not bf16).lower()}
+    if given & {"bf16", "fp16"}:
+        defaults = {k: v for k, v in defaults.items() if k not in ("bf16", "fp16")}
+    return [
+        arg for key, value in defaults.items() if key not in given for arg in (f"--{key}", value)
+    ]
+
+
+REFUSED_ARGUMENTS = {"dtype": "precision follows --bf16/--fp16 (or the hardware)"}
+"""ModelConfig's arguments the script decides itself, with the reason (`phi` refuses them too)."""
+
+
+def make_parser() -> Any:
+    """TRL's parser over every argument the script takes; `phi` checks arguments with it."""
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    return TrlParser((ScriptArguments, SFTConfig, ModelConfig))
+
+
+def parse(argv: list[str] | None = None) -> tuple[ScriptArguments, Any, Any]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for arg in argv:
+        name = arg.removeprefix("--").split("=")[0]
+        if arg.startswith("--") and name in REFUSED_ARGUMENTS:
+            raise SystemExit(f"error: --{name}: {REFUSED_ARGUMENTS[name]}")
+    script_args, training_args, model_args = make_parser().parse_args_and_config(
+        hardware_defaults(argv) + argv
+    )
+    return script_args, training_args, model_args
+
+
+def choose_attention(training_args: Any, requested: str | None) -> tuple[Any, str]:
+    """(torch dtype, attention implementation) for the precision already chosen; an unset or
+    `auto` attention follows the hardware."""
+    import importlib.util
+
+    import torch
+
+    if (training_args.bf16 or training_args.fp16) and not torch.cuda.is_available():
+        raise SystemExit("error: --bf16/--fp16 need a GPU; on a CPU the script trains in fp32")
+    dtype = (
+        torch.bfloat16
+        if training_args.bf16
+        else torch.float16
+        if training_args.fp16
+        else torch.float32
+    )
+    has_flash = importlib.util.find_spec("flash_attn") is not None
+    attention = "flash_attention_2" if has_flash and dtype != torch.float32 else "sdpa"
+    return dtype, attention if requested in (None, "auto") else requested
+
+
+def quantization_option(model_args: Any) -> str | None:
+    """The option that quantizes the base model, if one was given."""
+    if model_args.load_in_4bit:
+        return "--load_in_4bit"
+    return "--load_in_8bit" if model_args.load_in_8bit else None
+
+
+def incompatible_options(model_args: Any, fsdp: bool) -> str | None:
+    """Why the model options cannot go together, or None. `model_args` is TRL's ModelConfig
+    or any object with its fields: `phi` checks a job's arguments with this before it is
+    submitted."""
+    quantized = quantization_option(model_args)
+    if quantized and not model_args.use_peft:
+        return f"{quantized} freezes the base model: add --use_peft (LoRA adapters on it)"
+    if quantized and fsdp:
+        return f"{quantized} with --fsdp is not supported by this script"
+    return None
+
+
+def check_inputs(script_args: ScriptArguments, training_args: Any, model_args: Any) -> None:
+    """Fail before loading anything heavy, with the argument that is wrong."""
+    import importlib.util
+
+    import torch
+
+    if not model_args.model_name_or_path:
+        raise SystemExit("error: --model_name_or_path is required (a hub id or a local folder)")
+    problem = incompatible_options(model_args, fsdp=bool(training_args.fsdp))
+    if problem:
+        raise SystemExit(f"error: {problem}")
+    quantized = quantization_option(model_args)
+    needs = {
+        "peft": model_args.use_peft and "--use_peft",
+        "bitsandbytes": quantized,
+        "liger_kernel": training_args.use_liger_kernel and "--use_liger_kernel",
+    }
+    for package, option in needs.items():
+        if option and importlib.util.find_spec(package) is None:
+            raise SystemExit(f"error: {option} needs the package {package}, not installed here")
+    if not torch.cuda.is_available():
+        # Accelerate shards only across GPUs: on a CPU, --fsdp would silently be plain DDP.
+        for option, given in (
+            ("--use_liger_kernel", training_args.use_liger_kernel),
+            ("--fsdp", training_args.fsdp),
+        ):
+            if given:
+                raise SystemExit(f"error: {option} needs CUDA GPUs; this machine has none")
+    if not script_args.train_file:
+        raise SystemExit("error: --train_file is required (chat JSONL with a 'messages' column)")
+    for name in ("train_file", "eval_file"):
+        value = getattr(script_args, name)
+        if value and not Path(value).exists():
+            raise SystemExit(f"error: --{name} {value}: no such file")
+    if training_args.eval_strategy != "no" and not script_args.eval_file:
+        training_args.eval_strategy = "no"
+    output = Path(script_args.model_output)
+    if script_args.write_mlflow_model and output.exists() and any(output.iterdir()):
+        raise SystemExit(
+            f"error: --model_output {output} is not empty; MLflow will not overwrite a model"
+        )
+
+
+def mlflow_callback() -> Any:
+    """Log curated parameters and metrics to the active MLflow run, from the main process only."""
+    import mlflow
+    from transformers import TrainerCallback
+
+    class CuratedMlflow(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero:
+                params = {name: getattr(args, name, None) for name in LOGGED_PARAMETERS}
+                params["world_size"] = args.world_size
+                mlflow.log_params({k: str(v) for k, v in params.items()})
+
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
+        ) -> None:
+            if state.is_world_process_zero and logs:
+                metrics = {k: float(v) for k, v in logs.items() if k in LOGGED_METRICS}
+                if metrics:
+                    mlflow.log_metrics(metrics, step=state.global_step)
+
+    return CuratedMlflow()
+
+
+def save_mlflow_model(model: Any, tokenizer: Any, path: Path) -> None:
+    """Write the fine-tuned model as an MLflow transformers model (MLmodel included)."""
+    import importlib.metadata
+
+    import mlflow
+
+    # Without the local version label (+cpu): it names no wheel an Azure image could install.
+    requirements = [
+        f"{package}=={importlib.metadata.version(package).split('+')[0]}"
+        for package in ("torch", "transformers", "accelerate", "mlflow-skinny")
+    ]
+    mlflow.transformers.save_model(
+        transformers_model={"model": model, "tokenizer": tokenizer},
+        path=str(path),
+        task="text-generation",
+        pip_requirements=requirements,
+    )
+
+
+def levers(trainer: Any, model_args: Any) -> dict[str, Any]:
+    """The speed and memory choices the run was made with, as recorded in metrics.json."""
+    args = trainer.args
+    quantization = (
+        "4bit" if model_args.load_in_4bit else "8bit" if model_args.load_in_8bit else None
+    )
+    return {
+        "liger_kernel": bool(args.use_liger_kernel),
+        # SFTTrainer turns padding-free on for best-fit-decreasing packing by itself.
+        "padding_free": bool(getattr(trainer, "padding_free", args.padding_free)),
+        "packing": args.packing and args.packing_strategy,
+        # Under FSDP, activations are checkpointed by FSDP itself (fsdp.json), not the Trainer.
+        "gradient_checkpointing": bool(args.gradient_checkpointing)
+        or (
+            trainer.is_fsdp_enabled and bool(args.fsdp_plugin_args.get("activation_checkpointing"))
+        ),
+        "fsdp": bool(trainer.is_fsdp_enabled),
+        "peft": {
+            "r": model_args.lora_r,
+            "alpha": model_args.lora_alpha,
+            "target_modules": model_args.lora_target_modules,
+        }
+        if model_args.use_peft
+        else None,
+        "quantization": quantization,
+    }
+
+
+def run_metrics(
+    trainer: Any, runtime: float, attention: str, dtype: Any, run_levers: dict[str, Any]
+) -> dict[str, Any]:
+    """Throughput, memory and levers of the run, for the logs and the benchmark script."""
+    import resource
+
+    import torch
+
+    # SFTTrainer's running count covers every step; its logs only those up to the last log.
+    logged = max((e.get("num_tokens", 0) for e in trainer.state.log_history), default=0)
+    tokens = max(logged, getattr(trainer, "_total_train_tokens", 0))
+    if torch.cuda.is_available():
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:  # ru_maxrss is in KiB on Linux
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if hasattr(trainer.model, "get_nb_trainable_parameters"):  # PEFT: counts 4-bit packing right
+        trainable, total = trainer.model.get_nb_trainable_parameters()
+    else:
+        parameters = list(trainer.model.parameters())
+        total = sum(p.numel() for p in parameters)
+        trainable = sum(p.numel() for p in parameters if p.requires_grad)
+    return {
+        "attention": attention,
+        "dtype": str(dtype).removeprefix("torch."),
+        **run_levers,
+        "world_size": trainer.args.world_size,
+        "steps": trainer.state.global_step,
+        "train_runtime_s": runtime,
+        "tokens": tokens,
+        "tokens_per_second": tokens / runtime if runtime else 0.0,
+        "peak_memory_mb": peak_mb,
+        "parameters": total,
+        "trainable_parameters": trainable,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
+
+
+def load_model(model_args: Any, training_args: Any, dtype: Any, attention: str) -> Any:
+    """The base model: in `dtype`, or quantized by bitsandbytes for QLoRA."""
+    import dataclasses
+
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import enable_fsdp_ram_efficient_loading
+    from transformers import AutoModelForCausalLM
+    from trl import get_quantization_config
+
+    # QLoRA computes in the run's dtype.
+    dtype_name = str(dtype).removeprefix("torch.")
+    quantization = get_quantization_config(dataclasses.replace(model_args, dtype=dtype_name))
+    # bitsandbytes places the whole quantized model on each process's own device.
+    device = PartialState().local_process_index if torch.cuda.is_available() else "cpu"
+    if training_args.fsdp and training_args.fsdp_config.get("cpu_ram_efficient_loading"):
+        # Only the first process reads the weights; FSDP broadcasts them to the others.
+        enable_fsdp_ram_efficient_loading()
+    return AutoModelForCausalLM.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        dtype=dtype,
+        attn_implementation=attention,
+        trust_remote_code=training_args.trust_remote_code,
+        quantization_config=quantization,
+        device_map={"": device} if quantization is not None else None,
+    )
+
+
+def final_model(trainer: Any, model_args: Any, dtype: Any, attention: str) -> Any:
+    """The full fine-tuned model to serve, on the main process; every process must call it.
+
+    A LoRA run keeps its adapter in `<output_dir>/adapter` and merges it into a freshly
+    loaded, unquantized base: QLoRA's 4-bit weights are not what is served. An FSDP run
+    gathers the full weights through the Trainer's own save, into a temporary folder
+    outside the job's outputs, and loads them back.
+    """
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM
+
+    load = {
+        "dtype": dtype,
+        "attn_implementation": attention,
+        "trust_remote_code": trainer.args.trust_remote_code,
+    }
+    if model_args.use_peft:
+        adapter = Path(trainer.args.output_dir) / "adapter"
+        trainer.save_model(str(adapter))
+        if not trainer.is_world_process_zero():
+            return None
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(
+            model_args.model_name_or_path, revision=model_args.model_revision, **load
+        )
+        return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    if trainer.is_fsdp_enabled:
+        gathered = Path(tempfile.mkdtemp(prefix="finetune-phi-fsdp-"))
+        try:
+            trainer.save_model(str(gathered))
+            if not trainer.is_world_process_zero():
+                return None
+            return AutoModelForCausalLM.from_pretrained(str(gathered), **load)
+        finally:
+            shutil.rmtree(gathered, ignore_errors=True)
+    if not trainer.is_world_process_zero():
+        return None
+    return trainer.accelerator.unwrap_model(trainer.model)
+
+
+def log_run_metrics(metrics: dict[str, Any], run_levers: dict[str, Any]) -> None:
+    """The run's throughput and memory as MLflow metrics, its levers as `lever.*` parameters."""
+    import mlflow
+
+    numbers = ("tokens_per_second", "peak_memory_mb", "train_runtime_s", "trainable_parameters")
+    mlflow.log_metrics({name: float(metrics[name]) for name in numbers})
+    mlflow.log_params({f"lever.{name}": json.dumps(value) for name, value in run_levers.items()})
+
+
+def main(script_args: ScriptArguments, training_args: Any, model_args: Any) -> None:
+    check_inputs(script_args, training_args, model_args)
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer, get_peft_config
+
+    dtype, attention = choose_attention(training_args, model_args.attn_implementation)
+    files = {"train": script_args.train_file}
+    if script_args.eval_file:
+        files["eval"] = script_args.eval_file
+    data = load_dataset("json", data_files=files)
+    # Keep only the conversation: extra columns such as ultrachat's `prompt` make TRL
+    # treat the data as prompt/completion pairs.
+    data = data.select_columns(["messages"])
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path, trust_remote_code=training_args.trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    model = load_model(model_args, training_args, dtype, attention)
+    if training_args.gradient_checkpointing:
+        model.config.use_cache = False
+
+    tracking = bool(os.environ.get("MLFLOW_TRACKING_URI"))
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=data["train"],
+        eval_dataset=data.get("eval"),
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        callbacks=[mlflow_callback()] if tracking else [],
+    )
+    result = trainer.train()
+    trainer.accelerator.wait_for_everyone()
+    merged = (
+        final_model(trainer, model_args, dtype, attention)
+        if script_args.write_mlflow_model
+        else None
+    )
+    if trainer.is_world_process_zero():
+        output_dir = Path(training_args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
+        runtime = result.metrics["train_runtime"]
+        run_levers = levers(trainer, model_args)
+        metrics = run_metrics(trainer, runtime, attention, dtype, run_levers)
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(json.dumps(metrics), file=sys.stderr)
+        if tracking:
+            log_run_metrics(metrics, run_levers)
+        if merged is not None:
+            merged.config.use_cache = True
+            save_mlflow_model(merged, tokenizer, Path(script_args.model_output))
+    trainer.accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main(*parse())

@@ -1,0 +1,127 @@
+"""`phi deploy`: the fine-tuned model, blue/green on the managed endpoint (on a serving
+engine), or serverless."""
+
+from __future__ import annotations
+
+import argparse
+
+from finetune_phi.cli.options import (
+    Commands,
+    add_engine_option,
+    add_outputs_options,
+    command,
+    read_outputs,
+)
+from finetune_phi.cloud.deploy import managed, serverless
+from finetune_phi.core import state
+from finetune_phi.core.errors import UsageError
+from finetune_phi.core.stack_outputs import StackOutputs
+from finetune_phi.serving import DEFAULT_ENGINE
+
+
+def register(commands: Commands) -> None:
+    deploy = commands.add_parser(
+        "deploy", help="register the fine-tuned model and deploy it blue/green to the endpoint"
+    )
+    add_outputs_options(deploy)
+    deploy.add_argument(
+        "--job", help="fine-tune job (default: the last one `phi finetune submit` ran)"
+    )
+    deploy.add_argument(
+        "--profile",
+        choices=sorted(managed.INSTANCE_TYPES),
+        default="gpu",
+        help=", ".join(f"{name}: {size}" for name, size in managed.INSTANCE_TYPES.items())
+        + " (the tutorials' two paths)",
+    )
+    deploy.add_argument("--instance-type", help="any VM size; overrides --profile")
+    deploy.add_argument("--instance-count", type=int, default=1)
+    deploy.add_argument("--request-timeout-ms", type=int, default=90_000)
+    deploy.add_argument("--model-name", default=managed.MODEL_NAME)
+    add_engine_option(deploy)
+    deploy.add_argument(
+        "--dry-run", action="store_true", help="print model, deployment and plan; send nothing"
+    )
+    group = deploy.add_argument_group("serverless (after --method serverless)")
+    group.add_argument(
+        "--serverless", action="store_true", help="a serverless endpoint in the Foundry project"
+    )
+    group.add_argument("--endpoint-name", help="default: phi-ft-<environment>")
+    group.add_argument(
+        "--model-version", type=int, help="version of --model-name to serve (default: the latest)"
+    )
+    group.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete the serverless endpoint, then archive its model",
+    )
+    command(deploy, run)
+
+
+def run(args: argparse.Namespace) -> int:
+    outputs = read_outputs(args)
+    if args.serverless:
+        return run_serverless(args, outputs)
+    if args.delete or args.endpoint_name or args.model_version:
+        raise UsageError("--delete, --endpoint-name and --model-version go with --serverless")
+    job = args.job or state.recall(outputs.workspace().state_key, state.LAST_FINETUNE_JOB)
+    if job is None:
+        raise UsageError(
+            f"no fine-tune job recorded in {state.state_file()} for this workspace: pass --job NAME"
+        )
+    request = managed.DeployRequest(
+        job=job,
+        instance_type=args.instance_type or managed.INSTANCE_TYPES[args.profile],
+        instance_count=args.instance_count,
+        request_timeout_ms=args.request_timeout_ms,
+        model_name=args.model_name,
+        engine=args.engine or DEFAULT_ENGINE,
+    )
+    request.check()
+    found = outputs.require("endpointName", "identityClientId")
+    endpoint, identity = found["endpointName"], found["identityClientId"]
+    if args.dry_run:
+        print(
+            managed.plan_yaml(request, endpoint_name=endpoint, identity_client_id=identity), end=""
+        )
+        return 0
+    # One rollout per endpoint at a time from this folder; rollout() itself re-reads the
+    # deployments so that one from elsewhere cannot make it replace the live one.
+    workspace = outputs.workspace()
+    with state.locked(f"deploy-{endpoint}", wait=False):
+        live = managed.rollout(
+            workspace.client(),
+            request,
+            endpoint_name=endpoint,
+            identity_client_id=identity,
+        )
+        managed.record_live(workspace.state_key, endpoint, live, request.engine)
+    return 0
+
+
+def run_serverless(args: argparse.Namespace, outputs: StackOutputs) -> int:
+    if args.engine:
+        raise UsageError(
+            f"--engine {args.engine}: a serverless endpoint runs Azure's own serving; "
+            "--engine goes with the managed endpoint"
+        )
+    environment = outputs.values.get("environment") or "dev"
+    request = serverless.ServerlessRequest(
+        args.endpoint_name or f"phi-ft-{environment}", args.model_name, args.model_version
+    )
+    request.check()
+    found = outputs.require("location", "foundryProjectWorkspaceId")
+    location, workspace_id = found["location"], found["foundryProjectWorkspaceId"]
+    if args.dry_run:
+        print(serverless.plan_yaml(request, location, workspace_id), end="")
+        return 0
+    project = outputs.workspace("foundryProjectName")
+    ml_client = project.client()
+    if args.delete:
+        serverless.delete(ml_client, request)
+        state.record(project.state_key, state.SERVERLESS_ENDPOINT, None)
+        return 0
+    url = serverless.deploy(ml_client, request, location, workspace_id)
+    state.record(project.state_key, state.SERVERLESS_ENDPOINT, request.endpoint_name)
+    print(f"serverless endpoint {request.endpoint_name}: {url}")
+    return 0

@@ -1,0 +1,155 @@
+"""`phi doctor`: the read-only preflight of a stack (see src/finetune_phi/cloud/doctor.py for the checks)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import requests
+
+from finetune_phi.cli.options import Commands, command, stack_file_config
+from finetune_phi.cloud import doctor
+from finetune_phi.core import azure_facts
+from finetune_phi.core.arm import ARM_ENDPOINT
+from finetune_phi.core.config import ConfigError, StackConfig, parse
+from finetune_phi.core.errors import PhiError, UsageError
+from finetune_phi.core.stack_outputs import from_file
+
+SUBSCRIPTION_VARIABLES = ("ARM_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_ID")
+
+
+def register(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "doctor",
+        help="read-only preflight of a stack: quota, models, soft-deleted names, roles, providers",
+        description=doctor.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--stack", help="before `pulumi up`: read Pulumi.STACK.yaml")
+    source.add_argument(
+        "--outputs", type=Path, help="after `pulumi up`: `pulumi stack output --json` saved to FILE"
+    )
+    parser.add_argument(
+        "--project-dir", type=Path, default=Path(), help="folder of Pulumi.yaml (default: .)"
+    )
+    parser.add_argument(
+        "--subscription", help="with --stack: the subscription (default: $ARM_SUBSCRIPTION_ID)"
+    )
+    job = parser.add_argument_group("what will run")
+    job.add_argument("--nodes", type=int, default=1, help="fine-tune job nodes (default: 1)")
+    job.add_argument("--gpus-per-node", type=int, default=1, help="default: 1")
+    job.add_argument(
+        "--instance-type",
+        default=azure_facts.DEFAULT_SERVING_VM,
+        help="deployment VM size (default: %(default)s)",
+    )
+    job.add_argument("--instance-count", type=int, default=1, help="default: 1")
+    parser.add_argument(
+        "--arm-endpoint",
+        default=ARM_ENDPOINT,
+        help="Resource Manager (default: %(default)s); the quota check, through azure-ai-ml, "
+        "always asks the default",
+    )
+    command(parser, run)
+
+
+def stack_config(
+    args: argparse.Namespace, stack: str, subscription: str
+) -> StackConfig | list[str]:
+    """The parsed configuration, or its problems."""
+    try:
+        return stack_file_config(args.project_dir, stack, subscription)
+    except ConfigError as error:
+        return error.problems
+
+
+def preflight(args: argparse.Namespace) -> doctor.Preflight | list[str]:
+    """What the checks look at, or the stack configuration's problems."""
+    if args.stack:
+        subscription = args.subscription or next(
+            (os.environ[v] for v in SUBSCRIPTION_VARIABLES if os.environ.get(v)), ""
+        )
+        if not subscription:
+            raise UsageError(
+                "--stack needs the subscription: --subscription ID or $ARM_SUBSCRIPTION_ID"
+            )
+        stack, outputs = args.stack, {}
+    else:
+        outputs = dict(from_file(args.outputs).values)
+        subscription = str(outputs.get("subscriptionId") or "")
+        stack = str(outputs.get("environment") or "dev")
+        if not subscription:
+            raise UsageError(f"--outputs {args.outputs}: no subscriptionId")
+    # After `pulumi up` the sizes still come from the stack file, when it is here.
+    has_file = (args.project_dir / f"Pulumi.{stack}.yaml").is_file()
+    config = (
+        stack_config(args, stack, subscription)
+        if args.stack or has_file
+        else parse({}, stack=stack, subscription_id=subscription)
+    )
+    if isinstance(config, list):
+        return config
+    names = config.names
+
+    def named(output: str, derived: str) -> str:
+        return str(outputs.get(output) or derived)
+
+    registry = str(outputs.get("containerRegistryLoginServer") or names.container_registry)
+    foundry = (
+        named("foundryHubName", names.foundry_hub),
+        named("foundryProjectName", names.foundry_project),
+    )
+    return doctor.Preflight(
+        subscription_id=subscription,
+        location=named("location", config.location),
+        resource_group=named("resourceGroupName", names.resource_group),
+        key_vault=named("keyVaultName", names.key_vault),
+        log_analytics=named("logAnalyticsName", names.log_analytics),
+        ml_workspaces=(
+            named("workspaceName", names.workspace),
+            *(foundry if config.foundry else ()),
+        ),
+        storage_account=named("storageAccountName", names.storage_account),
+        container_registry=registry.split(".")[0],
+        gpu_vm_size=config.gpu.vm_size,
+        gpu_max_nodes=config.gpu.max_nodes,
+        foundry=config.foundry,
+        identity_principal_id=outputs.get("identityPrincipalId"),
+        job_nodes=args.nodes,
+        job_gpus_per_node=args.gpus_per_node,
+        deployment_vm_size=args.instance_type,
+        deployment_instances=args.instance_count,
+    )
+
+
+def signed_in(subscription_id: str, endpoint: str) -> doctor.Clients:
+    """The clients the checks read through, signed in with DefaultAzureCredential."""
+    from azure.identity import DefaultAzureCredential
+
+    return doctor.Clients.signed_in(
+        DefaultAzureCredential(), subscription_id, requests.Session(), endpoint
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = preflight(args)
+    if isinstance(plan, list):
+        rows = doctor.check_config(plan)
+    else:
+        from azure.core.exceptions import ServiceRequestError
+
+        clients = signed_in(plan.subscription_id, args.arm_endpoint.rstrip("/"))
+        try:
+            rows = doctor.run(plan, clients)
+        except (requests.RequestException, ServiceRequestError) as error:
+            sdk = isinstance(error, ServiceRequestError)  # azure-ai-ml, at the default
+            raise PhiError(
+                f"cannot reach Azure Resource Manager at {ARM_ENDPOINT if sdk else args.arm_endpoint}: "
+                f"{type(error).__name__}; check the network (or --arm-endpoint)"
+            ) from None
+    print(doctor.render(rows))
+    sys.stdout.flush()
+    return 1 if any(row.ok is False for row in rows) else 0

@@ -1,0 +1,55 @@
+"""`phi flow connect`: the chat flow's Prompt flow connection to the endpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from finetune_phi.cli.options import (
+    Commands,
+    add_endpoint_options,
+    add_outputs_options,
+    command,
+    read_outputs,
+)
+from finetune_phi.cloud import endpoints
+from finetune_phi.core.contract import FLOW_CONNECTION
+from finetune_phi.core.errors import UsageError
+from finetune_phi.local import flow_connection
+from finetune_phi.local.serve import URL_API
+
+
+def register(commands: Commands) -> None:
+    connect = (
+        commands.add_parser("flow", help="the Prompt flow chat flow")
+        .add_subparsers(dest="flow_command", required=True, metavar="COMMAND")
+        .add_parser(
+            "connect",
+            help=f"create or update the local Prompt flow connection {FLOW_CONNECTION}",
+            description="Makes the flow's custom connection from the stack outputs (the key is "
+            f"fetched at run time) or from --endpoint URL with the key in "
+            f"${flow_connection.KEY_VARIABLE}.",
+        )
+    )
+    add_outputs_options(connect)
+    connect.add_argument(
+        "--endpoint", metavar="URL", help="a scoring URI, e.g. http://127.0.0.1:5001/score"
+    )
+    connect.add_argument("--name", default=FLOW_CONNECTION, help="default: %(default)s")
+    add_endpoint_options(connect)
+    command(connect, run_connect)
+
+
+def run_connect(args: argparse.Namespace) -> int:
+    if args.endpoint and (args.stack or args.outputs or args.kind):
+        raise UsageError(
+            "--endpoint names the endpoint itself: drop --stack/--outputs/--managed/--serverless"
+        )
+    if args.endpoint:
+        endpoint, key = args.endpoint, flow_connection.key_from_environment()
+        api = args.api or URL_API
+    else:
+        client = endpoints.stack_client(read_outputs(args), kind=args.kind, api=args.api)
+        endpoint, key, api = client.scoring_uri, client.key or "", client.api
+    name = flow_connection.connect(endpoint, key, args.name, api)
+    print(f"connection {name}: endpoint {endpoint} (key stored encrypted by Prompt flow)")
+    return 0

@@ -1,0 +1,137 @@
+"""`phi`: the command line of the jobs side. Every subcommand has --help.
+
+phi data prepare --out data                  # 1 % of ultrachat_200k, split 80/20
+phi data validate data/train_data.jsonl      # every bad line, by number and reason
+phi train --local --model DIR --train-file F --eval-file F --output-dir out
+phi doctor --stack dev                       # preflight: quota, models, names, roles
+phi finetune submit --stack dev --dry-run    # the job YAML, sent nowhere
+phi eval --base BASE --candidate out/model   # did the fine-tune help? held-out split
+phi deploy --stack dev --dry-run             # model, deployment and traffic plan
+phi serve --model out/model                  # the scoring server, locally
+phi chat --url http://127.0.0.1:5001 "Who founded Microsoft?"
+phi flow connect --stack dev                 # the flow's connection, key fetched now
+phi rehearse                                 # all of it, offline, on a tiny model
+phi cleanup --stack dev --purge --dry-run    # what tearing it down would send
+
+Exit codes: 0 done, 1 a failure at run time, 2 a usage error (nothing was sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from finetune_phi import __version__
+from finetune_phi.cli.options import PhiParser, closest, option_strings
+from finetune_phi.core.errors import PhiError, UsageError
+from finetune_phi.endpoint_client import EndpointError
+
+COMMAND_GROUPS = (
+    "data",
+    "train",
+    "finetune",
+    "eval",
+    "deploy",
+    "serve",
+    "chat",
+    "flow",
+    "rehearse",
+    "doctor",
+    "cost",
+    "cleanup",
+)
+EXTRAS = {
+    "azure": "jobs",
+    "datasets": "jobs",
+    "pyarrow": "jobs",
+    "torch": "train",
+    "transformers": "train",
+    "trl": "train",
+    "mlflow": "train",
+    "accelerate": "train",
+    "tqdm": "train",
+    "azureml_inference_server_http": "serve",
+    "promptflow": "flow",
+    "nltk": "eval",
+}
+"""Which extra of the package installs a missing top-level module."""
+
+
+def missing_package(error: ModuleNotFoundError) -> UsageError:
+    top = (error.name or "").split(".")[0]
+    extra = EXTRAS.get(top, "jobs,train,serve,flow,eval")
+    return UsageError(
+        f"the Python package {top!r} is not installed; in the checkout, "
+        f"pip install '.[{extra}]' (or `make venv` for every stage)"
+    )
+
+
+def azure_failure(error: Exception) -> PhiError | None:
+    """Azure SDK failures a user can foresee, as one line; None for anything else."""
+    try:
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ServiceRequestError,
+        )
+    except ModuleNotFoundError:
+        return None
+    from finetune_phi.cloud.credentials import SIGN_IN
+
+    if isinstance(error, ClientAuthenticationError):
+        return UsageError(SIGN_IN)
+    if isinstance(error, ServiceRequestError):
+        return PhiError(f"cannot reach Azure ({type(error).__name__}): check the network")
+    if isinstance(error, HttpResponseError):
+        first = (str(error.message or error).strip().splitlines() or ["no details"])[0]
+        return PhiError(f"Azure refused the request (HTTP {error.status_code}): {first}")
+    return None
+
+
+def command_groups() -> list[ModuleType]:
+    return [importlib.import_module(f"finetune_phi.cli.{name}") for name in COMMAND_GROUPS]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = PhiParser(
+        prog="phi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in command_groups():
+        group.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra and not args.passthrough:
+            known = option_strings(args.command_parser)
+            unknown = next((word for word in extra if word.startswith("-")), extra[0])
+            args.command_parser.error(f"unrecognized argument {unknown}{closest(unknown, known)}")
+        args.trl_args = tuple(extra)
+        return int(args.handler(args))
+    except ModuleNotFoundError as error:
+        return main_error(missing_package(error))
+    except PhiError as error:
+        return main_error(error)
+    except EndpointError as error:  # the flow's client knows nothing of phi's errors
+        return main_error(PhiError(str(error)))
+    except Exception as error:
+        mapped = azure_failure(error)
+        if mapped is None:
+            raise
+        return main_error(mapped)
+
+
+def main_error(error: PhiError) -> int:
+    """The one way `phi` reports a failure: one line on stderr, and the error's exit code."""
+    print(f"phi: error: {error}", file=sys.stderr)
+    return error.exit_code

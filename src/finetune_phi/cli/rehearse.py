@@ -1,0 +1,25 @@
+"""`phi rehearse`: the whole pipeline offline on a tiny model (the README's first command)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from finetune_phi.cli.options import Commands, command
+
+
+def register(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "rehearse",
+        help="run the whole pipeline offline on a tiny model (the README's first command)",
+    )
+    parser.add_argument("--work-dir", type=Path, help="default: .phi/rehearsal-<time>")
+    parser.add_argument("--port", type=int, help="scoring server port (default: a free one)")
+    command(parser, run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from finetune_phi.local import rehearse
+
+    rehearse.rehearse((args.work_dir or rehearse.default_work_dir()).resolve(), args.port)
+    return 0

@@ -1,0 +1,90 @@
+"""`phi train --local`: the training script the Azure ML job runs, on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from finetune_phi.cli.options import Commands, command, option_strings
+from finetune_phi.cloud.finetune.custom import GPUS_PER_NODE, check_trl_args, fsdp_arguments
+from finetune_phi.core.errors import UsageError
+from finetune_phi.core.folders import TRAIN_FSDP_CONFIG, TRAIN_HYPERPARAMETERS, TRAIN_SOURCE
+from finetune_phi.core.renames import renamed
+from finetune_phi.data import hub
+from finetune_phi.local.processes import run_in_group
+
+
+class OldSpelling(argparse.Action):
+    """An option's old spelling: sets the option (its `dest`) and says, once, what it is now."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        renamed(str(option_string), "--" + self.dest.replace("_", "-"))
+        setattr(namespace, self.dest, values)
+
+
+def register(commands: Commands) -> None:
+    train = commands.add_parser(
+        "train",
+        help="run the training script locally (extra --args go to TRL)",
+        description="Runs jobs/train/src/train.py, the script the Azure ML job runs. Any "
+        "further --name value pairs are TRL/Trainer arguments in TRL's spelling, e.g. "
+        "--num_train_epochs 1.",
+    )
+    train.add_argument("--local", action="store_true", required=True, help="run on this machine")
+    train.add_argument("--model", required=True, help="hub id or local folder of the model")
+    train.add_argument("--train-file", type=Path, required=True)
+    train.add_argument("--eval-file", type=Path)
+    train.add_argument("--output-dir", type=Path, required=True, help="MLflow model in DIR/model")
+    train.add_argument(GPUS_PER_NODE.flag, **GPUS_PER_NODE.settings)
+    train.add_argument(
+        "--nproc-per-node",
+        type=int,
+        dest=GPUS_PER_NODE.dest,
+        action=OldSpelling,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )
+    train.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="shard the model over the processes (FSDP2, the job's fsdp.json); needs 2 or more",
+    )
+    command(train, run, passthrough=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_trl_args(args.trl_args, option_strings(args.command_parser), fsdp=args.fsdp)
+    if args.fsdp and args.gpus_per_node < 2:
+        raise UsageError("--fsdp shards the model over processes: give --gpus-per-node 2 or more")
+    hub.require(args.model, "--model", "a local model folder: --model DIR")
+    launcher = [sys.executable]
+    if args.gpus_per_node > 1:
+        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={args.gpus_per_node}"]
+    output = args.output_dir.resolve()
+    command = [
+        *launcher,
+        str(TRAIN_SOURCE / "train.py"),
+        "--config",
+        str(TRAIN_HYPERPARAMETERS),
+        "--model_name_or_path",
+        args.model,
+        "--train_file",
+        str(args.train_file.resolve()),
+        *(["--eval_file", str(args.eval_file.resolve())] if args.eval_file else []),
+        "--output_dir",
+        str(output / "checkpoints"),
+        "--model_output",
+        str(output / "model"),
+        *(fsdp_arguments(str(TRAIN_FSDP_CONFIG)) if args.fsdp else ()),
+        *args.trl_args,
+    ]
+    return run_in_group(command)

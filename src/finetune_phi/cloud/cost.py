@@ -1,0 +1,136 @@
+"""`phi cost`: what a stack bills per hour, from its config files and Azure's public prices:
+each cluster node, the endpoint deployment at `phi deploy`'s default size and count, the
+fixed and usage-based pieces, and a fine-tuning run of the nodes and hours given."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from finetune_phi.cloud.prices import Meter
+from finetune_phi.core.config import StackConfig
+
+
+@dataclass(frozen=True)
+class CostItem:
+    resource: str
+    sku: str
+    region: str
+    quantity: float
+    hourly_usd: float | None
+    """Per unit; None where the bill depends on use, or the price is not looked up."""
+    note: str = ""
+
+    @property
+    def total_hourly_usd(self) -> float | None:
+        return None if self.hourly_usd is None else self.hourly_usd * self.quantity
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total_hourly_usd": self.total_hourly_usd}
+
+
+Lookup = Callable[[str, str], Meter | None]
+
+
+def stack_items(
+    config: StackConfig, lookup: Lookup, deployment_size: str, deployment_count: int
+) -> list[CostItem]:
+    region = config.location
+
+    def vm(resource: str, size: str, quantity: int, note: str) -> CostItem:
+        meter = lookup(size, region)
+        shown = note if meter is not None else f"{note}; no Linux pay-as-you-go price found"
+        return CostItem(
+            resource, size, region, quantity, meter.hourly_usd if meter else None, shown
+        )
+
+    items = [
+        vm(
+            f"GPU cluster {config.names.gpu_compute} (at most)",
+            config.gpu.vm_size,
+            config.gpu.max_nodes,
+            f"bills only while nodes run; {config.gpu.min_nodes} kept at rest",
+        ),
+    ]
+    if config.cpu is not None:
+        items.append(
+            vm(
+                f"CPU cluster {config.names.cpu_compute} (at most)",
+                config.cpu.vm_size,
+                config.cpu.max_nodes,
+                "bills only while nodes run; scales to zero",
+            )
+        )
+    items += [
+        vm(
+            f"endpoint {config.names.endpoint} deployment",
+            deployment_size,
+            deployment_count,
+            "bills for as long as the deployment exists",
+        ),
+        CostItem(
+            f"container registry {config.names.container_registry}",
+            config.container_registry_sku,
+            region,
+            1,
+            None,
+            "fixed daily price of its tier (not looked up)",
+        ),
+        CostItem(
+            f"storage account {config.names.storage_account}",
+            config.storage_sku,
+            region,
+            1,
+            None,
+            "usage-based: data stored and transactions",
+        ),
+        CostItem(
+            f"Log Analytics {config.names.log_analytics}",
+            "PerGB2018",
+            region,
+            1,
+            None,
+            "usage-based: data ingested and retained",
+        ),
+    ]
+    return items
+
+
+def fine_tuning_run(
+    config: StackConfig, lookup: Lookup, nodes: int, hours: float
+) -> dict[str, Any]:
+    meter = lookup(config.gpu.vm_size, config.location)
+    hourly = meter.hourly_usd if meter else None
+    return {
+        "sku": config.gpu.vm_size,
+        "nodes": nodes,
+        "hours": hours,
+        "hourly_usd": hourly,
+        "total_usd": None if hourly is None else hourly * nodes * hours,
+    }
+
+
+def render(items: list[CostItem], run: dict[str, Any]) -> str:
+    def usd(value: float | None) -> str:
+        return "usage-based" if value is None else f"${value:,.2f}"
+
+    lines = [
+        "| resource | sku | region | quantity | $/h each | $/h in all | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for item in items:
+        lines.append(
+            f"| {item.resource} | {item.sku} | {item.region} | {item.quantity:g} | "
+            f"{usd(item.hourly_usd)} | {usd(item.total_hourly_usd)} | {item.note} |"
+        )
+    priced = sum(item.total_hourly_usd or 0.0 for item in items)
+    lines.append(
+        f"\nAt most ${priced:,.2f} an hour while every node and the deployment run, plus "
+        "the usage-based items; clusters at rest cost nothing."
+    )
+    lines.append(
+        f"A fine-tuning run of {run['nodes']} x {run['sku']} for {run['hours']:g} h: "
+        f"{usd(run['total_usd'])}."
+    )
+    return "\n".join(lines)

@@ -1,0 +1,272 @@
+"""The custom path: our TRL training script as an Azure ML command job on the stack's cluster.
+
+The job runs `jobs/train/src/train.py` with `hyperparameters.yaml` in the training
+environment (`finetune_phi.cloud.environment`). Its model is the named output `model`, an MLflow
+model that `phi deploy` registers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib.util
+import io
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from finetune_phi.cloud.environment import environment, tags
+from finetune_phi.cloud.finetune import MODEL_OUTPUT
+from finetune_phi.cloud.finetune.data_assets import check_files, data_assets, reference
+from finetune_phi.cloud.finetune.method import (
+    EXPERIMENT,
+    FinetuneMethod,
+    PlannedJob,
+    Request,
+    check_experiment,
+    option,
+)
+from finetune_phi.cloud.specs import to_yaml
+from finetune_phi.core.errors import UsageError
+from finetune_phi.core.folders import (
+    TRAIN_FSDP_CONFIG,
+    TRAIN_HYPERPARAMETERS,
+    TRAIN_REQUIREMENTS,
+    TRAIN_SOURCE,
+)
+from finetune_phi.core.stack_outputs import StackOutputs
+
+DEFAULT_MODEL: str = yaml.safe_load(TRAIN_HYPERPARAMETERS.read_text())["model_name_or_path"]
+"""The tutorial's model, as the training script's hyperparameters name it."""
+# Arguments phi itself passes to the script; a user sets them through phi's own options.
+RESERVED_ARGUMENTS = frozenset(
+    {
+        "train_file",
+        "eval_file",
+        "model_output",
+        "config",
+        "output_dir",
+        "model_name_or_path",
+        "fsdp",
+        "fsdp_config",
+    }
+)
+
+
+def fsdp_arguments(config: str) -> tuple[str, ...]:
+    """The Trainer's FSDP with the shipped settings at `config` (the job runs in their folder).
+
+    FSDP checkpoints activations itself (`fsdp.json`); the Trainer's own gradient
+    checkpointing on top would gather every layer's parameters a second time."""
+    return ("--fsdp", "--fsdp_config", config, "--gradient_checkpointing", "false")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One of the tutorial's two paths."""
+
+    compute_output: str
+    """Stack output naming the cluster."""
+    trl_defaults: tuple[str, ...]
+    """TRL arguments the path needs; the user's own arguments come after and win."""
+
+
+PROFILES = {
+    "gpu": Profile("gpuComputeName", ()),
+    # The tutorial's low-cost path: a CPU node, short sequences, one example per step.
+    "cpu": Profile("cpuComputeName", ("--max_length", "512", "--per_device_train_batch_size", "1")),
+}
+
+
+@dataclass(frozen=True)
+class FinetuneRequest:
+    train_file: Path
+    eval_file: Path
+    profile: str = "gpu"
+    nodes: int = 1
+    gpus_per_node: int = 1
+    fsdp: bool = False
+    """Shard parameters, gradients and optimizer state over every GPU (`fsdp.json`)."""
+    model: str = DEFAULT_MODEL
+    experiment: str = EXPERIMENT
+    trl_args: tuple[str, ...] = ()
+    phi_options: tuple[str, ...] = ()
+    """The command's own options, to name the closest when a TRL argument is unknown."""
+
+    def check(self) -> None:
+        """Every rule, each naming its argument, before anything is sent."""
+        check_files(self.train_file, self.eval_file)
+        if self.profile not in PROFILES:
+            raise UsageError(f"--profile {self.profile!r}: must be one of {', '.join(PROFILES)}")
+        if not 1 <= self.nodes <= 100:
+            raise UsageError(f"--nodes {self.nodes}: must be between 1 and 100")
+        if not 1 <= self.gpus_per_node <= 16:
+            raise UsageError(f"--gpus-per-node {self.gpus_per_node}: must be between 1 and 16")
+        if self.profile == "cpu" and (self.nodes, self.gpus_per_node) != (1, 1):
+            raise UsageError(
+                "--profile cpu runs one process on one node: drop --nodes/--gpus-per-node"
+            )
+        if self.fsdp and (self.profile == "cpu" or self.nodes * self.gpus_per_node < 2):
+            raise UsageError(
+                "--fsdp shards the model over several GPUs: give --gpus-per-node and/or "
+                "--nodes for 2 or more in all, on --profile gpu"
+            )
+        check_experiment(self.experiment)
+        check_trl_args(self.trl_args, self.phi_options, fsdp=self.fsdp)
+
+
+def check_trl_args(
+    args: tuple[str, ...], phi_options: Sequence[str] = (), *, fsdp: bool = False
+) -> None:
+    """TRL overrides are `--name value` pairs (or `--name=value`) in TRL's own spelling,
+    parsed here with TRL's own parser over the training script's arguments, so an unknown
+    name, a bad value or options the script refuses together are refused before a job is
+    built. `phi_options` are the command's own options: a misspelt one is named with its
+    closest match."""
+    if not args:
+        return
+    if not args[0].startswith("--"):
+        raise UsageError(
+            f"unexpected argument {args[0]!r}; TRL overrides look like --learning_rate 3e-3"
+        )
+    script = training_script()
+    names = [a.removeprefix("--").split("=")[0] for a in args if a.startswith("--")]
+    for name in names:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise UsageError(
+                f"--{name}: TRL arguments are spelt in snake_case, e.g. --num_train_epochs"
+            )
+        if name in RESERVED_ARGUMENTS:
+            raise UsageError(f"--{name} is set by phi itself; use the phi option instead")
+        if name in script.REFUSED_ARGUMENTS:
+            raise UsageError(f"--{name}: {script.REFUSED_ARGUMENTS[name]}")
+    parser = script.make_parser()
+    known = [option for action in parser._actions for option in action.option_strings]
+    for name in names:
+        if f"--{name}" not in known:
+            match = difflib.get_close_matches(f"--{name}", [*phi_options, *known], n=1, cutoff=0.6)
+            hint = f"; did you mean {match[0]}?" if match else ""
+            raise UsageError(f"--{name}: neither an option of phi nor a TRL/Trainer argument{hint}")
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            # The values, each by its type; the job checks the hardware they need.
+            values, _ = parser.parse_known_args(list(args))
+    except SystemExit:
+        reason = errors.getvalue().strip().splitlines()[-1:] or ["invalid value"]
+        raise UsageError(f"TRL arguments: {reason[0].split('error: ')[-1]}") from None
+    problem = script.incompatible_options(values, fsdp=fsdp)
+    if problem:
+        raise UsageError(problem)
+
+
+def training_script() -> Any:
+    """The training script as a module: its TRL parser (`make_parser`) and argument rules,
+    exactly as the job will apply them."""
+    spec = importlib.util.spec_from_file_location("finetune_phi_train", TRAIN_SOURCE / "train.py")
+    assert spec is not None
+    assert spec.loader is not None
+    script = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclasses resolve their annotations through it
+    spec.loader.exec_module(script)
+    return script
+
+
+def build_job(request: FinetuneRequest, compute: str) -> Any:
+    """The command job, built with azure-ai-ml's own classes; needs no credentials."""
+    from azure.ai.ml import Input, Output, PyTorchDistribution, command
+    from azure.ai.ml.constants import AssetTypes
+
+    profile = PROFILES[request.profile]
+    assets = data_assets(request.train_file, request.eval_file)
+    sharding = fsdp_arguments(TRAIN_FSDP_CONFIG.name) if request.fsdp else ()
+    trl_args = " ".join((*profile.trl_defaults, *sharding, *request.trl_args))
+    distributed = request.nodes * request.gpus_per_node > 1
+    node = command(
+        code=str(TRAIN_SOURCE),
+        command=(
+            "python train.py --config hyperparameters.yaml"
+            f" --model_name_or_path {request.model}"
+            " --train_file ${{inputs.train_data}} --eval_file ${{inputs.eval_data}}"
+            f" --model_output ${{{{outputs.{MODEL_OUTPUT}}}}} --output_dir outputs/checkpoints"
+            + (f" {trl_args}" if trl_args else "")
+        ),
+        inputs={
+            name: Input(type=AssetTypes.URI_FILE, path=reference(asset))
+            for name, asset in assets.items()
+        },
+        outputs={MODEL_OUTPUT: Output(type=AssetTypes.MLFLOW_MODEL)},
+        environment=environment(TRAIN_REQUIREMENTS, "finetune-phi-train"),
+        compute=compute,
+        instance_count=request.nodes,
+        distribution=(
+            PyTorchDistribution(process_count_per_instance=request.gpus_per_node)
+            if distributed
+            else None
+        ),
+        shm_size="16g",
+        environment_variables={
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        },
+        display_name=f"sft {request.model.split('/')[-1]} ({request.profile})",
+        experiment_name=request.experiment,
+        description=f"TRL SFT of {request.model} on the prepared chat data; MLflow model in outputs.{MODEL_OUTPUT}.",
+        tags=tags(profile=request.profile),
+    )
+    return node._to_job()
+
+
+PROFILE = option("--profile", choices=sorted(PROFILES), default="gpu", help="default: %(default)s")
+NODES = option("--nodes", type=int, default=1, help="nodes (default: 1)")
+GPUS_PER_NODE = option(
+    "--gpus-per-node", type=int, default=1, help="processes per node, one per GPU (default: 1)"
+)
+FSDP = option(
+    "--fsdp",
+    action="store_true",
+    help="shard the model over all nodes x GPUs (FSDP2; for Phi-4-class models)",
+)
+
+
+def finetune_request(request: Request) -> FinetuneRequest:
+    return FinetuneRequest(
+        train_file=request.train_file,
+        eval_file=request.eval_file,
+        profile=request.value(PROFILE),
+        nodes=request.value(NODES),
+        gpus_per_node=request.value(GPUS_PER_NODE),
+        fsdp=request.value(FSDP),
+        model=request.model,
+        experiment=request.experiment,
+        trl_args=request.extra_args,
+        phi_options=request.phi_options,
+    )
+
+
+def check(request: Request) -> None:
+    finetune_request(request).check()
+
+
+def plan(request: Request, outputs: StackOutputs) -> PlannedJob:
+    finetune = finetune_request(request)
+    compute = PROFILES[finetune.profile].compute_output
+    job = build_job(finetune, outputs.require(compute)[compute])
+    return PlannedJob(job, to_yaml(job))
+
+
+METHOD = FinetuneMethod(
+    name="custom",
+    help="our TRL training script as a command job on the stack's cluster",
+    options=(PROFILE, NODES, GPUS_PER_NODE, FSDP),
+    check=check,
+    plan=plan,
+    workspace_output="workspaceName",
+    default_model=DEFAULT_MODEL,
+    extra_arguments="TRL arguments",
+)

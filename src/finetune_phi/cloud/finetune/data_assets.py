@@ -1,0 +1,67 @@
+"""The training and eval (held-out) data as Azure ML data assets, versioned by their content hash,
+so a re-submit of the same files uploads nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from finetune_phi.core.errors import UsageError
+
+
+def content_version(path: Path) -> str:
+    """A data asset version that changes exactly when the file's content does."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def check_files(train_file: Path, eval_file: Path) -> None:
+    for flag, path in (("--train-file", train_file), ("--eval-file", eval_file)):
+        if not path.is_file():
+            raise UsageError(
+                f"{flag} {path}: no such file (make it with `phi data prepare --out DIR`)"
+            )
+
+
+def data_assets(train_file: Path, eval_file: Path) -> dict[str, Any]:
+    """The two files as versioned uri_file data assets, keyed by job input name."""
+    from azure.ai.ml.constants import AssetTypes
+    from azure.ai.ml.entities import Data
+
+    return {
+        input_name: Data(
+            name=f"phi-chat-{kind}",
+            version=content_version(path),
+            path=str(path),
+            type=AssetTypes.URI_FILE,
+            description=f"Chat {kind} data for finetune-phi ({path.name}).",
+        )
+        for input_name, kind, path in (
+            ("train_data", "train", train_file),
+            ("eval_data", "eval", eval_file),
+        )
+    }
+
+
+def reference(asset: Any) -> str:
+    """How a job names a data asset: `azureml:<name>:<version>`."""
+    return f"azureml:{asset.name}:{asset.version}"
+
+
+def references(train_file: Path, eval_file: Path) -> dict[str, str]:
+    """How a job names the two files' assets, keyed by job input name."""
+    return {name: reference(asset) for name, asset in data_assets(train_file, eval_file).items()}
+
+
+def upload_missing(ml_client: Any, assets: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Create the assets the workspace does not have yet; the others are not uploaded again."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    for asset in assets.values():
+        try:
+            ml_client.data.get(name=asset.name, version=asset.version)
+            log(f"data asset {asset.name}:{asset.version} exists; not uploading again")
+        except ResourceNotFoundError:
+            ml_client.data.create_or_update(asset)
+            log(f"uploaded data asset {asset.name}:{asset.version}")

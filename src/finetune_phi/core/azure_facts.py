@@ -1,0 +1,396 @@
+"""Facts about Azure that change on Microsoft's schedule, in one table, each with its public
+source and the date it was checked: VM sizes, catalog models, base images, API versions,
+and the Azure Policy built-ins the policy pack mirrors.
+
+Every command and the stack's config validation refuse a retired choice before anything is
+sent, naming the date and the replacement (`retirement_problem`). `tests/test_azure_facts.py`
+fails when a default this repository ships has passed its retirement date, so the table
+cannot rot silently. Re-check a row against its source before relying on it, and update its
+date when you do. This module imports nothing outside the standard library, so the Pulumi
+program and `phi` both read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+CHECKED = date(2026, 11, 21)
+"""When every row below was last checked against its source."""
+
+_COMPUTE_DOCS = "MicrosoftDocs/azure-compute-docs articles/virtual-machines/sizes/gpu-accelerated/"
+REGIONS = frozenset(
+    [
+        "australiacentral",
+        "australiacentral2",
+        "australiaeast",
+        "australiasoutheast",
+        "austriaeast",
+        "belgiumcentral",
+        "brazilsouth",
+        "brazilsoutheast",
+        "canadacentral",
+        "canadaeast",
+        "centralindia",
+        "centralus",
+        "chilecentral",
+        "denmarkeast",
+        "eastasia",
+        "eastus",
+        "eastus2",
+        "francecentral",
+        "francesouth",
+        "germanynorth",
+        "germanywestcentral",
+        "indonesiacentral",
+        "israelcentral",
+        "italynorth",
+        "japaneast",
+        "japanwest",
+        "koreacentral",
+        "koreasouth",
+        "malaysiawest",
+        "mexicocentral",
+        "newzealandnorth",
+        "northcentralus",
+        "northeurope",
+        "norwayeast",
+        "norwaywest",
+        "polandcentral",
+        "qatarcentral",
+        "southafricanorth",
+        "southafricawest",
+        "southcentralus",
+        "southindia",
+        "southeastasia",
+        "spaincentral",
+        "swedencentral",
+        "switzerlandnorth",
+        "switzerlandwest",
+        "uaecentral",
+        "uaenorth",
+        "uksouth",
+        "ukwest",
+        "westcentralus",
+        "westeurope",
+        "westindia",
+        "westus",
+        "westus2",
+        "westus3",
+    ]
+)
+"""Public Azure regions' programmatic names: MicrosoftDocs/reliability-docs
+articles/reliability/regions-list.md (09/23/2025). A newer region is allowed with the stack
+key `extraRegions`."""
+
+_SKU_LIST = (
+    "MicrosoftDocs/azure-ai-docs articles/machine-learning/"
+    "reference-managed-online-endpoints-vm-sku-list.md (10/18/2025)"
+)
+_RETIRED_SIZES = (
+    "MicrosoftDocs/azure-compute-docs articles/virtual-machines/sizes/retirement/"
+    "retired-sizes-list.md (06/13/2025)"
+)
+
+
+@dataclass(frozen=True)
+class VmSize:
+    name: str
+    family: str
+    """The quota family Azure ML's usage API counts the size's vCPUs against."""
+    vcpus: int
+    gpus: int
+    gpu: str
+    """GPU model, '' for a CPU size."""
+    gpu_memory_gb: int
+    """Per GPU."""
+    bf16: bool
+    """Native bfloat16 (compute capability 8.0 or newer: Ampere, Hopper)."""
+    source: str
+    retired: date | None = None
+    replacement: str = ""
+    skips_reservation: bool = False
+    """Managed online deployments reserve 20 % extra vCPUs of quota, except on these sizes."""
+
+
+def _t4(name: str, vcpus: int, gpus: int) -> VmSize:
+    return VmSize(
+        name,
+        "standardNCASv3_T4Family",
+        vcpus,
+        gpus,
+        "T4",
+        16,
+        False,
+        f"{_COMPUTE_DOCS}ncast4v3-series.md; {_SKU_LIST}",
+    )
+
+
+def _a100(name: str, vcpus: int, gpus: int) -> VmSize:
+    return VmSize(
+        name,
+        "standardNCADSA100v4Family",
+        vcpus,
+        gpus,
+        "A100 80GB",
+        80,
+        True,
+        f"{_COMPUTE_DOCS}nc-a100-v4-series.md; {_SKU_LIST}",
+        skips_reservation=True,
+    )
+
+
+def _v100_retired(name: str, vcpus: int, gpus: int) -> VmSize:
+    return VmSize(
+        name,
+        "standardNCSv3Family",
+        vcpus,
+        gpus,
+        "V100",
+        16,
+        False,
+        "MicrosoftDocs/azure-compute-docs articles/virtual-machines/ncv3-retirement.md "
+        f"(05/28/2025); {_RETIRED_SIZES}",
+        retired=date(2025, 9, 30),
+        replacement="Standard_NC24ads_A100_v4 (training) or Standard_NC4as_T4_v3 (serving)",
+    )
+
+
+def _esv3(name: str, vcpus: int) -> VmSize:
+    return VmSize(
+        name,
+        "standardESv3Family",
+        vcpus,
+        0,
+        "",
+        0,
+        False,
+        "MicrosoftDocs/azure-docs articles/virtual-machines/ev3-esv3-series.md; "
+        f"not in {_RETIRED_SIZES}",
+    )
+
+
+VM_SIZES: dict[str, VmSize] = {
+    size.name: size
+    for size in (
+        _t4("Standard_NC4as_T4_v3", 4, 1),
+        _t4("Standard_NC8as_T4_v3", 8, 1),
+        _t4("Standard_NC16as_T4_v3", 16, 1),
+        _t4("Standard_NC64as_T4_v3", 64, 4),
+        _a100("Standard_NC24ads_A100_v4", 24, 1),
+        _a100("Standard_NC48ads_A100_v4", 48, 2),
+        _a100("Standard_NC96ads_A100_v4", 96, 4),
+        VmSize("Standard_NC40ads_H100_v5", "standardNCADSH100v5Family", 40, 1, "H100 NVL", 94,
+               True, f"{_COMPUTE_DOCS}ncadsh100v5-series.md; {_SKU_LIST}", skips_reservation=True),
+        VmSize("Standard_NC80adis_H100_v5", "standardNCADSH100v5Family", 80, 2, "H100 NVL", 94,
+               True, f"{_COMPUTE_DOCS}ncadsh100v5-series.md; {_SKU_LIST}", skips_reservation=True),
+        VmSize("Standard_ND96amsr_A100_v4", "standardNDAMSv4_A100Family", 96, 8, "A100 80GB", 80,
+               True, f"{_COMPUTE_DOCS}ndm-a100-v4-series.md; {_SKU_LIST}"),
+        VmSize("Standard_NV36ads_A10_v5", "standardNVADSA10v5Family", 36, 1, "A10", 24, True,
+               f"{_COMPUTE_DOCS}nvadsa10v5-series.md; {_SKU_LIST}"),
+        _v100_retired("Standard_NC6s_v3", 6, 1),
+        _v100_retired("Standard_NC12s_v3", 12, 2),
+        _v100_retired("Standard_NC24s_v3", 24, 4),
+        _v100_retired("Standard_NC24rs_v3", 24, 4),
+        _esv3("Standard_E4s_v3", 4),
+        _esv3("Standard_E8s_v3", 8),
+        _esv3("Standard_E16s_v3", 16),
+        _esv3("Standard_E32s_v3", 32),
+    )
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Model:
+    hub_id: str
+    """Hugging Face id: what the custom path fine-tunes."""
+    registry_name: str
+    """Asset name in Azure's `azureml` registry: what the catalog and serverless paths use."""
+    catalog_finetune: bool
+    """The catalog's chat-completion pipeline fine-tunes it on your own cluster."""
+    serverless_regions: tuple[str, ...]
+    """Regions whose hub-based projects offer serverless (pay-as-you-go) fine-tuning."""
+    source: str
+    retired: date | None = None
+    """When Azure's catalog retired fine-tuning and inference of it (the hub copy stays)."""
+    replacement: str = ""
+
+
+_LIFECYCLE = (
+    "MicrosoftDocs/azure-ai-docs articles/ai-foundry/concepts/model-lifecycle-retirement.md "
+    "(06/17/2025); azureml-assets assets/models/system/phi-3.5-mini-128k-instruct/spec.yaml"
+)
+_PHI4_REGIONS = ("eastus2", "eastus", "northcentralus", "southcentralus", "westus", "westus3")
+_MAAS = (
+    "MicrosoftDocs/azure-ai-docs articles/ai-foundry/includes/region-availability-maas.md "
+    "(11/24/2025); Azure/azureml-examples sdk/python/jobs/finetuning/standalone/"
+    "model-as-a-service/chat-completion/chat_completion_with_model_as_service.ipynb"
+)
+
+MODELS: dict[str, Model] = {
+    model.registry_name: model
+    for model in (
+        Model("microsoft/Phi-3-mini-4k-instruct", "Phi-3-mini-4k-instruct", True, (), _LIFECYCLE,
+              retired=date(2025, 8, 30), replacement="Phi-4-mini-instruct"),
+        Model("microsoft/Phi-3-mini-128k-instruct", "Phi-3-mini-128k-instruct", True, (),
+              _LIFECYCLE, retired=date(2025, 8, 30), replacement="Phi-4-mini-instruct"),
+        Model("microsoft/Phi-3.5-mini-instruct", "Phi-3.5-mini-instruct", True, (), _LIFECYCLE,
+              retired=date(2025, 8, 30), replacement="Phi-4-mini-instruct"),
+        Model("microsoft/Phi-3-medium-4k-instruct", "Phi-3-medium-4k-instruct", True, (),
+              _LIFECYCLE, retired=date(2025, 8, 30), replacement="Phi-4"),
+        # Catalog fine-tuning of Phi-4-mini: the azureml-examples chat-completion notebook's
+        # pipeline, as public labs run it; not checked against the live registry.
+        Model("microsoft/Phi-4-mini-instruct", "Phi-4-mini-instruct", True, _PHI4_REGIONS,
+              f"{_MAAS}; Azure/azureml-examples sdk/python/foundation-models/system/finetune/"
+              "chat-completion/chat-completion.ipynb"),
+        Model("microsoft/phi-4", "Phi-4", False, _PHI4_REGIONS, _MAAS),
+    )
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    name: str
+    tag: str
+    cuda: str
+    source: str
+    deprecated: date | None = None
+    replacement: str = ""
+
+    @property
+    def reference(self) -> str:
+        return f"{self.name}:{self.tag}"
+
+
+_CONTAINERS = "Azure/AzureML-Containers README.md supported images (2026-03-16)"
+BASE_IMAGES: dict[str, BaseImage] = {
+    image.name: image
+    for image in (
+        BaseImage("mcr.microsoft.com/azureml/openmpi5.0-cuda12.6-ubuntu24.04", "20250701.v1",
+                  "12.6", f"{_CONTAINERS}; tag from its images/.../release-notes.md (2025-07-02)"),
+        BaseImage("mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04",
+                  "20250701.v1", "11.8", f"{_CONTAINERS}: not listed; its release notes marked "
+                  "it deprecated (2025-09-09)", deprecated=date(2025, 9, 9),
+                  replacement="mcr.microsoft.com/azureml/openmpi5.0-cuda12.6-ubuntu24.04"),
+    )
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TorchBuild:
+    version: str
+    cuda: str
+    source: str
+
+
+AZURE_TORCH = TorchBuild(
+    "2.10.0",
+    "12.8",
+    "PyPI's torch 2.10.0 for Linux x86-64 is a CUDA 12.8 build (googlecolab/colabtools #5801, "
+    "PyTorch release manager, 2026-01-21); 2.11 and later are CUDA 13.0 builds that need the "
+    "R580 driver and drop Volta (colabtools #5925, #6053)",
+)
+"""The torch the Azure environments install: PyPI's newest CUDA 12 build, the CUDA line of the
+supported base image. PyTorch's own CUDA 12 index for newer versions is not reachable from
+where the locks are made, so the tests' newer CPU torch cannot be matched exactly."""
+
+API_VERSIONS: dict[str, str] = {
+    # Azure/azure-rest-api-specs specification/operationalinsights/.../stable/2023-09-01 (workspaces, deletedWorkspaces)
+    "Microsoft.OperationalInsights": "2023-09-01",
+    # Azure/azure-rest-api-specs specification/keyvault/resource-manager/Microsoft.KeyVault/stable/2023-07-01 (deletedVaults, purge)
+    "Microsoft.KeyVault": "2023-07-01",
+    # Azure/azure-rest-api-specs specification/authorization/.../stable/2022-04-01 (roleAssignments, $filter=principalId eq)
+    "Microsoft.Authorization": "2022-04-01",
+    # Azure/azure-rest-api-specs specification/resources/resource-manager/Microsoft.Resources/stable/2021-04-01 (providers)
+    "Microsoft.Resources": "2021-04-01",
+}
+"""ARM api-versions `phi doctor` and the cleanup send, each a stable version in Azure's REST
+specifications (checked on CHECKED)."""
+
+
+@dataclass(frozen=True)
+class PolicyBuiltIn:
+    display_name: str
+    guid: str
+    """The definition's name, the same in every tenant."""
+    path: str
+    """Its file under `_AZURE_POLICY`."""
+
+
+_AZURE_POLICY = (
+    "Azure/azure-policy master f4a50bac (2026-04-29) built-in-policies/policyDefinitions/"
+)
+POLICY_BUILTINS_CHECKED = date(2026, 11, 22)
+"""When the Azure Policy rows below were checked against `_AZURE_POLICY`."""
+POLICY_BUILTINS: dict[str, PolicyBuiltIn] = {
+    "ml-compute-instance-idle-shutdown": PolicyBuiltIn(
+        "Azure Machine Learning Compute Instance should have idle shutdown.",
+        "679ddf89-ab8f-48a5-9029-e76054077449", "Machine Learning/IdleShutdown_Audit.json"),
+    "ml-compute-local-auth-disabled": PolicyBuiltIn(
+        "Azure Machine Learning Computes should have local authentication methods disabled",
+        "e96a9a5f-07ca-471b-9bc5-6a0f33cbd68f", "Machine Learning/DisableLocalAuth_Audit.json"),
+    "ml-compute-in-vnet": PolicyBuiltIn(
+        "Azure Machine Learning Computes should be in a virtual network",
+        "7804b5c7-01dc-4723-969b-ae300cc07ff1", "Machine Learning/Vnet_Audit.json"),
+    "ml-workspace-public-network-disabled": PolicyBuiltIn(
+        "Azure Machine Learning Workspaces should disable public network access",
+        "438c38d2-3772-465a-a9cc-7a6666a275ce",
+        "Machine Learning/Workspace_PublicNetworkAccessDisabled_Audit.json"),
+    "storage-public-access-disallowed": PolicyBuiltIn(
+        "Storage account public access should be disallowed",
+        "4fa4b6c0-31ca-4c0d-b10d-24b96f62a751",
+        "Storage/ASC_Storage_DisallowPublicBlobAccess_Audit.json"),
+    "storage-secure-transfer": PolicyBuiltIn(
+        "Secure transfer to storage accounts should be enabled",
+        "404c3081-a854-4457-ae30-26a93ef643f9", "Storage/Storage_AuditForHTTPSEnabled_Audit.json"),
+    "storage-minimum-tls": PolicyBuiltIn(
+        "Storage accounts should have the specified minimum TLS version",
+        "fe83a0eb-a853-422d-aac2-1bffd182c5d0", "Storage/StorageAccountMinimumTLSVersion_Audit.json"),
+    "key-vault-rbac": PolicyBuiltIn(
+        "Azure Key Vault should use RBAC permission model",
+        "12d4fa5e-1f9f-4c21-97a9-b99b3c6611b5", "Key Vault/Should_Use_RBAC.json"),
+    "key-vault-deletion-protection": PolicyBuiltIn(
+        "Key vaults should have deletion protection enabled",
+        "0b60c0b2-2dc2-4e1c-b5c9-abbed971de53", "Key Vault/Recoverable_Audit.json"),
+    "registry-admin-disabled": PolicyBuiltIn(
+        "Container registries should have local admin account disabled.",
+        "dc921057-6b28-4fbe-9b83-f7bec05db6c2",
+        "Container Registry/ACR_AdminAccountDisabled_AuditDeny.json"),
+    "require-tag": PolicyBuiltIn(
+        "Require a tag on resources", "871b6d14-10aa-478d-b590-94f262ecfa99",
+        "Tags/RequireTag_Deny.json"),
+}  # fmt: skip
+"""The Azure Policy built-ins the policy pack's rules correspond to (policy/policies.py)."""
+
+
+# The defaults this repository ships; tests/test_azure_facts.py keeps them current.
+DEFAULT_BASE_IMAGE = BASE_IMAGES["mcr.microsoft.com/azureml/openmpi5.0-cuda12.6-ubuntu24.04"]
+DEFAULT_TRAINING_VM = "Standard_NC24ads_A100_v4"
+DEFAULT_SERVING_VM = "Standard_NC4as_T4_v3"
+"""A 3.8B model holds in a T4's 16 GB in fp16 (7.6 GB of weights), at a fraction of an A100."""
+DEFAULT_CPU_VM = "Standard_E16s_v3"
+DEFAULT_CPU_SERVING_VM = "Standard_E4s_v3"
+DEFAULT_CATALOG_MODEL = "Phi-4-mini-instruct"
+
+
+def retirement_problem(kind: str, name: str, today: date | None = None) -> str | None:
+    """Why `name` cannot be used today ("retired on ...; use ..."), or None when it can.
+
+    `kind` is "vm", "model" or "image"; a name the table does not know is not refused here.
+    """
+    today = today or date.today()
+    if kind == "vm" and name in VM_SIZES:
+        size = VM_SIZES[name]
+        ended, replacement = size.retired, size.replacement
+    elif kind == "model" and name in MODELS:
+        model = MODELS[name]
+        ended, replacement = model.retired, model.replacement
+    elif kind == "image" and name.split(":")[0] in BASE_IMAGES:
+        image = BASE_IMAGES[name.split(":")[0]]
+        ended, replacement = image.deprecated, image.replacement
+    else:
+        return None
+    if ended is None or today < ended:
+        return None
+    verb = "deprecated" if kind == "image" else "retired"
+    return f"{name} was {verb} by Azure on {ended:%Y-%m-%d}; use {replacement}"

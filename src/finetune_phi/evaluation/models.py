@@ -1,0 +1,134 @@
+"""The two models under comparison, each answering the held-out prompts with the same
+decoding: a local folder (a Hugging Face model, or the MLflow model `phi train --local`
+writes), a hub id, or an endpoint spoken to through its contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from finetune_phi.core.errors import UsageError
+from finetune_phi.data import hub
+from finetune_phi.endpoint_client import EndpointClient
+
+LOSS_TOKENS = (
+    "mean cross-entropy per token over the reference turn's tokens (the assistant's text and "
+    "its end-of-turn marker, as the chat template writes them), given every token before it; "
+    "the prompt's tokens do not count"
+)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    max_new_tokens: int = 128
+    seed: int | None = None
+    """None: greedy; a seed: sampling (temperature 0.7, top_p 0.9) from that seed."""
+
+    def parameters(self) -> dict[str, Any]:
+        """The scoring contract's parameters for this decoding."""
+        if self.seed is None:
+            return {"do_sample": False, "max_new_tokens": self.max_new_tokens}
+        return {
+            "do_sample": True,
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "max_new_tokens": self.max_new_tokens,
+        }
+
+
+class Model(Protocol):
+    name: str
+
+    def answer(self, prompt: list[dict[str, str]], decoding: Decoding) -> str: ...
+
+    def loss(self, prompt: list[dict[str, str]], reference: str) -> tuple[float, int] | None:
+        """(summed cross-entropy, tokens) of the reference given the prompt, or None when
+        the weights are not at hand."""
+        ...
+
+
+@dataclass
+class LocalModel:
+    name: str
+    model: Any
+    tokenizer: Any
+
+    @classmethod
+    def load(cls, spec: str, flag: str) -> LocalModel:
+        folder = Path(spec).expanduser()
+        mlmodel = next(
+            (p.parent for p in (folder / "MLmodel", folder / "model" / "MLmodel") if p.is_file()),
+            None,
+        )
+        if mlmodel is None and not folder.exists():
+            hub.require(spec, flag, "a local model folder")
+        try:
+            if mlmodel is not None:
+                import mlflow
+
+                components = mlflow.transformers.load_model(str(mlmodel), return_type="components")
+                model, tokenizer = components["model"], components["tokenizer"]
+            else:
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(spec)
+                model = AutoModelForCausalLM.from_pretrained(spec)
+        except (OSError, ValueError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise UsageError(f"{flag} {spec}: the model does not load ({first})") from None
+        model.eval()
+        return cls(spec, model, tokenizer)
+
+    def answer(self, prompt: list[dict[str, str]], decoding: Decoding) -> str:
+        import torch
+
+        inputs = self.tokenizer.apply_chat_template(
+            prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        options: dict[str, Any] = {"max_new_tokens": decoding.max_new_tokens, "do_sample": False}
+        if decoding.seed is not None:
+            torch.manual_seed(decoding.seed)
+            options |= {"do_sample": True, "temperature": 0.7, "top_p": 0.9}
+        with torch.inference_mode():
+            output = self.model.generate(
+                **inputs, **options, pad_token_id=self.tokenizer.pad_token_id
+            )
+        generated = output[0][inputs["input_ids"].shape[1] :]
+        return str(self.tokenizer.decode(generated, skip_special_tokens=True)).strip()
+
+    def loss(self, prompt: list[dict[str, str]], reference: str) -> tuple[float, int]:
+        import torch
+
+        before = self.tokenizer.apply_chat_template(
+            prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
+        whole = self.tokenizer.apply_chat_template(
+            [*prompt, {"role": "assistant", "content": reference}],
+            return_tensors="pt",
+            return_dict=True,
+        )["input_ids"]
+        if not torch.equal(whole[0, : before.shape[1]], before[0]):
+            raise UsageError(
+                f"{self.name}: its chat template does not extend the prompt; loss is undefined"
+            )
+        labels = whole.clone()
+        labels[:, : before.shape[1]] = -100
+        with torch.inference_mode():
+            mean = float(self.model(input_ids=whole, labels=labels).loss)
+        tokens = int(whole.shape[1] - before.shape[1])
+        return mean * tokens, tokens
+
+
+@dataclass
+class EndpointModel:
+    """An endpoint, through the scoring contract (or chat-completions): no weights, no loss."""
+
+    name: str
+    client: EndpointClient
+
+    def answer(self, prompt: list[dict[str, str]], decoding: Decoding) -> str:
+        return self.client.chat(prompt, decoding.parameters())
+
+    def loss(self, prompt: list[dict[str, str]], reference: str) -> None:
+        return None

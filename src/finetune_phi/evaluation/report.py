@@ -1,0 +1,148 @@
+"""The comparison: every row answered and scored by both models, the summary with deltas and
+their intervals, the three files, and the gate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune_phi.core.errors import PhiError, UsageError
+from finetune_phi.evaluation.metrics import bootstrap_interval, text_scores
+from finetune_phi.evaluation.models import LOSS_TOKENS, Decoding, Model
+from finetune_phi.evaluation.rows import EvalRow
+
+METRICS = ("loss", "f1", "rouge_l", "length")
+GATES = ("loss", "f1", "rouge_l")
+
+
+@dataclass(frozen=True)
+class Scored:
+    row: EvalRow
+    answers: dict[str, str]
+    scores: dict[str, dict[str, float]]
+    """model role ("base", "candidate") -> metric -> value for this row."""
+    loss: dict[str, tuple[float, int] | None]
+
+
+def score_rows(
+    rows: Sequence[EvalRow],
+    models: dict[str, Model],
+    decoding: Decoding,
+    progress: Callable[[Sequence[EvalRow]], Any] = iter,
+) -> list[Scored]:
+    scored = []
+    for row in progress(rows):
+        answers = {role: model.answer(row.prompt, decoding) for role, model in models.items()}
+        scored.append(
+            Scored(
+                row,
+                answers,
+                {role: text_scores(answer, row.reference) for role, answer in answers.items()},
+                {role: model.loss(row.prompt, row.reference) for role, model in models.items()},
+            )
+        )
+    return scored
+
+
+def _statistic(
+    scored: Sequence[Scored], role: str, metric: str
+) -> Callable[[Sequence[int]], float]:
+    def value(indices: Sequence[int]) -> float:
+        if metric == "loss":
+            pairs = [scored[i].loss[role] for i in indices]
+            total = sum(p[1] for p in pairs if p)
+            return sum(p[0] for p in pairs if p) / total if total else float("nan")
+        return sum(scored[i].scores[role][metric] for i in indices) / len(indices)
+
+    return value
+
+
+def _difference(
+    candidate: Callable[[Sequence[int]], float], base: Callable[[Sequence[int]], float]
+) -> Callable[[Sequence[int]], float]:
+    return lambda indices: candidate(indices) - base(indices)
+
+
+def summarize(scored: Sequence[Scored], seed: int = 0) -> dict[str, Any]:
+    if not scored:
+        raise UsageError("--data holds no rows to evaluate")
+    everything = range(len(scored))
+    has_loss = all(s.loss[role] is not None for s in scored for role in ("base", "candidate"))
+    metrics = [m for m in METRICS if m != "loss" or has_loss]
+    summary: dict[str, Any] = {"base": {}, "candidate": {}, "delta": {}, "n": len(scored)}
+    for metric in METRICS:
+        if metric not in metrics:
+            summary["base"][metric] = summary["candidate"][metric] = summary["delta"][metric] = None
+            continue
+        base, candidate = (
+            _statistic(scored, "base", metric),
+            _statistic(scored, "candidate", metric),
+        )
+        summary["base"][metric] = base(everything)
+        summary["candidate"][metric] = candidate(everything)
+        low, high = bootstrap_interval(_difference(candidate, base), len(scored), seed)
+        summary["delta"][metric] = {
+            "value": candidate(everything) - base(everything),
+            "ci95": [low, high],
+        }
+    summary["loss_tokens"] = LOSS_TOKENS if has_loss else "not measured: a model is an endpoint"
+    return summary
+
+
+def markdown(summary: dict[str, Any], names: dict[str, str]) -> str:
+    def cell(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    lines = [
+        f"| metric | base ({names['base']}) | candidate ({names['candidate']}) | delta (95 % CI) |",
+        "|---|---|---|---|",
+    ]
+    for metric in METRICS:
+        delta = summary["delta"][metric]
+        shown = (
+            "n/a"
+            if delta is None
+            else (f"{delta['value']:+.4f} ({delta['ci95'][0]:+.4f} to {delta['ci95'][1]:+.4f})")
+        )
+        lines.append(
+            f"| {metric} | {cell(summary['base'][metric])} | {cell(summary['candidate'][metric])} | {shown} |"
+        )
+    lines.append(f"\n{summary['n']} held-out conversations. loss: {summary['loss_tokens']}.")
+    return "\n".join(lines) + "\n"
+
+
+def write(
+    out: Path, summary: dict[str, Any], scored: Sequence[Scored], names: dict[str, str]
+) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps({**summary, "models": names}, indent=2) + "\n")
+        (out / "report.md").write_text(markdown(summary, names))
+        with (out / "rows.jsonl").open("w", encoding="utf-8") as rows:
+            for s in scored:
+                record = {
+                    "line": s.row.line,
+                    "prompt": s.row.prompt,
+                    "reference": s.row.reference,
+                    "answers": s.answers,
+                    "scores": s.scores,
+                }
+                rows.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except OSError as error:
+        raise UsageError(f"--out {out}: cannot write ({error.strerror or error})") from None
+
+
+def gate(summary: dict[str, Any], metric: str) -> None:
+    """PhiError when the candidate is worse than the base on `metric` (higher loss is worse)."""
+    base, candidate = summary["base"][metric], summary["candidate"][metric]
+    if base is None or candidate is None:
+        raise UsageError(f"--gate {metric}: not measured here (loss needs both models' weights)")
+    worse = candidate > base if metric == "loss" else candidate < base
+    if worse:
+        raise PhiError(
+            f"--gate {metric}: the candidate is worse than the base ({metric} {candidate:.4f} "
+            f"against {base:.4f})"
+        )

@@ -1,0 +1,94 @@
+"""`phi serve`: a serving engine (finetune_phi.serving) on this machine, on an MLflow model
+folder; and the helpers that start, probe and talk to it (the rehearsal and the tests use them)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from finetune_phi.core.errors import PhiError, UsageError
+from finetune_phi.endpoint_client import EndpointClient
+from finetune_phi.local.processes import run_in_group
+from finetune_phi.serving import DEFAULT_ENGINE, ENGINES
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+URL_API = ENGINES[DEFAULT_ENGINE].apis[0]
+"""The contract a server named by its URL speaks unless told: `phi serve`'s by default."""
+
+
+def server_command(port: int, host: str = "127.0.0.1", engine: str = DEFAULT_ENGINE) -> list[str]:
+    return ENGINES[engine].local.command(host, port)
+
+
+def server_environment(model: Path, engine: str = DEFAULT_ENGINE) -> dict[str, str]:
+    """This process's environment, plus the model folder where a managed deployment has it."""
+    return {
+        **os.environ,
+        "AZUREML_MODEL_DIR": str(model.resolve()),
+        "HF_HUB_OFFLINE": "1",
+        **ENGINES[engine].local.environment,
+    }
+
+
+def serve(model: Path, port: int, host: str = "127.0.0.1", engine: str = DEFAULT_ENGINE) -> int:
+    """Run the engine's server in the foreground until it stops; Ctrl-C or SIGTERM stops it
+    and its workers."""
+    if not any(model.glob("MLmodel")) and not any(model.glob("*/MLmodel")):
+        raise UsageError(
+            f"--model {model}: no MLmodel file here (`phi train --local --output-dir DIR` writes DIR/model)"
+        )
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: must be between 1 and 65535")
+    if host not in LOOPBACK:
+        print(
+            f"phi serve: warning: listening on {host}: the local server checks no key, so "
+            "anyone who can reach this machine can use the model",
+            file=sys.stderr,
+        )
+    spec = ENGINES[engine]
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    print(
+        f"phi serve: engine {spec.name} on {base}: ready once GET {spec.local.ready_path} "
+        f"answers 200; {spec.apis[0]} at {base}{spec.local.scoring_path}",
+        file=sys.stderr,
+    )
+    return run_in_group(server_command(port, host, engine), server_environment(model, engine))
+
+
+def free_port() -> int:
+    """A port on the loopback interface that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_healthy(process: subprocess.Popen[bytes], url: str, seconds: float) -> None:
+    """Poll `GET url` until it answers 200 (the model is loaded); PhiError if the
+    server exits first or is not healthy within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise PhiError(f"phi serve exited with {process.returncode} during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own local server
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    raise PhiError(f"phi serve was not healthy within {seconds:g} s")
+
+
+def local_client(url: str, api: str | None = None) -> EndpointClient:
+    """A local server with no key: `phi serve` (`http://127.0.0.1:5001` or its `/score`
+    URL), or with api chat-completions, the full `/chat/completions` URL."""
+    api = api or URL_API
+    url = url.rstrip("/")
+    if api == "score" and not url.endswith("/score"):
+        url = f"{url}/score"
+    return EndpointClient(url, api=api)
