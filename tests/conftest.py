@@ -16,10 +16,12 @@ from tests.support import (
     AGENT_PYTHON,
     BIN,
     PHI,
+    NoManagedIdentity,
     Rehearsal,
     Rehearsals,
     build_tiny_model,
     built_once,
+    http_server,
     install_wheel,
     isolated_promptflow,
     serving,
@@ -33,9 +35,17 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
+NEEDS_A_TRAINED_MODEL_OR_A_FLOW = {"fine_tuned", "scoring_server", "rehearsals", "pf_env"}
+"""Fixtures that train or serve the tiny model, or run Prompt flow: a test using one is slow."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first: spread over the workers from the start, they do not leave one worker
-    running alone at the end."""
+    """Mark what waits for a trained model or Prompt flow as slow (`make test-fast` skips
+    it), then put slow tests first: spread over the workers from the start, they do not leave
+    one worker running alone at the end."""
+    for item in items:
+        if NEEDS_A_TRAINED_MODEL_OR_A_FLOW & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
@@ -111,6 +121,13 @@ def fine_tuned(run_dir: Path, tiny_model: Path) -> Path:
 @pytest.fixture(scope="session")
 def scoring_server(fine_tuned: Path) -> Iterator[str]:
     with serving(fine_tuned / "model") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def no_managed_identity() -> Iterator[str]:
+    """The base URL of a managed-identity endpoint that has no identity to give."""
+    with http_server(NoManagedIdentity) as url:
         yield url
 
 

@@ -282,13 +282,31 @@ def read_request(connection: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def without_azure_sign_in(home: Path) -> dict[str, str]:
+class NoManagedIdentity(BaseHTTPRequestHandler):
+    """App Service's managed-identity endpoint on a machine that has no identity: it answers
+    at once with 400, where a closed port costs azure-identity's connection retries (about
+    five seconds a command)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = json.dumps({"statusCode": 400, "message": "No managed identity found."}).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def without_azure_sign_in(home: Path, identity_endpoint: str) -> dict[str, str]:
     """An environment with no Azure sign-in of any kind, for `phi` in a subprocess: no
-    variables, no CLI, and managed identity asked at a closed local port, not Azure's."""
+    variables, no CLI, and managed identity asked at a local stand-in (`NoManagedIdentity`),
+    never Azure's."""
     return {
         "PATH": f"{BIN}:/usr/bin:/bin",
         "HOME": str(home),
-        "IDENTITY_ENDPOINT": "http://127.0.0.1:9/token",
+        "IDENTITY_ENDPOINT": f"{identity_endpoint}/token",
         "IDENTITY_HEADER": "x",
         "HF_HUB_OFFLINE": "1",
     }

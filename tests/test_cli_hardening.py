@@ -105,7 +105,7 @@ def test_a_misspelt_command_suggests_the_closest(capsys: pytest.CaptureFixture[s
     ids=lambda c: c[0],
 )
 def test_without_credentials_one_line_says_how_to_sign_in(
-    tmp_path: Path, command: list[str]
+    tmp_path: Path, command: list[str], no_managed_identity: str
 ) -> None:
     outputs = {**EXAMPLE_OUTPUTS, "scoringUri": "https://127.0.0.1:9/score"}
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
@@ -118,7 +118,7 @@ def test_without_credentials_one_line_says_how_to_sign_in(
     result = subprocess.run(
         [str(BIN / "phi"), *command],
         cwd=tmp_path,
-        env=without_azure_sign_in(tmp_path),
+        env=without_azure_sign_in(tmp_path, no_managed_identity),
         capture_output=True,
         text=True,
         timeout=180,
@@ -152,9 +152,12 @@ def test_without_credentials_one_line_says_how_to_sign_in(
     ids=["prepare", "validate", "train"],
 )
 def test_an_unreachable_hub_fails_fast_naming_the_offline_way(
-    tmp_path: Path, command: list[str], flag: str
+    tmp_path: Path, command: list[str], flag: str, no_managed_identity: str
 ) -> None:
-    env = {**without_azure_sign_in(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env = {
+        **without_azure_sign_in(tmp_path, no_managed_identity),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+    }
     del env["HF_HUB_OFFLINE"]
     result = subprocess.run(
         [sys.executable, "-m", "finetune_phi.cli", *command],
@@ -173,8 +176,10 @@ def test_an_unreachable_hub_fails_fast_naming_the_offline_way(
     assert "Traceback" not in result.stderr
 
 
-def test_offline_without_a_cached_dataset_says_what_to_use(tmp_path: Path) -> None:
-    env = {**without_azure_sign_in(tmp_path), "HF_HOME": str(tmp_path / "hf")}
+def test_offline_without_a_cached_dataset_says_what_to_use(
+    tmp_path: Path, no_managed_identity: str
+) -> None:
+    env = {**without_azure_sign_in(tmp_path, no_managed_identity), "HF_HOME": str(tmp_path / "hf")}
     result = subprocess.run(
         [sys.executable, "-m", "finetune_phi.cli", "data", "prepare", "--out", "data"],
         cwd=tmp_path,

@@ -341,7 +341,9 @@ def test_a_next_link_off_resource_manager_gets_no_request_and_no_token(
     assert [call.path for call in state.calls if "usages" in call.path] == [USAGES]
 
 
-def test_without_credentials_one_line_says_how_to_sign_in(tmp_path: Path) -> None:
+def test_without_credentials_one_line_says_how_to_sign_in(
+    tmp_path: Path, no_managed_identity: str
+) -> None:
     (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
     result = subprocess.run(
         [
@@ -352,7 +354,7 @@ def test_without_credentials_one_line_says_how_to_sign_in(tmp_path: Path) -> Non
             "--arm-endpoint",
             "http://127.0.0.1:9",
         ],
-        env=without_azure_sign_in(tmp_path),
+        env=without_azure_sign_in(tmp_path, no_managed_identity),
         capture_output=True,
         text=True,
         timeout=120,
