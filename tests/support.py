@@ -101,20 +101,25 @@ def flow_copy(env: Mapping[str, str]) -> Path:
     return copy
 
 
+def flow_test_command(env: Mapping[str, str], question: str, history: list[Any]) -> list[str]:
+    """`pf flow test` of a copy of the flow with a question and a chat history."""
+    return [
+        str(BIN / "pf"),
+        "flow",
+        "test",
+        "--flow",
+        str(flow_copy(env)),
+        "--inputs",
+        f"question={question}",
+        f"chat_history={json.dumps(history)}",
+    ]
+
+
 def flow_test(
     env: dict[str, str], question: str, history: list[Any]
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            str(BIN / "pf"),
-            "flow",
-            "test",
-            "--flow",
-            str(flow_copy(env)),
-            "--inputs",
-            f"question={question}",
-            f"chat_history={json.dumps(history)}",
-        ],
+        flow_test_command(env, question, history),
         env=env,
         capture_output=True,
         text=True,

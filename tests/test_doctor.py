@@ -336,7 +336,7 @@ def test_a_next_link_off_resource_manager_gets_no_request_and_no_token(
     )
     assert code == 1
     [quota] = [row for row in rows(out) if row[0] == "quota"]
-    assert quota[2] == (f"nextLink https://example.com/collect leaves {ARM_ENDPOINT}; not followed")
+    assert quota[2] == (f"https://example.com/collect leaves {ARM_ENDPOINT}; not followed")
     assert state.refused == []  # refused before the transport, let alone the token
     assert [call.path for call in state.calls if "usages" in call.path] == [USAGES]
 

@@ -14,7 +14,7 @@ import pytest
 
 from finetune_phi.core.folders import AGENT_CHAT
 from tests.contract_server import Recorded, contract_server
-from tests.support import AGENT_PYTHON, PHI, answer_of, connect, flow_test
+from tests.support import AGENT_PYTHON, PHI, answer_of, connect, flow_test, flow_test_command
 
 pytestmark = pytest.mark.skipif(
     not AGENT_PYTHON.is_file(), reason="no Agent Framework environment: run `make venv-agent`"
@@ -78,7 +78,7 @@ def test_greedy_answers_of_the_fine_tuned_model_are_identical(
     endpoint = f"{scoring_server}/score"
     connect(endpoint, "local", pf_env)
     prompt_flow = subprocess.run(
-        [*flow_test_command(pf_env), "temperature=0"],
+        [*flow_test_command(pf_env, QUESTION, HISTORY), "temperature=0"],
         env=pf_env,
         capture_output=True,
         text=True,
@@ -89,21 +89,6 @@ def test_greedy_answers_of_the_fine_tuned_model_are_identical(
     agent = agent_flow(endpoint, "local", "--temperature", "0")
     assert agent.strip()
     assert answer_of(prompt_flow) == agent
-
-
-def flow_test_command(env: dict[str, str]) -> list[str]:
-    from tests.support import BIN, flow_copy
-
-    return [
-        str(BIN / "pf"),
-        "flow",
-        "test",
-        "--flow",
-        str(flow_copy(env)),
-        "--inputs",
-        f"question={QUESTION}",
-        f"chat_history={json.dumps(HISTORY)}",
-    ]
 
 
 def test_phi_chat_asks_through_the_agent_framework() -> None:

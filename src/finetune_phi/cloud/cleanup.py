@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from finetune_phi.cloud import ml_client
 from finetune_phi.core.arm import ARM_ENDPOINT, ARM_SCOPE, ArmClient, ArmError, segment
 from finetune_phi.core.azure_facts import API_VERSIONS
 from finetune_phi.core.naming import RULES
@@ -197,27 +198,14 @@ class Clients:
         session: requests.Session | None = None,
         poll_seconds: float = 5.0,
     ) -> Clients:
-        """Both clients on one HTTP session and with ArmClient's limits: no redirect followed,
-        each request (retries included) within its timeout, a poll every `poll_seconds`."""
-        from azure.ai.ml import MLClient
-        from azure.core.pipeline.transport import RequestsTransport
-
+        """Both clients on one HTTP session and with ArmClient's limits
+        (`ml_client.on_session`), a poll every `poll_seconds`."""
         session = session or requests.Session()
         arm = ArmClient(
             session, lambda: credential.get_token(ARM_SCOPE).token, poll_seconds=poll_seconds
         )
-        limit = arm.request_timeout_seconds
-        transport = RequestsTransport(
-            session=session, session_owner=False, connection_timeout=limit, read_timeout=limit
-        )
-        ml = MLClient(
-            credential,
-            subscription_id,
-            resource_group,
-            transport=transport,
-            permit_redirects=False,
-            timeout=limit,
-            polling_interval=poll_seconds,
+        ml = ml_client.on_session(
+            credential, arm, session, subscription_id, resource_group, poll_seconds=poll_seconds
         )
         return cls(ml.workspaces, arm)
 

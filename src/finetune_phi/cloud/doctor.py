@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from finetune_phi.cloud import ml_client
 from finetune_phi.cloud.finetune.method import Site
 from finetune_phi.cloud.finetune.methods import METHODS
 from finetune_phi.core.arm import ARM_ENDPOINT, ARM_SCOPE, ArmClient, ArmError, segment
@@ -178,34 +179,9 @@ class Clients:
         endpoint: str = ARM_ENDPOINT,
     ) -> Clients:
         """ArmClient at `endpoint`; azure-ai-ml at Azure's public Resource Manager with
-        ArmClient's timeout, its bearer token for that host alone: a request elsewhere (a
-        `nextLink`) is refused, as ArmError, before the token is added."""
-        from azure.ai.ml import MLClient
-        from azure.core.pipeline import PipelineRequest
-        from azure.core.pipeline.policies import SansIOHTTPPolicy
-        from azure.core.pipeline.transport import RequestsTransport
-
-        class ArmOnly(SansIOHTTPPolicy[Any, Any]):
-            def on_request(self, request: PipelineRequest[Any]) -> None:
-                url = str(request.http_request.url)
-                if not url.startswith(f"{ARM_ENDPOINT}/"):
-                    where = url.split("?")[0]
-                    raise ArmError(f"nextLink {where} leaves {ARM_ENDPOINT}; not followed")
-
+        ArmClient's limits (`ml_client.on_session`)."""
         arm = ArmClient(session, lambda: credential.get_token(ARM_SCOPE).token, endpoint=endpoint)
-        limit = arm.request_timeout_seconds
-        transport = RequestsTransport(
-            session=session, session_owner=False, connection_timeout=limit, read_timeout=limit
-        )
-        ml = MLClient(
-            credential,
-            subscription_id,
-            transport=transport,
-            permit_redirects=False,
-            timeout=limit,
-            per_call_policies=[ArmOnly()],
-            enable_telemetry=False,
-        )
+        ml = ml_client.on_session(credential, arm, session, subscription_id)
         return cls(arm, ml.compute)
 
 
