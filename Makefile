@@ -36,12 +36,14 @@ $(UV):
 
 # Exact pins, no resolver at install time: `uv pip sync` makes the environment exactly the
 # lock (adding, upgrading and removing), then the project goes in editable, and `uv pip check`
-# proves the set consistent. The stamp makes a changed lock re-sync; an unchanged one is
+# proves the set consistent. Bytecode is compiled at install, as pip does (uv does not by
+# default): where PYTHONDONTWRITEBYTECODE is set, as on these machines, every process would
+# otherwise compile torch and transformers again at import. The stamp makes a changed lock re-sync; an unchanged one is
 # never touched again.
 $(VENV)/.installed-%: requirements/%.txt pyproject.toml | $(UV)
 	test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	rm -f $(VENV)/.installed-*
-	$(UV) pip sync --quiet --python $(BIN)/python $(TORCH_SOURCE) $<
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python $(TORCH_SOURCE) $<
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(UV) pip check --quiet --python $(BIN)/python
 	touch $@
@@ -59,7 +61,7 @@ venv-infra: | $(UV)
 # The Agent Framework chat's own environment (see pyproject.toml's `agent` extra).
 $(AGENT_VENV)/.installed: requirements/agent.txt pyproject.toml | $(UV)
 	test -x $(AGENT_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(AGENT_VENV)
-	$(UV) pip sync --quiet --python $(AGENT_VENV)/bin/python requirements/agent.txt
+	$(UV) pip sync --quiet --compile-bytecode --python $(AGENT_VENV)/bin/python requirements/agent.txt
 	$(UV) pip install --quiet --python $(AGENT_VENV)/bin/python --no-deps -e .
 	$(UV) pip check --quiet --python $(AGENT_VENV)/bin/python
 	touch $@
