@@ -53,9 +53,6 @@ _REQUIRED_OUTPUTS = (
     "logAnalyticsName",
     "keyVaultName",
 )
-SDK_WORKSPACES_API_VERSION = "2024-10-01-preview"
-"""The api-version azure-ai-ml 1.35 sends for workspaces (its client for them is pinned to
-it); the dry run prints it, and tests/test_cleanup.py holds it to what the SDK sends."""
 
 
 class CleanupError(ArmError):
@@ -104,7 +101,7 @@ def plan(outputs: Mapping[str, Any]) -> list[HttpStep]:
     def purge_workspace(what: str, name: str) -> WorkspacePurge:
         path = (
             f"{base}/Microsoft.MachineLearningServices/workspaces/{segment(name)}"
-            f"?api-version={SDK_WORKSPACES_API_VERSION}"
+            f"?api-version={API_VERSIONS['Microsoft.MachineLearningServices']}"
         )
         return WorkspacePurge(
             f"delete {what} {name} permanently",

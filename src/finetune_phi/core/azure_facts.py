@@ -295,6 +295,10 @@ supported base image. PyTorch's own CUDA 12 index for newer versions is not reac
 where the locks are made, so the tests' newer CPU torch cannot be matched exactly."""
 
 API_VERSIONS: dict[str, str] = {
+    # Not ours to choose: what azure-ai-ml 1.35.2's workspace operations send (its generated
+    # client is pinned to it), read from the SDK on 2026-12-05; the cleanup's dry run prints it
+    # and tests/test_cleanup.py holds that to the requests the SDK makes.
+    "Microsoft.MachineLearningServices": "2024-10-01-preview",
     # Azure/azure-rest-api-specs specification/operationalinsights/.../stable/2023-09-01 (workspaces, deletedWorkspaces)
     "Microsoft.OperationalInsights": "2023-09-01",
     # Azure/azure-rest-api-specs specification/keyvault/resource-manager/Microsoft.KeyVault/stable/2023-07-01 (deletedVaults, purge)
