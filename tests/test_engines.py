@@ -22,11 +22,20 @@ from finetune_phi.cloud.deploy.managed import (
     record_live,
 )
 from finetune_phi.core import state
+from finetune_phi.core.azure_facts import VLLM_IMAGE
 from finetune_phi.core.errors import UsageError
+from finetune_phi.core.folders import JOBS
 from finetune_phi.core.stack_outputs import StackOutputs
 from finetune_phi.evaluation.models import EndpointModel
 from finetune_phi.serving import DEFAULT_ENGINE, ENGINES, transformers
-from finetune_phi.serving.engine import Container, Engine, LocalServer, ManagedDeployment, Probes
+from finetune_phi.serving.engine import (
+    SERVED_MODEL,
+    Container,
+    Engine,
+    LocalServer,
+    ManagedDeployment,
+    Probes,
+)
 from tests.contract_server import Recorded, contract_server
 from tests.test_deploy import OUTPUTS, FakeMlClient, FakeService, dry_run
 
@@ -37,8 +46,7 @@ THROWAWAY = Engine(
     local=LocalServer(
         command=lambda host, port: ["throwaway-server", "--host", host, "--port", str(port)],
         environment={"THROWAWAY_CACHE_GB": "1"},
-        ready_path="/health",
-        scoring_path="/v1/chat/completions",
+        routes={"chat-completions": "/v1/chat/completions"},
     ),
     managed=ManagedDeployment(
         runtime=Container(
@@ -119,7 +127,7 @@ def test_engine_option_offers_every_registered_engine(
         main([command, "--help"])
     assert done.value.code == 0
     out = capsys.readouterr().out
-    assert "--engine {throwaway,transformers}" in out
+    assert "--engine {throwaway,transformers,vllm}" in out
     assert "test's container" in " ".join(out.split())
 
 
@@ -127,11 +135,60 @@ def test_an_unknown_engine_is_refused_with_the_known_ones(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(SystemExit) as done:
-        main(["deploy", "--engine", "vllm", "--dry-run"])
+        main(["deploy", "--engine", "sglang", "--dry-run"])
     assert done.value.code == 2
-    assert "argument --engine: invalid choice: 'vllm'" in capsys.readouterr().err
-    with pytest.raises(UsageError, match=r"--engine 'vllm': one of transformers"):
-        DeployRequest(job="j", engine="vllm").check()
+    assert "argument --engine: invalid choice: 'sglang'" in capsys.readouterr().err
+    with pytest.raises(UsageError, match=r"--engine 'sglang': one of transformers, vllm"):
+        DeployRequest(job="j", engine="sglang").check()
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "context", "dtype"),
+    [
+        ("Standard_NC4as_T4_v3", "4096", "float16"),
+        ("Standard_NC24ads_A100_v4", "32768", "bfloat16"),
+    ],
+)
+def test_a_vllm_deployment_runs_the_front_on_vllms_image_sized_to_its_gpu(
+    stack: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    instance_type: str,
+    context: str,
+    dtype: str,
+) -> None:
+    _, deployment, _ = dry_run(
+        tmp_path, capsys, "--job", "j", "--engine", "vllm", "--instance-type", instance_type
+    )
+    assert deployment.code_configuration is None
+    build = deployment.environment.build
+    assert (Path(build.path), build.dockerfile_path) == (JOBS, "vllm/Dockerfile")
+    assert deployment.environment.inference_config == {
+        "livenessRoute": {"port": 8000, "path": "/health"},
+        "readinessRoute": {"port": 8000, "path": "/health"},
+        "scoringRoute": {"port": 8000, "path": "/v1/chat/completions"},
+    }
+    variables = deployment.environment_variables
+    assert variables["PHI_VLLM_MAX_MODEL_LEN"] == context
+    assert f"--dtype {dtype}" in variables["PHI_VLLM_ARGS"]
+    assert deployment.request_settings.max_concurrent_requests_per_instance > 1
+    assert deployment.readiness_probe.initial_delay == PROBE_INITIAL_DELAY_S
+
+
+def test_the_vllm_image_is_the_facts_tables_and_runs_our_front() -> None:
+    dockerfile = (JOBS / "vllm" / "Dockerfile").read_text()
+    assert f"\nFROM {VLLM_IMAGE.reference}\n" in dockerfile
+    entrypoint = json.loads(dockerfile.split("ENTRYPOINT ", 1)[1])
+    assert entrypoint[1] == "/opt/finetune-phi/score/server.py"
+    assert entrypoint[entrypoint.index("--port") + 1] == "8000"
+    assert entrypoint[entrypoint.index("--served-model-name") + 1] == SERVED_MODEL
+    copied = dockerfile.split("COPY ", 1)[1].split()[0]
+    assert (JOBS / copied / "server.py").is_file()
+
+
+def test_vllm_on_a_cpu_size_is_refused_before_anything_is_sent() -> None:
+    with pytest.raises(UsageError, match="--engine vllm needs a GPU size"):
+        DeployRequest(job="j", engine="vllm", instance_type="Standard_E4s_v3").check()
 
 
 def test_deploy_dry_run_uses_the_engines_spec(
@@ -241,18 +298,13 @@ def test_phi_serve_starts_the_engines_command_on_the_model(
     )
 
 
-def test_phi_serve_runs_the_inference_server_by_default(
+def test_phi_serve_runs_the_front_on_transformers_by_default(
     served_by: ServedBy, mlflow_folder: Path
 ) -> None:
     assert main(["serve", "--model", str(mlflow_folder)]) == 0
-    assert served_by.command[1:5] == [
-        "-m",
-        "finetune_phi.local.inference_server",
-        "127.0.0.1",
-        "--entry_script",
-    ]
-    assert served_by.command[5].endswith("jobs/score/score.py")
-    assert served_by.env["GUNICORN_CMD_ARGS"] == "--threads 4"
+    assert served_by.command[1].endswith("jobs/score/server.py")
+    assert served_by.command[2:4] == ["--engine", "transformers"]
+    assert served_by.command[4:8] == ["--host", "127.0.0.1", "--port", "5001"]
     assert served_by.env["HF_HUB_OFFLINE"] == "1"
 
 
@@ -320,7 +372,7 @@ def test_an_engine_this_phi_does_not_know_is_named_with_the_state_file(stack: Pa
         client_of(stack)
     assert str(refused.value) == (
         f"{state.state_file()} records engine 'gone-engine' for endpoint phi-dev-abc123, which "
-        "this phi does not know (it knows transformers): run phi deploy again, or delete "
+        "this phi does not know (it knows transformers, vllm): run phi deploy again, or delete "
         "'managed_deployment' there"
     )
 

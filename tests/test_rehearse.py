@@ -20,7 +20,10 @@ def test_rehearse_runs_the_whole_pipeline_and_leaves_nothing_running(
     result, work = rehearsals.through.result, rehearsals.through.work
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert list(STAGES) == ["model", "data", "train", "serve", "flow", "agent", "answer", "eval"]
+    assert list(STAGES) == [
+        *("model", "data", "train", "serve", "verify"),
+        *("flow", "agent", "answer", "eval"),
+    ]
     for number, stage in enumerate(STAGES, start=1):
         assert f"[{number}/{len(STAGES)}] {STAGES[stage]}" in out
         assert re.search(rf"^\| {stage} \| \d+\.\d \|$", out, re.M), stage
@@ -37,8 +40,14 @@ def test_rehearse_runs_the_whole_pipeline_and_leaves_nothing_running(
     assert loss is not None
     assert float(loss.group(2)) < float(loss.group(1))
     assert (work / "out" / "model" / "MLmodel").is_file()
-    assert {p.name for p in (work / "logs").iterdir()} >= {"train.log", "serve.log", "flow.log"}
-    port = int(re.search(r"scoring server on port (\d+)", out).group(1))  # type: ignore[union-attr]
+    assert {p.name for p in (work / "logs").iterdir()} >= {
+        "train.log",
+        "serve.log",
+        "verify.log",
+        "flow.log",
+    }
+    port = int(re.search(r"\(transformers, port (\d+)\)", out).group(1))  # type: ignore[union-attr]
+    assert re.search(r"^      agreement: 100% of 4 prompts", out, re.M), out
     assert port_is_free(port)
     # Its own server and flow run (the session's other tests serve its model themselves).
     assert no_process_mentions(f"--port {port}")

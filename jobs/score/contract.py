@@ -41,12 +41,17 @@ ROLES = ("system", "user", "assistant")
 
 
 class ContractError(ValueError):
-    """A request that breaks the contract: answered with `status` (400, or 413 when too
-    large) and this message."""
+    """A request that breaks the contract: answered with `status` (400; 413 when too large;
+    404 for a model not served) and this message; `param` and `code` fill OpenAI's error
+    shape."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(
+        self, message: str, status: int = 400, param: str | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.param = param
+        self.code = code
 
 
 def _refuse_constant(name: str) -> Any:
@@ -61,7 +66,7 @@ def _bounded_integer(text: str) -> int:
     return int(text)
 
 
-def _text(where: str, value: Any) -> str:
+def text(where: str, value: Any) -> str:
     """A non-empty string of valid Unicode within MAX_MESSAGE_CHARS."""
     if not isinstance(value, str) or not value.strip():
         raise ContractError(f"{where} must be a non-empty string")
@@ -93,13 +98,22 @@ class ScoringRequest:
         return {"output": answers[0]} if self.shape == "chat" else answers
 
 
-def _number(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
+def number(
+    name: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    prefix: str = "parameters.",
+) -> float:
+    """A JSON number within [low, high] (or (low, high]); `prefix` places it in the body."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ContractError(f"parameters.{name} must be a number, got {json.dumps(value)}")
+        raise ContractError(f"{prefix}{name} must be a number, got {json.dumps(value)}", param=name)
     if value < low or value > high or (low_open and value == low):
         bound = f"above {low:g}" if low_open else f"at least {low:g}"
         raise ContractError(
-            f"parameters.{name} = {value:g} is out of range: {bound}, at most {high:g}"
+            f"{prefix}{name} = {value:g} is out of range: {bound}, at most {high:g}", param=name
         )
     return float(value)
 
@@ -130,8 +144,8 @@ def parse_parameters(raw: Any) -> GenerationParameters:
             f"parameters.do_sample must be true or false, got {json.dumps(do_sample)}"
         )
     return GenerationParameters(
-        temperature=_number("temperature", raw.get("temperature", defaults.temperature), 0, 2),
-        top_p=_number("top_p", raw.get("top_p", defaults.top_p), 0, 1, low_open=True),
+        temperature=number("temperature", raw.get("temperature", defaults.temperature), 0, 2),
+        top_p=number("top_p", raw.get("top_p", defaults.top_p), 0, 1, low_open=True),
         max_new_tokens=max_new_tokens,
         do_sample=do_sample,
     )
@@ -156,7 +170,7 @@ def parse_messages(raw: Any) -> list[dict[str, str]]:
             )
         if role == "system" and index != 0:
             raise ContractError(f"{where}[{index}]: only the first message may be a system message")
-        messages.append({"role": role, "content": _text(f"{where}[{index}].content", content)})
+        messages.append({"role": role, "content": text(f"{where}[{index}].content", content)})
     if messages[-1]["role"] != "user":
         raise ContractError(
             f"{where}: the last message must be the user's, not {messages[-1]['role']!r}"
@@ -164,8 +178,8 @@ def parse_messages(raw: Any) -> list[dict[str, str]]:
     return messages
 
 
-def parse_request(body: str | bytes) -> ScoringRequest:
-    """Validate a request body; raises ContractError with the reason (and its status)."""
+def load_body(body: str | bytes) -> Any:
+    """The body's JSON, within the size and number limits; ContractError otherwise."""
     size = len(body.encode("utf-8", errors="surrogatepass") if isinstance(body, str) else body)
     if size > MAX_REQUEST_BYTES:
         raise ContractError(f"the body is {size} bytes; at most {MAX_REQUEST_BYTES}", status=413)
@@ -175,6 +189,12 @@ def parse_request(body: str | bytes) -> ScoringRequest:
         raise ContractError("the body is JSON nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ContractError(f"the body is not valid JSON: {error}") from None
+    return payload
+
+
+def parse_request(body: str | bytes) -> ScoringRequest:
+    """Validate a request body; raises ContractError with the reason (and its status)."""
+    payload = load_body(body)
     if not isinstance(payload, dict) or "input_data" not in payload:
         raise ContractError("the body must be a JSON object with 'input_data'")
     data = payload["input_data"]
@@ -202,11 +222,11 @@ def parse_request(body: str | bytes) -> ScoringRequest:
             )
         if not data or len(data) > MAX_BATCH:
             raise ContractError(f"input_data must hold 1 to {MAX_BATCH} questions")
-        if not all(isinstance(text, str) and text.strip() for text in data):
+        if not all(isinstance(question, str) and question.strip() for question in data):
             raise ContractError("input_data must be a list of non-empty strings")
         conversations = [
-            [{"role": "user", "content": _text(f"input_data[{index}]", text)}]
-            for index, text in enumerate(data)
+            [{"role": "user", "content": text(f"input_data[{index}]", question)}]
+            for index, question in enumerate(data)
         ]
         return ScoringRequest(conversations, parse_parameters(payload.get("params")), "batch")
     raise ContractError("input_data must be an object (chat) or a list of strings (batch)")

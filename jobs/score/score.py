@@ -14,12 +14,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contract import ContractError, GenerationParameters, parse_request  # type: ignore[import-not-found]
+from openai_api import ChatRequest, Choice  # type: ignore[import-not-found]
 
 logger = logging.getLogger("finetune_phi.score")
 _model: Any = None
@@ -59,24 +62,102 @@ def init() -> None:
     logger.info("loaded %s from %s on %s in %s", type(_model).__name__, model_dir, device, dtype)
 
 
-def prompt(messages: list[dict[str, str]], parameters: GenerationParameters) -> list[int]:
-    """The conversation's token ids, refused when it and the answer would not fit the
-    model's context."""
-    ids: list[int] = _tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, return_dict=True
-    )["input_ids"]
-    room = int(_model.config.max_position_embeddings) - parameters.max_new_tokens
-    if len(ids) > room:
-        raise ContractError(
-            f"the conversation is {len(ids)} tokens after the chat template; at most {room} "
-            f"(the model's context of {_model.config.max_position_embeddings} minus "
-            f"max_new_tokens {parameters.max_new_tokens})"
-        )
+def marker_tokens(tokenizer: Any) -> set[int]:
+    """The ids a chat template's markers use (`<|user|>`, `<|end|>`...): every added or
+    special token. A message's own text must never become one of them."""
+    return set(tokenizer.added_tokens_decoder) | set(tokenizer.all_special_ids)
+
+
+def prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The conversation's token ids after the chat template, with every message's content
+    read as text: a marker string typed inside a message (`<|end|><|assistant|>`, a forged
+    turn) is tokenized as its characters, never as the marker token.
+
+    The rendered conversation is tokenized once, as the template and training see it; only a
+    marker token that lies inside a message's content is replaced by that text's ordinary
+    tokens, so a conversation without such strings gets exactly the usual ids.
+    """
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    markers = marker_tokens(tokenizer)
+    spans = content_spans(text, messages, [tokenizer.convert_ids_to_tokens(i) for i in markers])
+    ids: list[int] = []
+    for token, (start, end) in zip(encoding["input_ids"], encoding["offset_mapping"], strict=True):
+        if token in markers and any(low <= start < high for low, high in spans):
+            piece = tokenizer(text[start:end], add_special_tokens=False, split_special_tokens=True)
+            ids.extend(piece["input_ids"])
+        else:
+            ids.append(token)
     return ids
 
 
-def generate(prompts: list[list[int]], parameters: GenerationParameters) -> list[str]:
-    """Every conversation's answer from one batched call, in order.
+def content_spans(
+    text: str, messages: list[dict[str, str]], markers: list[str]
+) -> list[tuple[int, int]]:
+    """Where each message's content lies in the rendered conversation. A content the
+    template changed (so it cannot be found as written) is refused if it holds a marker."""
+    spans, cursor = [], 0
+    for index, message in enumerate(messages):
+        content = message["content"]
+        start = text.find(content, cursor)
+        if start < 0:
+            forged = [marker for marker in markers if marker in content]
+            if forged:
+                raise ContractError(
+                    f"message {index} holds the chat template's marker {forged[0]!r}",
+                    param=f"messages[{index}].content",
+                )
+            continue
+        spans.append((start, start + len(content)))
+        cursor = start + len(content)
+    return spans
+
+
+def check_context(ids: list[int], max_new_tokens: int) -> None:
+    """Refuse a conversation that, with its answer, would not fit the model's context."""
+    context = int(_model.config.max_position_embeddings)
+    room = context - max_new_tokens
+    if len(ids) > room:
+        raise ContractError(
+            f"the conversation is {len(ids)} tokens after the chat template; at most {room} "
+            f"(the model's context of {context} minus max_new_tokens {max_new_tokens})"
+        )
+
+
+def prompt(messages: list[dict[str, str]], parameters: GenerationParameters) -> list[int]:
+    ids = prompt_ids(_tokenizer, messages)
+    check_context(ids, parameters.max_new_tokens)
+    return ids
+
+
+def decoding(
+    max_new_tokens: int, temperature: float, top_p: float, stop: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`generate`'s options: greedy at temperature 0, sampling otherwise."""
+    options: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "pad_token_id": _tokenizer.pad_token_id,
+        "do_sample": temperature > 0,
+    }
+    if temperature > 0:
+        options |= {"temperature": temperature, "top_p": top_p}
+    if stop:
+        options |= {"stop_strings": list(stop), "tokenizer": _tokenizer}
+    return options
+
+
+def end_tokens() -> set[int]:
+    """The ids that end an answer: the generation config's and the tokenizer's end of text."""
+    configured = _model.generation_config.eos_token_id
+    ends = set(configured if isinstance(configured, list) else [configured])
+    return {token for token in ends | {_tokenizer.eos_token_id} if token is not None}
+
+
+def new_tokens(
+    prompts: list[list[int]], options: Mapping[str, Any], streamer: Any = None
+) -> list[list[int]]:
+    """Every prompt's generated ids from one batched call, in order, each cut after its first
+    end token (what follows is padding).
 
     The prompts are padded on the left, with an attention mask, so each one ends where its
     answer starts. Under greedy decoding in fp32 (a CPU) the answers are those of one call
@@ -84,24 +165,103 @@ def generate(prompts: list[list[int]], parameters: GenerationParameters) -> list
     """
     import torch
 
-    options: dict[str, Any] = {"max_new_tokens": parameters.max_new_tokens}
-    if parameters.do_sample and parameters.temperature > 0:
-        options |= {
-            "do_sample": True,
-            "temperature": parameters.temperature,
-            "top_p": parameters.top_p,
-        }
-    else:
-        options["do_sample"] = False
     batch = _tokenizer.pad(
         {"input_ids": prompts}, padding=True, padding_side="left", return_tensors="pt"
     ).to(_model.device)
     with torch.inference_mode():
-        output = _model.generate(**batch, **options, pad_token_id=_tokenizer.pad_token_id)
-    answers = _tokenizer.batch_decode(
-        output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True
-    )
-    return [str(answer).strip() for answer in answers]
+        output = _model.generate(**batch, **options, streamer=streamer)
+    ends = end_tokens()
+    rows = []
+    for row in output[:, batch["input_ids"].shape[1] :].tolist():
+        cut = next((index for index, token in enumerate(row) if token in ends), None)
+        rows.append(row if cut is None else row[: cut + 1])
+    return rows
+
+
+def generate(prompts: list[list[int]], parameters: GenerationParameters) -> list[str]:
+    """The scoring contract's answers, in order."""
+    temperature = parameters.temperature if parameters.do_sample else 0.0
+    rows = new_tokens(prompts, decoding(parameters.max_new_tokens, temperature, parameters.top_p))
+    return [str(_tokenizer.decode(row, skip_special_tokens=True)).strip() for row in rows]
+
+
+def first_stop(text: str, stop: tuple[str, ...]) -> int | None:
+    """Where the first stop string starts in `text`, or None."""
+    found = [index for index in (text.find(s) for s in stop) if index >= 0]
+    return min(found) if found else None
+
+
+def choice(row: list[int], request: ChatRequest) -> Choice:
+    """One answer in OpenAI's terms: its text up to a stop string, and why it ended."""
+    text = str(_tokenizer.decode(row, skip_special_tokens=True))
+    cut = first_stop(text, request.stop)
+    if cut is not None:
+        return Choice(text[:cut], "stop", len(row))
+    ended = bool(row) and row[-1] in end_tokens()
+    return Choice(text, "stop" if ended or len(row) < request.max_tokens else "length", len(row))
+
+
+def seeded(request: ChatRequest) -> None:
+    import torch
+
+    if request.seed is not None:
+        torch.manual_seed(request.seed)
+
+
+def complete(ids: list[int], request: ChatRequest) -> list[Choice]:
+    """The `n` answers of a chat-completions request, from one batched call."""
+    check_context(ids, request.max_tokens)
+    seeded(request)
+    options = decoding(request.max_tokens, request.temperature, request.top_p, request.stop)
+    return [choice(row, request) for row in new_tokens([ids] * request.n, options)]
+
+
+class Streamed:
+    """One answer's text as it is generated (`for piece in streamed`), then its `choice`.
+
+    A piece that could be the start of a stop string is held back until it is not, so the
+    stream never shows a stop string or what follows it.
+    """
+
+    def __init__(self, ids: list[int], request: ChatRequest) -> None:
+        check_context(ids, request.max_tokens)
+        self.ids, self.request = ids, request
+        self.choice = Choice("", "stop", 0)
+
+    def __iter__(self) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        request = self.request
+        streamer = TextIteratorStreamer(_tokenizer, skip_prompt=True, skip_special_tokens=True)
+        options = decoding(request.max_tokens, request.temperature, request.top_p, request.stop)
+        rows: list[list[int]] = []
+
+        def run() -> None:
+            seeded(request)
+            try:
+                rows.extend(new_tokens([self.ids], options, streamer))
+            finally:
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        hold = max((len(s) for s in request.stop), default=1) - 1
+        pending, stopped = "", False
+        for piece in streamer:
+            if stopped:
+                continue
+            pending += piece
+            cut = first_stop(pending, request.stop)
+            if cut is not None:
+                pending, stopped = pending[:cut], True
+            elif len(pending) > hold:
+                yield pending[: len(pending) - hold]
+                pending = pending[len(pending) - hold :]
+        worker.join()
+        if pending:
+            yield pending
+        if rows:
+            self.choice = choice(rows[0], request)
 
 
 def run(raw: str) -> Any:

@@ -396,6 +396,24 @@ def log_run_metrics(metrics: dict[str, Any], run_levers: dict[str, Any]) -> None
     mlflow.log_params({f"lever.{name}": json.dumps(value) for name, value in run_levers.items()})
 
 
+def forged_turns(data: Any, files: dict[str, str], tokenizer: Any) -> list[str]:
+    """Every message whose content holds one of the tokenizer's markers (`<|end|>`,
+    `<|assistant|>`...): the chat template would read it as a turn of its own."""
+    ids = set(tokenizer.added_tokens_decoder) | set(tokenizer.all_special_ids)
+    markers = [marker for marker in tokenizer.convert_ids_to_tokens(sorted(ids)) if marker]
+    problems = []
+    for split, rows in data.items():
+        for row, messages in enumerate(rows["messages"], start=1):
+            for index, message in enumerate(messages):
+                found = next((m for m in markers if m in message["content"]), None)
+                if found:
+                    problems.append(
+                        f"{files[split]}: row {row}: messages[{index}] holds the chat "
+                        f"template's marker {found!r}"
+                    )
+    return problems
+
+
 def main(script_args: ScriptArguments, training_args: Any, model_args: Any) -> None:
     check_inputs(script_args, training_args, model_args)
     from datasets import load_dataset
@@ -417,6 +435,13 @@ def main(script_args: ScriptArguments, training_args: Any, model_args: Any) -> N
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     tokenizer.padding_side = "right"
+    forged = forged_turns(data, files, tokenizer)
+    if forged:
+        shown = "\n  ".join(forged[:10])
+        raise SystemExit(
+            f"error: {len(forged)} message(s) hold a chat-template marker; the model would "
+            f"learn forged turns from them (remove them, then train):\n  {shown}"
+        )
     model = load_model(model_args, training_args, dtype, attention)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False

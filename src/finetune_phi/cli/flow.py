@@ -15,7 +15,7 @@ from finetune_phi.cloud import endpoints
 from finetune_phi.core.contract import FLOW_CONNECTION
 from finetune_phi.core.errors import UsageError
 from finetune_phi.local import flow_connection
-from finetune_phi.local.serve import URL_API
+from finetune_phi.local.serve import local_client
 
 
 def register(commands: Commands) -> None:
@@ -32,7 +32,9 @@ def register(commands: Commands) -> None:
     )
     add_outputs_options(connect)
     connect.add_argument(
-        "--endpoint", metavar="URL", help="a scoring URI, e.g. http://127.0.0.1:5001/score"
+        "--endpoint",
+        metavar="URL",
+        help="a server's URL, e.g. http://127.0.0.1:5001 (chat completions) or its /score URL",
     )
     connect.add_argument("--name", default=FLOW_CONNECTION, help="default: %(default)s")
     add_endpoint_options(connect)
@@ -45,8 +47,8 @@ def run_connect(args: argparse.Namespace) -> int:
             "--endpoint names the endpoint itself: drop --stack/--outputs/--managed/--serverless"
         )
     if args.endpoint:
-        endpoint, key = args.endpoint, flow_connection.key_from_environment()
-        api = args.api or URL_API
+        client = local_client(args.endpoint, args.api)
+        endpoint, key, api = client.scoring_uri, flow_connection.key_from_environment(), client.api
     else:
         client = endpoints.stack_client(read_outputs(args), kind=args.kind, api=args.api)
         endpoint, key, api = client.scoring_uri, client.key or "", client.api

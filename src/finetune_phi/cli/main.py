@@ -7,7 +7,8 @@ phi doctor --stack dev                       # preflight: quota, models, names, 
 phi finetune submit --stack dev --dry-run    # the job YAML, sent nowhere
 phi eval --base BASE --candidate out/model   # did the fine-tune help? held-out split
 phi deploy --stack dev --dry-run             # model, deployment and traffic plan
-phi serve --model out/model                  # the scoring server, locally
+phi serve --model out/model                  # OpenAI's chat API, locally (--engine vllm)
+phi verify --model out/model --served http://127.0.0.1:5001  # served as trained?
 phi chat --url http://127.0.0.1:5001 "Who founded Microsoft?"
 phi flow connect --stack dev                 # the flow's connection, key fetched now
 phi rehearse                                 # all of it, offline, on a tiny model
@@ -37,6 +38,7 @@ COMMAND_GROUPS = (
     "eval",
     "deploy",
     "serve",
+    "verify",
     "chat",
     "flow",
     "rehearse",
@@ -55,6 +57,8 @@ EXTRAS = {
     "accelerate": "train",
     "tqdm": "train",
     "azureml_inference_server_http": "serve",
+    "uvicorn": "serve",
+    "httpx": "serve",
     "promptflow": "flow",
     "nltk": "eval",
 }

@@ -277,6 +277,31 @@ BASE_IMAGES: dict[str, BaseImage] = {
 
 
 @dataclass(frozen=True)
+class ServingImage:
+    name: str
+    tag: str
+    source: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.name}:{self.tag}"
+
+
+VLLM_IMAGE = ServingImage(
+    "vllm/vllm-openai",
+    "v0.27.1",
+    "vLLM's official OpenAI-server image; the newest tag a vLLM source names: "
+    "vllm-project/recipes models/nvidia/NVIDIA-Nemotron-3.5-Lightning-30B-A3B-BF16.yaml "
+    "(added 2026-08-13, still at HEAD 2026-08-21). Its ENTRYPOINT is `vllm serve` (vLLM "
+    "docker/Dockerfile). Chosen over Azure ML's foundation-model-serve environment, whose "
+    "published version is not in its repo (azureml-assets asset.yaml `version: auto`, "
+    "2026-07-23) and whose Dockerfile at HEAD shows no vLLM install (commit b85a8889, "
+    "2026-06-25, removed it)",
+)
+"""What `phi deploy --engine vllm` builds on (jobs/vllm/Dockerfile starts FROM it)."""
+
+
+@dataclass(frozen=True)
 class TorchBuild:
     version: str
     cuda: str

@@ -33,6 +33,8 @@ TRAIN_FSDP_CONFIG = TRAIN_SOURCE / "fsdp.json"
 TRAIN_REQUIREMENTS = JOBS / "train" / "environment" / "requirements.txt"
 SCORE_SOURCE = JOBS / "score"
 SCORE_REQUIREMENTS = SCORE_SOURCE / "environment" / "requirements.txt"
+SERVING_FRONT = SCORE_SOURCE / "server.py"
+"""`phi serve`'s HTTP front, OpenAI's chat completions on every engine."""
 SCORE_SERVER_ENVIRONMENT = {"GUNICORN_CMD_ARGS": "--threads 4"}
 """How the inference server runs score.py, locally and in a managed deployment: gunicorn reads
 its settings from this variable, and more than one thread makes its worker gthread, so health
@@ -44,3 +46,7 @@ PROMPT_FLOW = FLOWS / "promptflow"
 """The Prompt flow folder (flow.dag.yaml and its tool)."""
 AGENT_CHAT = FLOWS / "agent" / "chat.py"
 """The same chat on Microsoft Agent Framework, run in its own environment (`.venv-agent`)."""
+
+VLLM_ENVIRONMENT = _PACKAGE.parents[1] / ".venv-vllm"
+"""A checkout's vLLM environment (`make venv-vllm`: the community CPU build, for offline tests
+and CPU machines); absent from a wheel's install."""

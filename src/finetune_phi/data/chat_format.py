@@ -2,18 +2,24 @@
 
 A row is a JSON object with a `messages` list. Each message has a `role` (system, user or
 assistant) and non-empty string `content`. A system message may only come first; there
-is at least one user message; the conversation ends with an assistant turn.
+is at least one user message; the conversation ends with an assistant turn. No content
+holds a Phi chat-template marker such as `<|end|>` or `<|assistant|>`: the chat template
+would read it as a turn of its own, and the model would learn from a forged conversation
+(the training script refuses the tokenizer's own markers too).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROLES = ("system", "user", "assistant")
+MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>")
+"""Phi's chat-template markers: <|system|>, <|user|>, <|assistant|>, <|end|>, <|endoftext|>..."""
 
 
 def row_problems(row: Any) -> list[str]:
@@ -38,6 +44,11 @@ def row_problems(row: Any) -> list[str]:
             problems.append(f"{where}.content must be a non-empty string")
         elif not _is_unicode(content):
             problems.append(f"{where}.content is not valid Unicode (a lone surrogate)")
+        elif marker := MARKER.search(content):
+            problems.append(
+                f"{where}.content holds {marker.group(0)!r}, a chat-template marker: the "
+                "model would learn a forged turn from it"
+            )
     roles = [m.get("role") for m in messages if isinstance(m, dict)]
     if "user" not in roles:
         problems.append("there is no user message")

@@ -3,13 +3,17 @@
 1. build a tiny Phi-3-architecture model and tokenizer (no download);
 2. prepare and validate data from the shipped chat sample (`phi data prepare`/`validate`);
 3. fine-tune it with the real training script on the CPU into an MLflow model;
-4. start the real scoring server on it (`phi serve`);
-5. connect the real chat flow to it (`phi flow connect`) and run it with a question and a
+4. serve it behind OpenAI's chat-completions API (`phi serve`, the transformers engine, or
+   vLLM with `--engine vllm`);
+5. check that the server answers as the trained model does (`phi verify`);
+6. connect the real chat flow to it (`phi flow connect`) and run it with a question and a
    chat history (`pf flow test`);
-6. run the same chat on Microsoft Agent Framework (`flow/agent/chat.py`, from `.venv-agent`);
-7. print the answers the fine-tuned model gave through both flows;
-8. evaluate the base model against the fine-tuned one on the held-out split (`phi eval`)
+7. run the same chat on Microsoft Agent Framework (`flow/agent/chat.py`, from `.venv-agent`);
+8. print the answers the fine-tuned model gave through both flows;
+9. evaluate the base model against the fine-tuned one on the held-out split (`phi eval`)
    and print the table.
+
+Every client stage speaks OpenAI's chat completions to the server.
 
 Everything lives in one work directory, with a log per stage; Prompt flow's home and
 keyring are inside it too, so the rehearsal touches nothing of yours. Every process it
@@ -37,12 +41,15 @@ from finetune_phi.local.agent_chat import AGENT_PYTHON_VARIABLE, agent_python
 from finetune_phi.local.flow_connection import KEY_VARIABLE
 from finetune_phi.local.processes import stop_group
 from finetune_phi.local.serve import free_port, wait_until_healthy
+from finetune_phi.serving import DEFAULT_ENGINE
+from finetune_phi.serving.engine import CHAT_COMPLETIONS_PATH
 
 STAGES = {
     "model": "building a tiny Phi-3 model and tokenizer offline",
     "data": "preparing and validating the chat sample",
     "train": "fine-tuning with the real training script (CPU)",
-    "serve": "starting the scoring server",
+    "serve": "serving it behind OpenAI's chat-completions API",
+    "verify": "does the server answer as the trained model does? (phi verify)",
     "flow": "connecting the chat flow and running it with a chat history",
     "agent": "the same chat on Microsoft Agent Framework (flow/agent/chat.py)",
     "answer": "answer from the fine-tuned model, through both flows",
@@ -70,6 +77,10 @@ TRAINING_ARGS = (
 )
 
 
+SERVER_START_SECONDS = 600
+"""vLLM takes one to two minutes on two cores; the transformers engine a few seconds."""
+
+
 class RehearsalError(PhiError):
     pass
 
@@ -78,6 +89,7 @@ class RehearsalError(PhiError):
 class Rehearsal:
     work_dir: Path
     port: int
+    engine: str = DEFAULT_ENGINE
     log: Callable[[str], None] = print
     times: list[tuple[str, float]] = field(default_factory=list)
     server: subprocess.Popen[bytes] | None = None
@@ -144,16 +156,21 @@ class Rehearsal:
             )
         return found
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def start_server(self, model: Path) -> None:
+        command = self.phi("serve", "--model", str(model), "--port", str(self.port))
         with self.log_path("serve").open("a") as log:
             self.server = subprocess.Popen(
-                self.phi("serve", "--model", str(model), "--port", str(self.port)),
+                [*command, "--engine", self.engine],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_until_healthy(self.server, f"http://127.0.0.1:{self.port}/", seconds=180)
+        wait_until_healthy(self.server, f"{self.url}/health", seconds=SERVER_START_SECONDS)
 
     def stop_server(self) -> None:
         if self.server is not None:
@@ -161,7 +178,12 @@ class Rehearsal:
         self.server = None
 
 
-def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None] = print) -> str:
+def rehearse(
+    work_dir: Path,
+    port: int | None = None,
+    log: Callable[[str], None] = print,
+    engine: str = DEFAULT_ENGINE,
+) -> str:
     """Run the STAGES; returns the answer. Raises RehearsalError naming the stage and its log."""
     if work_dir.exists() and any(work_dir.iterdir()):
         raise UsageError(f"work directory {work_dir} is not empty; pass another --work-dir")
@@ -171,7 +193,7 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
     (pf_home / "pf.yaml").write_text(
         "telemetry:\n  enabled: 'false'\ntrace:\n  destination: none\n"
     )
-    r = Rehearsal(work_dir, port or free_port(), log)
+    r = Rehearsal(work_dir, port or free_port(), engine, log)
     log(f"work directory: {work_dir}")
     try:
         with r.stage("model"):
@@ -189,10 +211,19 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
             log(
                 f"      loss {losses[0]:.2f} -> {losses[-1]:.2f}, {metrics['tokens_per_second']:,.0f} tokens/s; MLflow model in {work_dir / 'out' / 'model'}"
             )
-        with r.stage("serve", f" on port {r.port}"):
+        with r.stage("serve", f" ({engine}, port {r.port})"):
             r.start_server(work_dir / "out" / "model")
+        with r.stage("verify"):
+            verdict = r.run(
+                "verify",
+                r.phi(
+                    *("verify", "--model", str(work_dir / "out" / "model"), "--served", r.url),
+                    *("--data", str(data.eval), "--limit", "4"),
+                ),
+            )
+            log(f"      {verdict.strip().splitlines()[-1]}")
         with r.stage("flow"):
-            endpoint = f"http://127.0.0.1:{r.port}/score"
+            endpoint = f"{r.url}{CHAT_COMPLETIONS_PATH}"
             r.run(
                 "flow",
                 r.phi("flow", "connect", "--endpoint", endpoint),
@@ -242,7 +273,11 @@ def rehearse(work_dir: Path, port: int | None = None, log: Callable[[str], None]
                         "0",
                         "--json",
                     ],
-                    env={**r.env, "PHI_ENDPOINT_URL": endpoint, "PHI_ENDPOINT_API": "score"},
+                    env={
+                        **r.env,
+                        "PHI_ENDPOINT_URL": endpoint,
+                        "PHI_ENDPOINT_API": "chat-completions",
+                    },
                 )
                 agent_answer = str(json.loads(output)["answer"])
         with r.stage("answer"):

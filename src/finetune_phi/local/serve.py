@@ -16,10 +16,12 @@ from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.endpoint_client import EndpointClient
 from finetune_phi.local.processes import run_in_group
 from finetune_phi.serving import DEFAULT_ENGINE, ENGINES
+from finetune_phi.serving.engine import CHAT_COMPLETIONS_PATH
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-URL_API = ENGINES[DEFAULT_ENGINE].apis[0]
-"""The contract a server named by its URL speaks unless told: `phi serve`'s by default."""
+URL_API = "chat-completions"
+"""The contract a server named by its URL speaks unless told: OpenAI's, as `phi serve` does
+on every engine, and vLLM, Foundry and Azure OpenAI do."""
 
 
 def server_command(port: int, host: str = "127.0.0.1", engine: str = DEFAULT_ENGINE) -> list[str]:
@@ -53,9 +55,10 @@ def serve(model: Path, port: int, host: str = "127.0.0.1", engine: str = DEFAULT
         )
     spec = ENGINES[engine]
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    routes = "; ".join(f"{api} at {base}{path}" for api, path in spec.local.routes.items())
     print(
         f"phi serve: engine {spec.name} on {base}: ready once GET {spec.local.ready_path} "
-        f"answers 200; {spec.apis[0]} at {base}{spec.local.scoring_path}",
+        f"answers 200; {routes}",
         file=sys.stderr,
     )
     return run_in_group(server_command(port, host, engine), server_environment(model, engine))
@@ -85,10 +88,13 @@ def wait_until_healthy(process: subprocess.Popen[bytes], url: str, seconds: floa
 
 
 def local_client(url: str, api: str | None = None) -> EndpointClient:
-    """A local server with no key: `phi serve` (`http://127.0.0.1:5001` or its `/score`
-    URL), or with api chat-completions, the full `/chat/completions` URL."""
-    api = api or URL_API
+    """A server with no key, by its base URL (`http://127.0.0.1:5001`, or an OpenAI base URL
+    ending in `/v1`) or its full route URL (`.../v1/chat/completions`, `.../score`). Without
+    `api`, a `/score` URL speaks the scoring contract, any other chat completions."""
     url = url.rstrip("/")
+    api = api or ("score" if url.endswith("/score") else URL_API)
     if api == "score" and not url.endswith("/score"):
         url = f"{url}/score"
+    elif api == "chat-completions" and not url.endswith("/chat/completions"):
+        url = f"{url}/chat/completions" if url.endswith("/v1") else f"{url}{CHAT_COMPLETIONS_PATH}"
     return EndpointClient(url, api=api)

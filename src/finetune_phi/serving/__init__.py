@@ -9,10 +9,11 @@ a new engine is its module and its line in ENGINES. `--engine` of `phi serve` an
 
 from __future__ import annotations
 
-from finetune_phi.serving import transformers
+from finetune_phi.serving import transformers, vllm
 from finetune_phi.serving.engine import Engine
 
 ENGINES: dict[str, Engine] = {
     transformers.ENGINE.name: transformers.ENGINE,
+    vllm.ENGINE.name: vllm.ENGINE,
 }
 DEFAULT_ENGINE = transformers.ENGINE.name

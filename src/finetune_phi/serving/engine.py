@@ -11,20 +11,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+SERVED_MODEL = "phi"
+"""The model's name in the OpenAI API (`model` in requests, `GET /v1/models`), on every
+engine, locally and in a managed deployment."""
+CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
+
 
 @dataclass(frozen=True)
 class LocalServer:
-    """The engine on this machine. It finds the model folder in $AZUREML_MODEL_DIR, as it
-    does in a managed deployment."""
+    """The engine on this machine, behind the local front (jobs/score/server.py). It finds
+    the model folder in $AZUREML_MODEL_DIR, as it does in a managed deployment."""
 
     command: Callable[[str, int], list[str]]
     """The command line that serves on (host, port) until it is stopped."""
     environment: Mapping[str, str]
     """Variables it needs beside the caller's own."""
-    ready_path: str
+    routes: Mapping[str, str]
+    """Each contract it speaks (finetune_phi.endpoint_client.APIS), first the one clients
+    speak unless told otherwise, and the path it answers it at."""
+    ready_path: str = "/health"
     """GET it answers 200 once the model is loaded."""
-    scoring_path: str
-    """Where it answers its first contract."""
 
 
 @dataclass(frozen=True)
@@ -40,14 +46,19 @@ class ScoringCode:
 
 @dataclass(frozen=True)
 class Container:
-    """A ready-made image that serves by itself: Azure ML sends its probes and requests to
-    these routes of `port`."""
+    """An image that serves by itself: Azure ML sends its probes and requests to these
+    routes of `port`. With `build`, Azure ML builds the image from that folder (its
+    Dockerfile starts FROM `image`), since a managed deployment cannot pass the container
+    arguments."""
 
     image: str
     port: int
     liveness_path: str
     readiness_path: str
     scoring_path: str
+    build: Path | None = None
+    dockerfile: str = "Dockerfile"
+    """Within `build`."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,9 @@ class ManagedDeployment:
     max_concurrent_requests: int
     """Per instance; Azure ML answers 429 beyond twice this times the instances."""
     probes: Probes
+    instance_variables: Callable[[str], Mapping[str, str]] = lambda instance_type: {}
+    """Variables that depend on the instance type (its GPU's memory and precision)."""
+    needs_gpu: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,7 @@ class Engine:
     summary: str
     """One line for `--help`."""
     apis: tuple[str, ...]
-    """The contracts it speaks (finetune_phi.endpoint_client.APIS); clients speak the first
-    unless told otherwise."""
+    """The contracts its managed deployment speaks (finetune_phi.endpoint_client.APIS);
+    clients speak the first unless told otherwise."""
     local: LocalServer
     managed: ManagedDeployment

@@ -1,40 +1,48 @@
-"""The `transformers` engine: our `jobs/score/score.py` (Hugging Face transformers behind the
-scoring contract) in Azure ML's inference server, azureml-inference-server-http, the same
-server on this machine and in a managed deployment."""
+"""The `transformers` engine: Hugging Face transformers' `generate` on the MLflow model.
+
+On this machine it runs in the local front (jobs/score/server.py), which speaks OpenAI's chat
+completions and the scoring contract; in a managed deployment our `jobs/score/score.py` runs
+in Azure ML's inference server, azureml-inference-server-http, behind the scoring contract.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from finetune_phi.core.folders import SCORE_REQUIREMENTS, SCORE_SERVER_ENVIRONMENT, SCORE_SOURCE
-from finetune_phi.serving.engine import Engine, LocalServer, ManagedDeployment, Probes, ScoringCode
+from finetune_phi.core.folders import (
+    SCORE_REQUIREMENTS,
+    SCORE_SERVER_ENVIRONMENT,
+    SCORE_SOURCE,
+    SERVING_FRONT,
+)
+from finetune_phi.serving.engine import (
+    CHAT_COMPLETIONS_PATH,
+    SERVED_MODEL,
+    Engine,
+    LocalServer,
+    ManagedDeployment,
+    Probes,
+    ScoringCode,
+)
 
 SCORING_SCRIPT = "score.py"
 
 
 def command(host: str, port: int) -> list[str]:
-    """The inference server, bound to `host` (it binds 0.0.0.0 by itself)."""
     return [
-        sys.executable,
-        "-m",
-        "finetune_phi.local.inference_server",
-        host,
-        "--entry_script",
-        str(SCORE_SOURCE / SCORING_SCRIPT),
-        "--port",
-        str(port),
+        *(sys.executable, str(SERVING_FRONT), "--engine", "transformers"),
+        *("--host", host, "--port", str(port), "--served-model-name", SERVED_MODEL),
     ]
 
 
 ENGINE = Engine(
     name="transformers",
-    summary="score.py in azureml-inference-server-http (the scoring contract)",
+    summary="Hugging Face generate, one request at a time (the scoring contract on Azure)",
     apis=("score",),
     local=LocalServer(
         command=command,
-        environment=SCORE_SERVER_ENVIRONMENT,
-        ready_path="/",
-        scoring_path="/score",
+        environment={},
+        routes={"chat-completions": CHAT_COMPLETIONS_PATH, "score": "/score"},
     ),
     managed=ManagedDeployment(
         runtime=ScoringCode(

@@ -29,6 +29,7 @@ from finetune_phi.core import state
 from finetune_phi.core.azure_facts import (
     DEFAULT_CPU_SERVING_VM,
     DEFAULT_SERVING_VM,
+    VM_SIZES,
     retirement_problem,
 )
 from finetune_phi.core.errors import PhiError, UsageError
@@ -76,6 +77,12 @@ class DeployRequest:
             raise UsageError(f"--model-name {self.model_name!r}: letters, digits, '_', '-' and '.'")
         if self.engine not in ENGINES:
             raise UsageError(f"--engine {self.engine!r}: one of {', '.join(sorted(ENGINES))}")
+        size = VM_SIZES.get(self.instance_type)
+        if ENGINES[self.engine].managed.needs_gpu and size is not None and not size.gpus:
+            raise UsageError(
+                f"--instance-type {self.instance_type}: --engine {self.engine} needs a GPU size, "
+                f"e.g. {DEFAULT_SERVING_VM}"
+            )
 
 
 def model_entity(request: DeployRequest) -> Any:
@@ -94,7 +101,7 @@ def model_entity(request: DeployRequest) -> Any:
 def runtime_entities(engine: Engine) -> tuple[Any, Any]:
     """(code configuration, environment): our scoring code on the base image, or the
     engine's own image with Azure ML's routes to it (and no code)."""
-    from azure.ai.ml.entities import CodeConfiguration, Environment
+    from azure.ai.ml.entities import BuildContext, CodeConfiguration, Environment
 
     runtime = engine.managed.runtime
     if isinstance(runtime, ScoringCode):
@@ -108,6 +115,13 @@ def runtime_entities(engine: Engine) -> tuple[Any, Any]:
     inference_config = {
         route: {"port": runtime.port, "path": path} for route, path in routes.items()
     }
+    if runtime.build is not None:
+        built = Environment(
+            name=f"finetune-phi-{engine.name}",
+            build=BuildContext(path=str(runtime.build), dockerfile_path=runtime.dockerfile),
+            inference_config=inference_config,
+        )
+        return None, built
     return None, Environment(image=runtime.image, inference_config=inference_config)
 
 
@@ -148,6 +162,7 @@ def deployment_entity(
             "AZURE_CLIENT_ID": identity_client_id,
             "HF_HUB_OFFLINE": "1",
             **engine.managed.environment_variables,
+            **engine.managed.instance_variables(request.instance_type),
         },
         app_insights_enabled=True,
     )

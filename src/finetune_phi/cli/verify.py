@@ -1,0 +1,67 @@
+"""`phi verify`: train/serve parity, the served model's greedy answers against the trained
+model's own (finetune_phi.evaluation.parity)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from finetune_phi.cli.eval import STACK_ENDPOINT, model, progress
+from finetune_phi.cli.options import Commands, add_endpoint_options, add_outputs_options, command
+from finetune_phi.core.errors import PhiError, UsageError
+from finetune_phi.data import prepare
+from finetune_phi.evaluation import parity
+from finetune_phi.evaluation.models import Decoding, LocalModel
+from finetune_phi.evaluation.rows import read_rows
+
+
+def register(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "verify",
+        help="check that a served model answers as the trained one does (train/serve parity)",
+        description="The trained MLflow model, in this process, and the served one answer the "
+        "held-out prompts greedily; every answer must agree (--min-agreement). SERVED is a URL "
+        f"(a `phi serve`, vLLM, any OpenAI-compatible server) or '{STACK_ENDPOINT}' for the "
+        "stack's endpoint. Exit 1 below the threshold, naming where each answer diverged.",
+    )
+    parser.add_argument("--model", required=True, help="the trained MLflow model folder")
+    parser.add_argument("--served", required=True, metavar="SERVED")
+    parser.add_argument(
+        "--data", type=Path, default=Path("data/eval_data.jsonl"), help="default: %(default)s"
+    )
+    parser.add_argument("--limit", type=int, default=8, help="prompts to compare (default: 8)")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="default: 32")
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=1.0,
+        help="the share of answers that must agree exactly (default: 1.0, as fp32 on a CPU "
+        "gives; about 0.9 for half precision on a GPU)",
+    )
+    add_outputs_options(parser)
+    add_endpoint_options(parser)
+    command(parser, run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.min_agreement <= 1:
+        raise UsageError(f"--min-agreement {args.min_agreement}: must be above 0, at most 1")
+    if args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: must be 1 or more")
+    if not 1 <= args.max_new_tokens <= 1024:
+        raise UsageError(f"--max-new-tokens {args.max_new_tokens}: must be between 1 and 1024")
+    rows = read_rows(prepare.eval_file(args.data), args.limit)
+    trained = LocalModel.load(args.model, "--model")
+    served = model(args.served, "--served", args)
+    comparisons = parity.compare(rows, trained, served, Decoding(args.max_new_tokens), progress)
+    for comparison in comparisons:
+        if comparison.divergence is not None:
+            print(comparison.describe())
+    share = parity.agreement(comparisons)
+    print(f"agreement: {share:.0%} of {len(comparisons)} prompts ({args.served} vs {args.model})")
+    if share < args.min_agreement:
+        raise PhiError(
+            f"the served model answers unlike the trained one: {share:.0%} agreement, below "
+            f"--min-agreement {args.min_agreement:g}"
+        )
+    return 0

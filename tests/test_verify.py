@@ -1,0 +1,66 @@
+"""`phi verify` (train/serve parity) against a real `phi serve`: it passes on the fine-tune
+served as trained, and names where the answers part on the classic faults: the base model
+served in its place, another chat template."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from finetune_phi.cli.main import main
+from tests.support import serving
+
+pytestmark = pytest.mark.slow
+
+
+def verify(model: Path, served: str, data: Path) -> list[str]:
+    return [
+        *("verify", "--model", str(model), "--served", served),
+        *("--data", str(data), "--limit", "4", "--max-new-tokens", "16"),
+    ]
+
+
+def served_copy(fine_tuned: Path, tmp_path: Path) -> Path:
+    """A copy of the fine-tune's MLflow model folder, to break."""
+    copy = tmp_path / "served"
+    shutil.copytree(fine_tuned / "model", copy)
+    return copy
+
+
+def test_the_fine_tune_served_as_trained_agrees(
+    scoring_server: str, fine_tuned: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(verify(fine_tuned / "model", scoring_server, fine_tuned / "data" / "eval_data.jsonl"))
+        == 0
+    )
+    assert capsys.readouterr().out.splitlines()[-1].startswith("agreement: 100% of 4 prompts")
+
+
+def test_the_base_model_served_in_its_place_is_caught(
+    fine_tuned: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = served_copy(fine_tuned, tmp_path)
+    shutil.copy(tiny_model / "model.safetensors", wrong / "model" / "model.safetensors")
+    with serving(wrong) as url:
+        assert main(verify(fine_tuned / "model", url, fine_tuned / "data" / "eval_data.jsonl")) == 1
+    captured = capsys.readouterr()
+    assert "differ at character" in captured.out
+    assert "the served model answers unlike the trained one" in captured.err
+
+
+def test_another_chat_template_is_caught(
+    fine_tuned: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = served_copy(fine_tuned, tmp_path)
+    template = wrong / "components" / "tokenizer" / "chat_template.jinja"
+    template.write_text(template.read_text().replace("'|>\\n'", "'|>'"))
+    assert (
+        template.read_text()
+        != (fine_tuned / "model" / "components" / "tokenizer" / "chat_template.jinja").read_text()
+    )
+    with serving(wrong) as url:
+        assert main(verify(fine_tuned / "model", url, fine_tuned / "data" / "eval_data.jsonl")) == 1
+    assert "differ at character" in capsys.readouterr().out
