@@ -94,6 +94,14 @@ def test_dry_runs_find_their_job_files_from_any_folder(
         pin.startswith("azureml-inference-server-http==")
         for pin in deployment["environment"]["conda_file"]["dependencies"][2]["pip"]
     )
+    vllm = phi(
+        *(installed_phi, elsewhere, "deploy", "--outputs", "outputs.json", "--dry-run"),
+        *("--job", "j1", "--engine", "vllm"),
+    )
+    assert vllm.returncode == 0, vllm.stderr
+    build = list(yaml.safe_load_all(vllm.stdout))[1]["environment"]["build"]
+    assert (Path(build["path"]) / build["dockerfile_path"]).is_file()
+    assert "site-packages" in build["path"]
 
 
 def test_the_wheel_installs_finetune_phi_alone(installed_phi: Path) -> None:
@@ -105,6 +113,7 @@ def test_the_wheel_installs_finetune_phi_alone(installed_phi: Path) -> None:
     # the folders Azure ML uploads and the flows travel inside it
     assert "finetune_phi/jobs/train/src/train.py" in names
     assert "finetune_phi/jobs/score/environment/requirements.txt" in names
+    assert {"finetune_phi/jobs/score/server.py", "finetune_phi/jobs/vllm/Dockerfile"} <= names
     assert "finetune_phi/flow/promptflow/flow.dag.yaml" in names
     assert "finetune_phi/flow/agent/chat.py" in names
     # and every module of the package (pyproject.toml lists its folders one by one)
