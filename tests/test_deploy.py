@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from finetune_phi.cloud.deploy.managed import (
 )
 from finetune_phi.core import state
 from finetune_phi.core.azure_facts import AZURE_TORCH
-from finetune_phi.core.errors import UsageError
+from finetune_phi.core.errors import PhiError, UsageError
 
 OUTPUTS = {
     "subscriptionId": "sub-1",
@@ -220,10 +221,11 @@ class Models:
         return model
 
 
-def deploy_to(service: FakeService) -> str:
+def deploy_to(service: FakeService, gate: Callable[[str], None] | None = None) -> str:
     return rollout(
         FakeMlClient(service),
         DeployRequest(job="job-1"),
+        gate=gate,
         endpoint_name="phi-dev-abc123",
         identity_client_id="client",
         log=lambda _: None,
@@ -387,3 +389,32 @@ def test_another_process_holding_a_lock_keeps_this_one_out(
         holder.communicate("done\n", timeout=30)
     with state.locked(name, wait=False):  # released with its holder
         pass
+
+
+def test_a_deployment_that_fails_its_check_takes_no_traffic() -> None:
+    """`phi deploy --verify-model`: the gate runs on the healthy new deployment, before any
+    traffic moves; its failure leaves traffic where it was."""
+    service = FakeService({"blue": 100})
+    checked: list[str] = []
+
+    def gate(deployment: str) -> None:
+        checked.append(f"{deployment} {sorted(service.deployments)} {service.endpoint.traffic}")
+        raise PhiError("the served model answers unlike the trained one: 40% agreement")
+
+    with pytest.raises(RolloutError) as caught:
+        deploy_to(service, gate)
+    assert checked == ["green ['blue', 'green'] {'blue': 100}"]
+    assert "deployment green is healthy but failed its check" in str(caught.value)
+    assert "40% agreement" in str(caught.value)
+    assert service.traffic_history == [{"blue": 100}]
+
+
+def test_a_deployment_that_passes_its_check_takes_the_traffic() -> None:
+    service = FakeService({"blue": 100})
+    checked: list[str] = []
+    live = deploy_to(service, checked.append)
+    assert (live, checked, service.endpoint.traffic) == (
+        "green",
+        ["green"],
+        {"blue": 0, "green": 100},
+    )

@@ -34,6 +34,15 @@ def test_the_request_follows_the_contract_with_the_key_as_bearer() -> None:
     assert seen[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
 
 
+def test_a_named_deployment_is_asked_alone_with_azure_mls_header() -> None:
+    with endpoint([(200, {}, {"output": "a"}), (200, {}, {"output": "b"})]) as (uri, seen):
+        messages = [{"role": "user", "content": "Hi"}]
+        client(uri).chat(messages)
+        EndpointClient(uri, key=SECRET, deployment="green").chat(messages)
+    assert "azureml-model-deployment" not in {name.lower() for name in seen[0]["headers"]}
+    assert seen[1]["headers"]["azureml-model-deployment"] == "green"
+
+
 @pytest.mark.parametrize("status", [429, 503])
 def test_429_and_503_are_retried(status: int) -> None:
     with endpoint(

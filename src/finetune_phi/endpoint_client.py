@@ -135,6 +135,9 @@ class EndpointClient:
     """Seconds for the whole call: every attempt, every wait and every byte of the answers."""
     retries: int = 3
     backoff: float = 1.0
+    deployment: str | None = None
+    """One deployment of a managed endpoint, whatever the traffic rules say (Azure ML's
+    `azureml-model-deployment` header): how a new deployment is checked before traffic."""
     sleep: Callable[[float], None] = time.sleep
 
     def score(self, payload: Any) -> Any:
@@ -146,6 +149,8 @@ class EndpointClient:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
+        if self.deployment:
+            headers["azureml-model-deployment"] = self.deployment
         body = json.dumps(payload).encode()
         deadline = time.monotonic() + self.timeout
         for attempt in range(self.retries + 1):

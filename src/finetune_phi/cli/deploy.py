@@ -4,6 +4,8 @@ engine), or serverless."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from pathlib import Path
 
 from finetune_phi.cli.options import (
     Commands,
@@ -16,7 +18,7 @@ from finetune_phi.cloud.deploy import managed, serverless
 from finetune_phi.core import state
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.stack_outputs import StackOutputs
-from finetune_phi.serving import DEFAULT_ENGINE
+from finetune_phi.serving import DEFAULT_ENGINE, ENGINES
 
 
 def register(commands: Commands) -> None:
@@ -39,6 +41,18 @@ def register(commands: Commands) -> None:
     deploy.add_argument("--request-timeout-ms", type=int, default=90_000)
     deploy.add_argument("--model-name", default=managed.MODEL_NAME)
     add_engine_option(deploy)
+    deploy.add_argument(
+        "--verify-model",
+        metavar="DIR",
+        help="the trained MLflow model (the job's output, downloaded): the new deployment must "
+        "answer the held-out prompts as it does (phi verify) before any traffic moves",
+    )
+    deploy.add_argument(
+        "--verify-data",
+        type=Path,
+        default=Path("data/eval_data.jsonl"),
+        help="held-out prompts for --verify-model (default: %(default)s)",
+    )
     deploy.add_argument(
         "--dry-run", action="store_true", help="print model, deployment and plan; send nothing"
     )
@@ -78,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         engine=args.engine or DEFAULT_ENGINE,
     )
     request.check()
+    if args.verify_model and (args.dry_run or args.serverless):
+        raise UsageError(
+            "--verify-model checks a new managed deployment: not with --dry-run or --serverless"
+        )
     found = outputs.require("endpointName", "identityClientId")
     endpoint, identity = found["endpointName"], found["identityClientId"]
     if args.dry_run:
@@ -88,15 +106,36 @@ def run(args: argparse.Namespace) -> int:
     # One rollout per endpoint at a time from this folder; rollout() itself re-reads the
     # deployments so that one from elsewhere cannot make it replace the live one.
     workspace = outputs.workspace()
+    gate = parity_gate(args, outputs, request.engine) if args.verify_model else None
     with state.locked(f"deploy-{endpoint}", wait=False):
         live = managed.rollout(
             workspace.client(),
             request,
             endpoint_name=endpoint,
             identity_client_id=identity,
+            gate=gate,
         )
         managed.record_live(workspace.state_key, endpoint, live, request.engine)
     return 0
+
+
+def parity_gate(
+    args: argparse.Namespace, outputs: StackOutputs, engine: str
+) -> Callable[[str], None]:
+    """`phi verify` against a new deployment alone, the trained model loaded up front."""
+    from finetune_phi.cli.verify import Check
+    from finetune_phi.cloud import endpoints
+    from finetune_phi.evaluation.models import EndpointModel
+
+    # Half precision on the GPU may round a near-tie the other way: 9 of 10 must agree.
+    check = Check.prepare(args.verify_model, args.verify_data, 10, 32, 0.9)
+
+    def gate(deployment: str) -> None:
+        api = ENGINES[engine].apis[0]
+        client = endpoints.managed_client(outputs, api, deployment=deployment)
+        check.against(EndpointModel(deployment, client), f"deployment {deployment}")
+
+    return gate
 
 
 def run_serverless(args: argparse.Namespace, outputs: StackOutputs) -> int:

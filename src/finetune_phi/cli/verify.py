@@ -4,6 +4,7 @@ model's own (finetune_phi.evaluation.parity)."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from finetune_phi.cli.eval import STACK_ENDPOINT, model, progress
@@ -11,8 +12,8 @@ from finetune_phi.cli.options import Commands, add_endpoint_options, add_outputs
 from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.data import prepare
 from finetune_phi.evaluation import parity
-from finetune_phi.evaluation.models import Decoding, LocalModel
-from finetune_phi.evaluation.rows import read_rows
+from finetune_phi.evaluation.models import Decoding, LocalModel, Model
+from finetune_phi.evaluation.rows import EvalRow, read_rows
 
 
 def register(commands: Commands) -> None:
@@ -44,24 +45,49 @@ def register(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 0 < args.min_agreement <= 1:
-        raise UsageError(f"--min-agreement {args.min_agreement}: must be above 0, at most 1")
-    if args.limit < 1:
-        raise UsageError(f"--limit {args.limit}: must be 1 or more")
-    if not 1 <= args.max_new_tokens <= 1024:
-        raise UsageError(f"--max-new-tokens {args.max_new_tokens}: must be between 1 and 1024")
-    rows = read_rows(prepare.eval_file(args.data), args.limit)
-    trained = LocalModel.load(args.model, "--model")
-    served = model(args.served, "--served", args)
-    comparisons = parity.compare(rows, trained, served, Decoding(args.max_new_tokens), progress)
-    for comparison in comparisons:
-        if comparison.divergence is not None:
-            print(comparison.describe())
-    share = parity.agreement(comparisons)
-    print(f"agreement: {share:.0%} of {len(comparisons)} prompts ({args.served} vs {args.model})")
-    if share < args.min_agreement:
-        raise PhiError(
-            f"the served model answers unlike the trained one: {share:.0%} agreement, below "
-            f"--min-agreement {args.min_agreement:g}"
-        )
+    check = Check.prepare(
+        args.model, args.data, args.limit, args.max_new_tokens, args.min_agreement
+    )
+    check.against(model(args.served, "--served", args), args.served)
     return 0
+
+
+@dataclass
+class Check:
+    """A parity check, its inputs checked and the trained model loaded before anything is
+    served or deployed."""
+
+    rows: list[EvalRow]
+    trained: LocalModel
+    decoding: Decoding
+    min_agreement: float
+
+    @classmethod
+    def prepare(
+        cls, model_dir: str, data: Path, limit: int, max_new_tokens: int, min_agreement: float
+    ) -> Check:
+        if not 0 < min_agreement <= 1:
+            raise UsageError(f"--min-agreement {min_agreement}: must be above 0, at most 1")
+        if limit < 1:
+            raise UsageError(f"--limit {limit}: must be 1 or more")
+        if not 1 <= max_new_tokens <= 1024:
+            raise UsageError(f"--max-new-tokens {max_new_tokens}: must be between 1 and 1024")
+        rows = read_rows(prepare.eval_file(data), limit)
+        trained = LocalModel.load(model_dir, "--model")
+        return cls(rows, trained, Decoding(max_new_tokens), min_agreement)
+
+    def against(self, served: Model, name: str) -> None:
+        """Print where answers part and the agreement; PhiError below the threshold."""
+        comparisons = parity.compare(self.rows, self.trained, served, self.decoding, progress)
+        for comparison in comparisons:
+            if comparison.divergence is not None:
+                print(comparison.describe())
+        share = parity.agreement(comparisons)
+        print(
+            f"agreement: {share:.0%} of {len(comparisons)} prompts ({name} vs {self.trained.name})"
+        )
+        if share < self.min_agreement:
+            raise PhiError(
+                f"the served model answers unlike the trained one: {share:.0%} agreement, "
+                f"below --min-agreement {self.min_agreement:g}"
+            )

@@ -29,10 +29,13 @@ def managed_engine(outputs: StackOutputs) -> Engine:
     return managed.live_engine(outputs.workspace().state_key, endpoint)
 
 
-def managed_client(outputs: StackOutputs, api: str) -> EndpointClient:
-    """The stack's managed online endpoint, speaking `api` to its scoring URI."""
+def managed_client(
+    outputs: StackOutputs, api: str, deployment: str | None = None
+) -> EndpointClient:
+    """The stack's managed online endpoint, speaking `api` to its scoring URI; to one of its
+    deployments alone when `deployment` is named."""
     uri = outputs.require("scoringUri")["scoringUri"]
-    return EndpointClient(uri, key=fetch_key(outputs), api=api)
+    return EndpointClient(uri, key=fetch_key(outputs), api=api, deployment=deployment)
 
 
 def serverless_client(outputs: StackOutputs) -> EndpointClient:

@@ -191,8 +191,11 @@ def rollout(
     endpoint_name: str,
     identity_client_id: str,
     log: Callable[[str], None] = print,
+    gate: Callable[[str], None] | None = None,
 ) -> str:
-    """Steps 1-4 of the module docstring; returns the deployment now taking all traffic."""
+    """Steps 1-4 of the module docstring; returns the deployment now taking all traffic.
+    `gate(deployment)`, when given, runs once the new deployment is healthy and before any
+    traffic moves: a PhiError from it stops the rollout with traffic unchanged."""
     model = ml_client.models.create_or_update(model_entity(request))
     log(f"registered model {model.name}:{model.version} from job {request.job}")
 
@@ -231,6 +234,14 @@ def rollout(
             f"({live or 'no traffic'}). Logs: az ml online-deployment get-logs --endpoint-name "
             f"{endpoint_name} --name {colour}; then delete it or run phi deploy again."
         )
+    if gate is not None:
+        try:
+            gate(colour)
+        except PhiError as error:
+            raise RolloutError(
+                f"deployment {colour} is healthy but failed its check: {error}; traffic is "
+                f"unchanged ({live or 'no traffic'}). Delete it or run phi deploy again."
+            ) from None
 
     endpoint.traffic = {name: (100 if name == colour else 0) for name in {*existing, colour}}
     ml_client.online_endpoints.begin_create_or_update(endpoint).result()
