@@ -29,7 +29,9 @@ from finetune_phi.serving.engine import (
 
 def vllm_python() -> str:
     """The Python that has vLLM; UsageError naming how to get one otherwise."""
-    if importlib.util.find_spec("vllm") is not None:
+    installed = importlib.util.find_spec("vllm")
+    # A folder named vllm in the working directory is a namespace package, not vLLM.
+    if installed is not None and installed.origin is not None:
         return sys.executable
     local = VLLM_ENVIRONMENT / "bin" / "python"
     if local.is_file():
