@@ -27,7 +27,7 @@ from finetune_phi.core.errors import UsageError
 from finetune_phi.core.folders import JOBS
 from finetune_phi.core.stack_outputs import StackOutputs
 from finetune_phi.evaluation.models import EndpointModel
-from finetune_phi.serving import DEFAULT_ENGINE, ENGINES, transformers
+from finetune_phi.serving import DEFAULT_ENGINE, ENGINES, transformers, vllm
 from finetune_phi.serving.engine import (
     SERVED_MODEL,
     Container,
@@ -447,3 +447,28 @@ def test_one_endpoint_at_a_time(capsys: pytest.CaptureFixture[str]) -> None:
         main(["chat", "--managed", "--serverless", "Hi"])
     assert done.value.code == 2
     assert "argument --serverless: not allowed with argument --managed" in capsys.readouterr().err
+
+
+def test_vllm_serves_from_its_own_environment_or_says_how_to_make_it(
+    served_by: ServedBy,
+    mlflow_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "vllm").mkdir()  # a folder named vllm where phi runs is not vLLM
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    environment = tmp_path / ".venv-vllm"
+    monkeypatch.setattr(vllm, "VLLM_ENVIRONMENT", environment)
+    assert main(["serve", "--model", str(mlflow_folder), "--engine", "vllm"]) == 2
+    assert capsys.readouterr().err == (
+        "phi: error: --engine vllm: vLLM is not installed here: `make venv-vllm` in a checkout "
+        "(a CPU build, for tests and CPU machines), or `pip install vllm` on a GPU machine\n"
+    )
+    (environment / "bin").mkdir(parents=True)
+    (environment / "bin" / "python").touch()
+    assert main(["serve", "--model", str(mlflow_folder), "--engine", "vllm"]) == 0
+    assert served_by.command[2:6] == [
+        *("--engine", "vllm", "--vllm-python", str(environment / "bin" / "python"))
+    ]

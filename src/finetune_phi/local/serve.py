@@ -53,6 +53,7 @@ def serve(model: Path, port: int, host: str = "127.0.0.1", engine: str = DEFAULT
             "anyone who can reach this machine can use the model",
             file=sys.stderr,
         )
+    command = server_command(port, host, engine)  # names a missing engine before the banner
     spec = ENGINES[engine]
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     routes = "; ".join(f"{api} at {base}{path}" for api, path in spec.local.routes.items())
@@ -61,7 +62,7 @@ def serve(model: Path, port: int, host: str = "127.0.0.1", engine: str = DEFAULT
         f"answers 200; {routes}",
         file=sys.stderr,
     )
-    return run_in_group(server_command(port, host, engine), server_environment(model, engine))
+    return run_in_group(command, server_environment(model, engine))
 
 
 def free_port() -> int:
