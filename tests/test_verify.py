@@ -39,6 +39,20 @@ def test_the_fine_tune_served_as_trained_agrees(
     assert capsys.readouterr().out.splitlines()[-1].startswith("agreement: 100% of 4 prompts")
 
 
+def test_the_fine_tune_served_by_vllm_agrees(
+    vllm_server: str, fine_tuned: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two engines, two arithmetics: where they part, it is on a near-tie of the trained
+    model, which `phi verify` shows and forgives."""
+    assert (
+        main(verify(fine_tuned / "model", vllm_server, fine_tuned / "data" / "eval_data.jsonl"))
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith("agreement: 100% of 4 prompts")
+    assert all("(a near-tie: agrees)" in line for line in out.splitlines()[:-1])
+
+
 def test_the_base_model_served_in_its_place_is_caught(
     fine_tuned: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -127,8 +127,8 @@ def parity_gate(
     from finetune_phi.cloud import endpoints
     from finetune_phi.evaluation.models import EndpointModel
 
-    # Half precision on the GPU may round a near-tie the other way: 9 of 10 must agree.
-    check = Check.prepare(args.verify_model, args.verify_data, 10, 32, 0.9)
+    # Half precision on the GPU rounds more coarsely: a wider tie margin.
+    check = Check.prepare(args.verify_model, args.verify_data, 10, 32, 1.0, 1.0)
 
     def gate(deployment: str) -> None:
         api = ENGINES[engine].apis[0]

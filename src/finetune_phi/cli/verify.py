@@ -36,8 +36,15 @@ def register(commands: Commands) -> None:
         "--min-agreement",
         type=float,
         default=1.0,
-        help="the share of answers that must agree exactly (default: 1.0, as fp32 on a CPU "
-        "gives; about 0.9 for half precision on a GPU)",
+        help="the share of answers that must agree (default: 1.0)",
+    )
+    parser.add_argument(
+        "--tie-margin",
+        type=float,
+        default=parity.TIE_MARGIN,
+        help="answers that part where the trained model's top two logits are closer than "
+        "this, with the served answer going on with its second choice, still agree: two "
+        "engines round near-ties differently (default: %(default)s)",
     )
     add_outputs_options(parser)
     add_endpoint_options(parser)
@@ -46,7 +53,7 @@ def register(commands: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check = Check.prepare(
-        args.model, args.data, args.limit, args.max_new_tokens, args.min_agreement
+        args.model, args.data, args.limit, args.max_new_tokens, args.min_agreement, args.tie_margin
     )
     check.against(model(args.served, "--served", args), args.served)
     return 0
@@ -61,28 +68,38 @@ class Check:
     trained: LocalModel
     decoding: Decoding
     min_agreement: float
+    tie_margin: float
 
     @classmethod
     def prepare(
-        cls, model_dir: str, data: Path, limit: int, max_new_tokens: int, min_agreement: float
+        cls,
+        model_dir: str,
+        data: Path,
+        limit: int,
+        max_new_tokens: int,
+        min_agreement: float,
+        tie_margin: float,
     ) -> Check:
         if not 0 < min_agreement <= 1:
             raise UsageError(f"--min-agreement {min_agreement}: must be above 0, at most 1")
+        if not 0 <= tie_margin < 10:
+            raise UsageError(f"--tie-margin {tie_margin}: must be at least 0, below 10")
         if limit < 1:
             raise UsageError(f"--limit {limit}: must be 1 or more")
         if not 1 <= max_new_tokens <= 1024:
             raise UsageError(f"--max-new-tokens {max_new_tokens}: must be between 1 and 1024")
         rows = read_rows(prepare.eval_file(data), limit)
         trained = LocalModel.load(model_dir, "--model")
-        return cls(rows, trained, Decoding(max_new_tokens), min_agreement)
+        return cls(rows, trained, Decoding(max_new_tokens), min_agreement, tie_margin)
 
     def against(self, served: Model, name: str) -> None:
         """Print where answers part and the agreement; PhiError below the threshold."""
         comparisons = parity.compare(self.rows, self.trained, served, self.decoding, progress)
         for comparison in comparisons:
             if comparison.divergence is not None:
-                print(comparison.describe())
-        share = parity.agreement(comparisons)
+                tie = " (a near-tie: agrees)" if comparison.agrees(self.tie_margin) else ""
+                print(comparison.describe() + tie)
+        share = parity.agreement(comparisons, self.tie_margin)
         print(
             f"agreement: {share:.0%} of {len(comparisons)} prompts ({name} vs {self.trained.name})"
         )
