@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 import statistics
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import openai
 import pytest
 
 from jobs.score.contract import MAX_MESSAGES, MAX_REQUEST_BYTES
-from tests.support import port_is_free
+from tests.support import answer_of, connect, flow_test_command, port_is_free
 
 pytestmark = pytest.mark.slow
 ENGINES = ["transformers", "vllm"]
@@ -225,3 +226,32 @@ def test_slow_and_idle_clients_do_not_hold_up_good_ones(url: str, client: openai
     # Answered, and not after a worker freed up: before the front, every one timed out.
     assert max(loaded) < max(10 * unloaded, 5.0), (unloaded, loaded)
     assert not port_is_free(int(url.rsplit(":", 1)[1]))
+
+
+def test_the_prompt_flow_chats_through_the_api(
+    url: str, client: openai.OpenAI, pf_env: dict[str, str]
+) -> None:
+    """The tutorials' Prompt flow, connected with api chat-completions, asks the server;
+    greedy, so its answer is the one the OpenAI client gets for the same request."""
+    import yaml
+
+    from finetune_phi.core.folders import PROMPT_FLOW
+
+    connect(f"{url}/v1/chat/completions", "unused", pf_env, api="chat-completions")
+    question = "Who founded Microsoft?"
+    result = subprocess.run(
+        [*flow_test_command(pf_env, question, []), "temperature=0"],
+        env=pf_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    flow = yaml.safe_load((PROMPT_FLOW / "flow.dag.yaml").read_text())
+    node = next(n for n in flow["nodes"] if n["name"] == "call_endpoint")["inputs"]
+    messages = [
+        {"role": "system", "content": node["system_prompt"]},
+        {"role": "user", "content": question},
+    ]
+    expected = greedy(client, messages, max_tokens=node["max_new_tokens"])
+    assert answer_of(result).strip() == expected.choices[0].message.content.strip()
