@@ -276,7 +276,8 @@ class EndpointClient:
                 {"messages": messages, **chat_completions_parameters(parameters or {})}
             )
             try:
-                return str(answer["choices"][0]["message"]["content"])
+                # Stripped, as the scoring contract answers: the same text either way.
+                return str(answer["choices"][0]["message"]["content"]).strip()
             except (KeyError, IndexError, TypeError):
                 raise EndpointError(
                     200, f"the endpoint answered outside chat-completions: {str(answer)[:200]}"
