@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from finetune_phi.cli.main import main
+from finetune_phi.evaluation.parity import TIE_MARGIN, Comparison, agreement
 from tests.support import serving
-
-pytestmark = pytest.mark.slow
 
 
 def verify(model: Path, served: str, data: Path) -> list[str]:
@@ -50,7 +49,7 @@ def test_the_fine_tune_served_by_vllm_agrees(
     )
     out = capsys.readouterr().out
     assert out.splitlines()[-1].startswith("agreement: 100% of 4 prompts")
-    assert all("(a near-tie: agrees)" in line for line in out.splitlines()[:-1])
+    assert all(line.endswith(": agrees)") for line in out.splitlines()[:-1])
 
 
 def test_the_base_model_served_in_its_place_is_caught(
@@ -78,3 +77,19 @@ def test_another_chat_template_is_caught(
     with serving(wrong) as url:
         assert main(verify(fine_tuned / "model", url, fine_tuned / "data" / "eval_data.jsonl")) == 1
     assert "differ at character" in capsys.readouterr().out
+
+
+def test_what_counts_as_the_same_answer() -> None:
+    same = Comparison(1, "Paris is the capital.", "Paris is the capital.")
+    assert (same.divergence, same.agrees(TIE_MARGIN)) == (None, True)
+    cut = Comparison(2, "Paris is the capital of France", "Paris is the capital of Fran")
+    assert (cut.divergence, cut.cut_short, cut.agrees(0.0)) == (28, True, True)
+    empty = Comparison(3, "Paris is the capital.", "")
+    assert (empty.cut_short, empty.agrees(TIE_MARGIN)) == (False, False)
+    tie = Comparison(4, "It is 1", "It is is", margin=0.1)
+    assert tie.agrees(TIE_MARGIN)
+    assert not tie.agrees(0.05)
+    other = Comparison(5, "Paris.", "London.")
+    assert not other.agrees(TIE_MARGIN)
+    assert other.describe() == "line 5: differ at character 0: trained 'Paris.', served 'London.'"
+    assert agreement([same, cut, empty, tie, other]) == 3 / 5

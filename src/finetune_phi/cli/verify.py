@@ -59,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def verdict(comparison: parity.Comparison, tie_margin: float) -> str:
+    if comparison.cut_short:
+        return " (cut short by the token budget: agrees)"
+    return " (a near-tie: agrees)" if comparison.agrees(tie_margin) else ""
+
+
 @dataclass
 class Check:
     """A parity check, its inputs checked and the trained model loaded before anything is
@@ -97,8 +103,7 @@ class Check:
         comparisons = parity.compare(self.rows, self.trained, served, self.decoding, progress)
         for comparison in comparisons:
             if comparison.divergence is not None:
-                tie = " (a near-tie: agrees)" if comparison.agrees(self.tie_margin) else ""
-                print(comparison.describe() + tie)
+                print(comparison.describe() + verdict(comparison, self.tie_margin))
         share = parity.agreement(comparisons, self.tie_margin)
         print(
             f"agreement: {share:.0%} of {len(comparisons)} prompts ({name} vs {self.trained.name})"

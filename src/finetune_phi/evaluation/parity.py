@@ -22,6 +22,8 @@ from finetune_phi.evaluation.rows import EvalRow
 
 CONTEXT_CHARS = 24
 """Characters shown on each side of a divergence."""
+CUT_SHARE = 0.8
+"""How much of the longer answer the shorter must hold to count as the same answer cut."""
 TIE_MARGIN = 0.5
 """Logits closer than this are a near-tie two engines may round either way."""
 
@@ -108,9 +110,18 @@ class Comparison:
             min(map(len, (self.trained, self.served))),
         )
 
+    @property
+    def cut_short(self) -> bool:
+        """One answer is most of the other, cut: the same text in other tokens (a near-tie
+        between "\n\n" and "\n", say) runs out of the token budget sooner."""
+        short, long = sorted((self.trained, self.served), key=len)
+        return bool(short) and long.startswith(short) and len(short) >= CUT_SHARE * len(long)
+
     def agrees(self, tie_margin: float) -> bool:
-        """Equal answers, or parted where the trained model had a near-tie."""
-        return self.divergence is None or (self.margin is not None and self.margin < tie_margin)
+        """Equal answers, parted where the trained model had a near-tie, or cut short."""
+        if self.divergence is None or self.cut_short:
+            return True
+        return self.margin is not None and self.margin < tie_margin
 
     def describe(self) -> str:
         at = self.divergence
