@@ -42,8 +42,9 @@ from finetune_phi.local.tiny_model import build  # noqa: E402
 from jobs.score.contract import MAX_BATCH  # noqa: E402
 
 
-def tiny_mlflow_model(work: Path) -> Path:
-    """The rehearsal's tiny Phi-3, untrained, as the MLflow model the server loads."""
+def tiny_mlflow_model(work: Path, **size: int) -> Path:
+    """The rehearsal's tiny Phi-3 (or one of `size`), untrained, as the MLflow model the
+    server loads."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     sys.path.insert(0, str(TRAIN_SOURCE))
@@ -54,7 +55,7 @@ def tiny_mlflow_model(work: Path) -> Path:
         for line in SAMPLE.read_text().splitlines()
         for m in json.loads(line)["messages"]
     ]
-    folder = build(texts, work / "tiny")
+    folder = build(texts, work / "tiny", **size)
     model = AutoModelForCausalLM.from_pretrained(folder)
     save_mlflow_model(model, AutoTokenizer.from_pretrained(folder), work / "model")
     return work / "model"

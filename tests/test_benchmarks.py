@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, VLLM_PYTHON
 
 pytestmark = pytest.mark.slow
 
@@ -47,3 +47,24 @@ def test_scoring_benchmark_gets_the_same_answers_both_ways() -> None:
     out = run_script("benchmark_scoring.py", "--repeats", "1", "--max-new-tokens", "4")
     assert "same answers: True" in out
     assert "| 1 request of 16 questions (batched) |" in out
+
+
+def test_serving_benchmark_measures_both_engines_vllm() -> None:
+    """Both engines on one model, interleaved (`vllm` in the name: it runs on the worker of
+    the vLLM tests, so two vLLM servers never start at once)."""
+    if not VLLM_PYTHON.is_file():
+        pytest.skip("needs .venv-vllm: `make venv-vllm` (make test builds it)")
+    out = run_script(
+        "benchmark_serving.py",
+        *("--rounds", "1", "--concurrency", "1,4", "--requests", "4", "--max-tokens", "4"),
+    )
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith(("| 1 |", "| 4 |"))]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("| 1", "transformers"),
+        ("| 1", "vllm"),
+        ("| 4", "transformers"),
+        ("| 4", "vllm"),
+    ]
+    assert all(float(row[2]) > 0 for row in rows)
+    assert "vllm / transformers at 4 clients:" in out
+    assert "greedy answers equal on" in out

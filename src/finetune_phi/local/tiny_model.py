@@ -94,8 +94,9 @@ def build_model(
     return out_dir
 
 
-def build(texts: Iterable[str], out_dir: Path) -> Path:
-    """Tokenizer and model in one folder, loadable with `from_pretrained(out_dir)`."""
+def build(texts: Iterable[str], out_dir: Path, **size: int) -> Path:
+    """Tokenizer and model in one folder, loadable with `from_pretrained(out_dir)`; `size`
+    overrides build_model's (hidden_size, layers, heads)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     build_tokenizer(texts, out_dir)
-    return build_model(out_dir, out_dir)
+    return build_model(out_dir, out_dir, **size)
