@@ -36,9 +36,24 @@ def contract_answer(body: Any) -> str:
 
 
 def chat_completions_answer(body: Any) -> dict[str, Any]:
+    """A whole `chat.completion`, every field OpenAI's API reference requires."""
     messages = body["messages"]
     text = f"{len(messages)} messages; last: {messages[-1]['content']}"
-    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+    return {
+        "id": "chatcmpl-stand-in",
+        "object": "chat.completion",
+        "created": 1796428800,
+        "model": body.get("model", "phi"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }
 
 
 @contextmanager

@@ -10,11 +10,18 @@ Prompt flow -> Agent Framework (Microsoft's migration guide):
 - the flow (flow.dag.yaml) -> `create_workflow()`, a WorkflowBuilder graph; a factory,
   since one workflow instance runs one request at a time;
 - the `call_endpoint` node -> two executors: `HistoryToMessages` (question and chat
-  history, Prompt flow's format, to messages) and `CallEndpoint` (the endpoint, through
-  `EndpointChatClient`); the answer is the workflow's output;
+  history, Prompt flow's format, to messages) and `CallEndpoint` (the endpoint, through a
+  chat client); the answer is the workflow's output;
 - the `phi3-endpoint` connection -> PHI_ENDPOINT_URL, PHI_ENDPOINT_KEY, PHI_ENDPOINT_API
-  (`score` or `chat-completions`). This folder fetches no key: `phi chat --agent` finds the
-  stack's endpoint and its key, as for any chat, and hands them to this script.
+  (`chat-completions`, the default, or `score`). This folder fetches no key: `phi chat
+  --agent` finds the stack's endpoint and its key, as for any chat, and hands them to this
+  script.
+
+An endpoint that speaks OpenAI's chat completions (`phi serve`, vLLM, a managed deployment
+of the vllm engine, a serverless or Foundry endpoint) is asked through the framework's own
+`OpenAIChatCompletionClient`: on the `openai` SDK, with redirects not followed (the key
+goes to the endpoint's host only) and one deadline for the whole call. Only the scoring
+contract of a transformers deployment still needs our `EndpointChatClient`.
 
 The node's fixed inputs (system prompt, max_new_tokens) and the input defaults are read
 from the Prompt flow folder's flow.dag.yaml, so both engines send the same request. It runs in its own
@@ -43,7 +50,14 @@ from agent_framework import (
     handler,
 )
 
-from finetune_phi.endpoint_client import APIS, EndpointClient, EndpointError, history_messages
+from finetune_phi.endpoint_client import (
+    APIS,
+    EndpointClient,
+    EndpointError,
+    explain,
+    history_messages,
+)
+from finetune_phi.serving.engine import SERVED_MODEL
 
 DAG = Path(__file__).resolve().parents[1] / "promptflow" / "flow.dag.yaml"
 """The Prompt flow DAG whose fixed inputs this chat shares."""
@@ -80,10 +94,10 @@ class ChatRequest:
 
 
 class EndpointChatClient(BaseChatClient):
-    """The endpoint as an Agent Framework chat client, over `EndpointClient`: the managed
-    endpoint's scoring contract or a serverless endpoint's chat-completions, with every
-    property of that client (retries, one deadline, no redirects, clear 401/404/424
-    messages, the key never shown)."""
+    """The scoring contract as an Agent Framework chat client, over `EndpointClient`, with
+    every property of that client (retries, one deadline, no redirects, clear 401/404/424
+    messages, the key never shown): for a transformers deployment, which speaks nothing
+    else."""
 
     OTEL_PROVIDER_NAME = "finetune-phi"
 
@@ -132,7 +146,7 @@ class HistoryToMessages(Executor):
 class CallEndpoint(Executor):
     """The endpoint's answer to the conversation: the workflow's output."""
 
-    def __init__(self, client: EndpointChatClient, defaults: FlowDefaults) -> None:
+    def __init__(self, client: BaseChatClient, defaults: FlowDefaults) -> None:
         super().__init__(id="call_endpoint")
         self.client = client
         self.defaults = defaults
@@ -147,21 +161,90 @@ class CallEndpoint(Executor):
         await ctx.yield_output(response.text)
 
 
+def openai_base_url(url: str) -> str:
+    """The OpenAI base URL of an endpoint named by its base URL, its `/v1` or its full
+    `/chat/completions` URL."""
+    url = url.rstrip("/")
+    if url.endswith("/chat/completions"):
+        return url.removesuffix("/chat/completions")
+    return url if url.endswith("/v1") else f"{url}/v1"
+
+
+def chat_client(endpoint: EndpointClient) -> BaseChatClient:
+    """The framework's OpenAI chat client for a chat-completions endpoint; ours for the
+    scoring contract."""
+    if endpoint.api != "chat-completions":
+        return EndpointChatClient(endpoint)
+    import openai
+    from agent_framework.openai import OpenAIChatCompletionClient
+
+    transport = openai.DefaultAsyncHttpxClient(follow_redirects=False, timeout=endpoint.timeout)
+    sdk = openai.AsyncOpenAI(
+        base_url=openai_base_url(endpoint.scoring_uri),
+        api_key=endpoint.key or "none",  # a local server checks no key
+        max_retries=endpoint.retries,
+        http_client=transport,
+    )
+    return OpenAIChatCompletionClient(model=SERVED_MODEL, async_client=sdk)
+
+
 def create_workflow(endpoint: EndpointClient, defaults: FlowDefaults | None = None) -> Any:
     """A new workflow for one run at a time: history to messages, then the endpoint."""
     defaults = defaults or FlowDefaults.read()
     history = HistoryToMessages(defaults)
-    call = CallEndpoint(EndpointChatClient(endpoint), defaults)
+    call = CallEndpoint(chat_client(endpoint), defaults)
     return WorkflowBuilder(start_executor=history).add_edge(history, call).build()
 
 
 async def answer(endpoint: EndpointClient, request: ChatRequest) -> str:
-    """Run a fresh workflow on one request; its output, or the endpoint's error."""
-    result = await create_workflow(endpoint).run(request)
+    """Run a fresh workflow on one request, within the endpoint's deadline; its output, or
+    the endpoint's error."""
+    try:
+        async with asyncio.timeout(endpoint.timeout):
+            result = await create_workflow(endpoint).run(request)
+    except TimeoutError:
+        raise EndpointError(None, f"no answer within {endpoint.timeout:g} s") from None
+    except Exception as error:
+        failure = openai_failure(error, endpoint)
+        if failure is None:
+            raise
+        raise failure from None
     outputs = result.get_outputs()
     if not outputs:
         raise EndpointError(None, "the workflow ended without an answer")
-    return str(outputs[0])
+    return str(outputs[0]).strip()
+
+
+def openai_failure(error: BaseException, endpoint: EndpointClient) -> EndpointError | None:
+    """The OpenAI SDK's failure under the framework's wrapper, in the endpoint client's
+    words (the key masked); None for anything else."""
+    import openai
+    from agent_framework.exceptions import ChatClientException
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, openai.APIError):
+        cause = cause.__cause__
+    if cause is None and isinstance(error, ChatClientException):
+        inner = error.__cause__ or error
+        first = (str(inner).splitlines() or [type(inner).__name__])[0][:200]
+        return EndpointError(None, f"the endpoint answered outside chat completions ({first})")
+    if isinstance(cause, openai.APITimeoutError):
+        return EndpointError(None, f"no answer within {endpoint.timeout:g} s")
+    if isinstance(cause, openai.APIConnectionError):
+        return EndpointError(
+            None, f"cannot reach {endpoint.scoring_uri}: check the URL and that the endpoint is up"
+        )
+    if isinstance(cause, openai.APIStatusError):
+        response = cause.response
+        text = explain(response.status_code, response.text, dict(response.headers))
+        if 300 <= response.status_code < 400:
+            text = (
+                f"the endpoint answered a redirect (HTTP {response.status_code}) to "
+                f"{response.headers.get('location', 'nowhere')}; not followed, so the key goes "
+                "to the endpoint's host only: check the URL"
+            )
+        return EndpointError(response.status_code, text.replace(endpoint.key or "\0", "***"))
+    return None
 
 
 class UsageError(ValueError):
@@ -170,7 +253,7 @@ class UsageError(ValueError):
 
 def endpoint_from_environment(timeout: float) -> EndpointClient:
     url = os.environ.get("PHI_ENDPOINT_URL", "")
-    api = os.environ.get("PHI_ENDPOINT_API", "score") or "score"
+    api = os.environ.get("PHI_ENDPOINT_API") or "chat-completions"
     if not url:
         raise UsageError(
             "no endpoint: set PHI_ENDPOINT_URL (and PHI_ENDPOINT_KEY, PHI_ENDPOINT_API), or "

@@ -7,8 +7,10 @@ import asyncio
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -69,7 +71,9 @@ def test_history_becomes_messages_and_the_flows_parameters_are_sent() -> None:
 def test_429_is_retried() -> None:
     recorded = Recorded(script=[(429, {"Retry-After": "0"}, {"message": "busy"})])
     with contract_server(recorded) as (url, seen):
-        result = run_chat("--question", "Hi", "--json", PHI_ENDPOINT_URL=url)
+        result = run_chat(
+            "--question", "Hi", "--json", PHI_ENDPOINT_URL=url, PHI_ENDPOINT_API="score"
+        )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"answer": "2 messages; last: Hi"}
     assert len(seen.requests) == 2
@@ -99,7 +103,12 @@ def test_the_chat_completions_contract() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"4 messages; last: {QUESTION}"
     [request] = seen.requests
-    assert request["max_tokens"] == chat.FlowDefaults.read().max_new_tokens
+    # What the framework's OpenAI client sends, every field one our server takes.
+    assert set(request) - {"headers"} == {
+        *("model", "messages", "max_completion_tokens", "temperature", "stream")
+    }
+    assert request["model"] == "phi"
+    assert request["max_completion_tokens"] == chat.FlowDefaults.read().max_new_tokens
     assert [m["role"] for m in request["messages"]] == ["system", "user", "assistant", "user"]
 
 
@@ -151,7 +160,7 @@ def test_bad_settings_are_one_line_and_exit_2(
 
 
 def test_the_old_module_name_still_answers_and_names_the_new_one() -> None:
-    with contract_server() as (url, _):
+    with contract_server(Recorded(api="chat-completions")) as (url, _):
         result = subprocess.run(
             [sys.executable, "-m", "flow.maf", "--question", "Hi"],
             cwd=AGENT_CHAT.parents[2],
@@ -164,3 +173,40 @@ def test_the_old_module_name_still_answers_and_names_the_new_one() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2 messages; last: Hi"
     assert "`python -m flow.maf` is now `phi chat --agent`" in result.stderr
+
+
+def test_on_chat_completions_a_redirect_is_reported_never_followed() -> None:
+    recorded = Recorded(
+        key=KEY, api="chat-completions", script=[(302, {"Location": "http://elsewhere/"}, {})]
+    )
+    with contract_server(recorded) as (url, seen):
+        result = run_chat("--question", "Hi", PHI_ENDPOINT_URL=url, PHI_ENDPOINT_KEY=KEY)
+    assert result.returncode == 1
+    assert "redirect (HTTP 302) to http://elsewhere/; not followed" in result.stderr
+    assert len(seen.requests) == 1
+    assert KEY not in result.stdout + result.stderr
+
+
+def test_on_chat_completions_a_wrong_key_is_one_line_without_the_key() -> None:
+    wrong = "wrong-key-1d2e"
+    with contract_server(Recorded(key=KEY, api="chat-completions")) as (url, seen):
+        result = run_chat("--question", "Hi", PHI_ENDPOINT_URL=url, PHI_ENDPOINT_KEY=wrong)
+    assert result.returncode == 1
+    assert "rejected the key (HTTP 401)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert wrong not in result.stdout + result.stderr
+    headers = {name.lower(): value for name, value in seen.requests[0]["headers"].items()}
+    assert headers["authorization"] == f"Bearer {wrong}"
+
+
+def test_on_chat_completions_one_deadline_holds_against_a_silent_server() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        started = time.monotonic()
+        result = run_chat("--question", "Hi", "--timeout", "2", PHI_ENDPOINT_URL=url)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert "no answer within 2 s" in result.stderr
+    assert elapsed < 60  # the process start included; without the deadline it waits 600 s
