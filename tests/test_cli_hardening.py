@@ -97,7 +97,7 @@ def test_a_misspelt_command_suggests_the_closest(capsys: pytest.CaptureFixture[s
 @pytest.mark.parametrize(
     "command",
     [
-        ["deploy", "--outputs", "outputs.json", "--job", "j1"],
+        ["deploy", "--outputs", "outputs.json", "--job", "j1", "--no-verify"],
         ["chat", "--outputs", "outputs.json", "Hi"],
         ["flow", "connect", "--outputs", "outputs.json"],
         ["finetune", "submit", "--outputs", "outputs.json", "--no-stream"],

@@ -247,7 +247,8 @@ def test_a_rollout_records_the_engine_its_live_deployment_runs(
     monkeypatch.setattr(
         "finetune_phi.core.stack_outputs.Workspace.client", lambda _: FakeMlClient(service)
     )
-    assert main(["deploy", "--outputs", "outputs.json", "--job", "j", "--engine", "throwaway"]) == 0
+    deploy = ["deploy", "--outputs", "outputs.json", "--job", "j", "--no-verify"]
+    assert main([*deploy, "--engine", "throwaway"]) == 0
     assert state.recall(WORKSPACE, state.LIVE_DEPLOYMENT) == {
         "endpoint": "phi-dev-abc123",
         "deployment": "green",

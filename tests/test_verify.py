@@ -4,6 +4,7 @@ served in its place, another chat template."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from finetune_phi.cli.main import main
 from finetune_phi.evaluation.parity import TIE_MARGIN, Comparison, agreement
 from tests.support import serving
+from tests.test_deploy import OUTPUTS, FakeMlClient, FakeService
 
 
 def verify(model: Path, served: str, data: Path) -> list[str]:
@@ -93,3 +95,61 @@ def test_what_counts_as_the_same_answer() -> None:
     assert not other.agrees(TIE_MARGIN)
     assert other.describe() == "line 5: differ at character 0: trained 'Paris.', served 'London.'"
     assert agreement([same, cut, empty, tie, other]) == 3 / 5
+
+
+class JobOutputs:
+    """Azure ML's `jobs.download`: the job's named output where the SDK puts it."""
+
+    def __init__(self, model: Path) -> None:
+        self.model = model
+        self.asked: list[tuple[str, str]] = []
+
+    def download(self, name: str, output_name: str, download_path: Path) -> None:
+        self.asked.append((name, output_name))
+        shutil.copytree(self.model, Path(download_path) / "named-outputs" / output_name)
+
+
+class Keys:
+    primary_key = "endpoint-k3y"
+
+
+def test_phi_deploy_checks_the_new_deployment_against_the_jobs_model_before_traffic(
+    scoring_server: str,
+    fine_tuned: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The default rollout: the job's model output downloaded, the new deployment (here a
+    `phi serve` of the same model, at the scoring URI) asked alone, traffic moved after."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs.json").write_text(
+        json.dumps({**OUTPUTS, "scoringUri": f"{scoring_server}/score"})
+    )
+    shutil.copytree(fine_tuned / "data", tmp_path / "data")
+    service = FakeService({"blue": 100})
+    client = FakeMlClient(service)
+    jobs = JobOutputs(fine_tuned / "model")
+    client.jobs = jobs  # type: ignore[attr-defined]
+    client.online_endpoints.get_keys = lambda name: Keys()  # type: ignore[attr-defined]
+    monkeypatch.setattr("finetune_phi.core.stack_outputs.Workspace.client", lambda _: client)
+    assert main(["deploy", "--outputs", "outputs.json", "--job", "sft-7"]) == 0
+    assert jobs.asked == [("sft-7", "model")]
+    out = capsys.readouterr()
+    assert "agreement: 100% of" in out.out
+    assert "(deployment green vs" in out.out
+    assert service.endpoint.traffic == {"blue": 0, "green": 100}
+
+
+def test_phi_deploy_needs_the_held_out_prompts_or_no_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
+    service = FakeService({"blue": 100})
+    monkeypatch.setattr(
+        "finetune_phi.core.stack_outputs.Workspace.client", lambda _: FakeMlClient(service)
+    )
+    assert main(["deploy", "--outputs", "outputs.json", "--job", "sft-7"]) == 2
+    assert "--verify-data data/eval_data.jsonl: no such file" in capsys.readouterr().err
+    assert service.events == []

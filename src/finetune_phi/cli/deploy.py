@@ -4,6 +4,8 @@ engine), or serverless."""
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,18 +43,23 @@ def register(commands: Commands) -> None:
     deploy.add_argument("--request-timeout-ms", type=int, default=90_000)
     deploy.add_argument("--model-name", default=managed.MODEL_NAME)
     add_engine_option(deploy)
-    deploy.add_argument(
-        "--verify-model",
-        metavar="DIR",
-        help="the trained MLflow model (the job's output, downloaded): the new deployment must "
-        "answer the held-out prompts as it does (phi verify) before any traffic moves",
+    check = deploy.add_argument_group(
+        "train/serve parity: before any traffic moves, the new deployment alone must answer "
+        "held-out prompts as the trained model does in this process (phi verify)"
     )
-    deploy.add_argument(
+    check.add_argument(
         "--verify-data",
         type=Path,
         default=Path("data/eval_data.jsonl"),
-        help="held-out prompts for --verify-model (default: %(default)s)",
+        help="the held-out prompts (default: %(default)s)",
     )
+    check.add_argument(
+        "--verify-model",
+        metavar="DIR",
+        help="the trained MLflow model, already here (default: the job's model output, "
+        "downloaded for the check)",
+    )
+    check.add_argument("--no-verify", action="store_true", help="move traffic without the check")
     deploy.add_argument(
         "--dry-run", action="store_true", help="print model, deployment and plan; send nothing"
     )
@@ -92,10 +99,8 @@ def run(args: argparse.Namespace) -> int:
         engine=args.engine or DEFAULT_ENGINE,
     )
     request.check()
-    if args.verify_model and (args.dry_run or args.serverless):
-        raise UsageError(
-            "--verify-model checks a new managed deployment: not with --dry-run or --serverless"
-        )
+    if args.verify_model and args.no_verify:
+        raise UsageError("--verify-model and --no-verify: one or the other")
     found = outputs.require("endpointName", "identityClientId")
     endpoint, identity = found["endpointName"], found["identityClientId"]
     if args.dry_run:
@@ -106,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
     # One rollout per endpoint at a time from this folder; rollout() itself re-reads the
     # deployments so that one from elsewhere cannot make it replace the live one.
     workspace = outputs.workspace()
-    gate = parity_gate(args, outputs, request.engine) if args.verify_model else None
-    with state.locked(f"deploy-{endpoint}", wait=False):
+    with state.locked(f"deploy-{endpoint}", wait=False), tempfile.TemporaryDirectory() as tmp:
+        gate = None if args.no_verify else parity_gate(args, outputs, request, Path(tmp))
         live = managed.rollout(
             workspace.client(),
             request,
@@ -120,18 +125,39 @@ def run(args: argparse.Namespace) -> int:
 
 
 def parity_gate(
-    args: argparse.Namespace, outputs: StackOutputs, engine: str
+    args: argparse.Namespace, outputs: StackOutputs, request: managed.DeployRequest, tmp: Path
 ) -> Callable[[str], None]:
-    """`phi verify` against a new deployment alone, the trained model loaded up front."""
+    """`phi verify` against a new deployment alone: the held-out prompts read and the trained
+    model loaded (downloaded from the job when --verify-model does not name it) before
+    anything is created."""
     from finetune_phi.cli.verify import Check
     from finetune_phi.cloud import endpoints
+    from finetune_phi.cloud.finetune import MODEL_OUTPUT
+    from finetune_phi.data import prepare
     from finetune_phi.evaluation.models import EndpointModel
 
+    data = prepare.eval_file(args.verify_data)
+    if not data.is_file():
+        raise UsageError(
+            f"--verify-data {data}: no such file; the held-out prompts check the new "
+            "deployment before traffic moves (`phi data prepare` writes them), or pass --no-verify"
+        )
+    model_dir = args.verify_model
+    if model_dir is None:
+        print(
+            f"downloading job {request.job}'s model output to check the new deployment against "
+            "it (--verify-model DIR if you have it, --no-verify to skip)",
+            file=sys.stderr,
+        )
+        client = outputs.workspace().client()
+        client.jobs.download(name=request.job, output_name=MODEL_OUTPUT, download_path=tmp)
+        model_dir = str(tmp / "named-outputs" / MODEL_OUTPUT)
+
     # Half precision on the GPU rounds more coarsely: a wider tie margin.
-    check = Check.prepare(args.verify_model, args.verify_data, 10, 32, 1.0, 1.0)
+    check = Check.prepare(model_dir, data, 10, 32, 1.0, 1.0)
 
     def gate(deployment: str) -> None:
-        api = ENGINES[engine].apis[0]
+        api = ENGINES[request.engine].apis[0]
         client = endpoints.managed_client(outputs, api, deployment=deployment)
         check.against(EndpointModel(deployment, client), f"deployment {deployment}")
 
