@@ -116,6 +116,18 @@ def test_n_answers_and_a_seed_repeats_a_sample(client: openai.OpenAI) -> None:
     assert sample(7) == sample(7)
 
 
+def test_logprobs_come_with_each_greedy_token_and_its_alternatives(client: openai.OpenAI) -> None:
+    answer = greedy(client, QUESTION, max_tokens=6, logprobs=True, top_logprobs=2)
+    content = answer.choices[0].logprobs.content
+    assert content
+    for entry in content:
+        assert entry.logprob <= 0
+        assert len(entry.top_logprobs) == 2
+        assert entry.top_logprobs[0].logprob >= entry.top_logprobs[1].logprob
+        # greedy: the token chosen is the likeliest
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob, abs=1e-4)
+
+
 @pytest.mark.parametrize(
     ("options", "status", "reason"),
     [
@@ -126,8 +138,13 @@ def test_n_answers_and_a_seed_repeats_a_sample(client: openai.OpenAI) -> None:
         ({"messages": [{"role": "tool", "content": "x"}]}, 400, "messages[0].role"),
         ({"messages": QUESTION * (MAX_MESSAGES + 1)}, 400, f"at most {MAX_MESSAGES}"),
         ({"model": "gpt-4o"}, 404, "this server serves 'phi'"),
+        ({"logprobs": True, "stream": True}, 400, "logprobs are answered whole here"),
+        ({"top_logprobs": 2}, 400, "top_logprobs needs logprobs: true"),
     ],
-    ids=["max-tokens", "temperature", "unknown-field", "n", "role", "messages", "model"],
+    ids=[
+        *("max-tokens", "temperature", "unknown-field", "n", "role", "messages", "model"),
+        *("logprobs-streamed", "top-logprobs-alone"),
+    ],
 )
 def test_a_bad_request_gets_openais_error_shape(
     client: openai.OpenAI, options: dict[str, Any], status: int, reason: str

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from finetune_phi.cli.main import main
-from finetune_phi.evaluation.parity import TIE_MARGIN, Comparison, agreement
+from finetune_phi.evaluation.parity import (
+    LOGPROB_TOLERANCE,
+    TIE_MARGIN,
+    Comparison,
+    agreement,
+)
 from tests.support import serving
 from tests.test_deploy import OUTPUTS, FakeMlClient, FakeService
 
@@ -37,7 +42,10 @@ def test_the_fine_tune_served_as_trained_agrees(
         main(verify(fine_tuned / "model", scoring_server, fine_tuned / "data" / "eval_data.jsonl"))
         == 0
     )
-    assert capsys.readouterr().out.splitlines()[-1].startswith("agreement: 100% of 4 prompts")
+    *_, agreement_line, logprobs_line = capsys.readouterr().out.splitlines()
+    assert agreement_line.startswith("agreement: 100% of 4 prompts")
+    # the same engine, the same arithmetic: the same first-token log-probabilities
+    assert logprobs_line.startswith("first-token log-probabilities: at most 0.0000 apart")
 
 
 def test_the_fine_tune_served_by_vllm_agrees(
@@ -49,9 +57,11 @@ def test_the_fine_tune_served_by_vllm_agrees(
         main(verify(fine_tuned / "model", vllm_server, fine_tuned / "data" / "eval_data.jsonl"))
         == 0
     )
-    out = capsys.readouterr().out
-    assert out.splitlines()[-1].startswith("agreement: 100% of 4 prompts")
-    assert all(line.endswith(": agrees)") for line in out.splitlines()[:-1])
+    *parted, agreement_line, logprobs_line = capsys.readouterr().out.splitlines()
+    assert agreement_line.startswith("agreement: 100% of 4 prompts")
+    assert all(line.endswith(": agrees)") for line in parted)
+    gap = float(logprobs_line.split(" at most ")[1].split()[0])
+    assert 0 < gap <= LOGPROB_TOLERANCE  # other kernels, a little apart
 
 
 def test_the_base_model_served_in_its_place_is_caught(

@@ -50,7 +50,10 @@ FIELDS = (
     "n",
     "stream",
     "stream_options",
+    "logprobs",
+    "top_logprobs",
 )
+MAX_TOP_LOGPROBS = 5
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     """With `stream`: a last chunk with the usage and no choices, as OpenAI sends it."""
+    logprobs: bool = False
+    """Each answer token's log-probability (not streamed here), and `top_logprobs` more."""
+    top_logprobs: int = 0
 
 
 def _whole(name: str, value: Any, low: int, high: int) -> int:
@@ -157,6 +163,12 @@ def parse_chat_request(body: str | bytes, served_model: str) -> ChatRequest:
     if options and not stream:
         raise ContractError("stream_options is only allowed with stream", param="stream_options")
     seed = payload.get("seed")
+    logprobs = _flag("logprobs", payload.get("logprobs", False))
+    top_logprobs = _whole("top_logprobs", payload.get("top_logprobs", 0), 0, MAX_TOP_LOGPROBS)
+    if top_logprobs and not logprobs:
+        raise ContractError("top_logprobs needs logprobs: true", param="top_logprobs")
+    if logprobs and stream:
+        raise ContractError("logprobs are answered whole here, not streamed", param="logprobs")
     return ChatRequest(
         messages=_messages(payload.get("messages")),
         max_tokens=_whole(
@@ -169,6 +181,8 @@ def parse_chat_request(body: str | bytes, served_model: str) -> ChatRequest:
         n=_whole("n", payload.get("n", 1), 1, MAX_CHOICES),
         stream=stream,
         include_usage=_flag("stream_options.include_usage", options.get("include_usage", False)),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
 
 
@@ -178,6 +192,18 @@ class Choice:
     finish_reason: str
     """"stop" (an end token or a stop string) or "length" (max_tokens reached)."""
     tokens: int
+    logprobs: list[dict[str, Any]] | None = None
+    """OpenAI's `logprobs.content`: per token, its text, log-probability, bytes and the
+    top alternatives."""
+
+
+def token_logprob(token: str, logprob: float, top: list[tuple[str, float]]) -> dict[str, Any]:
+    """One entry of `logprobs.content`."""
+
+    def entry(text: str, value: float) -> dict[str, Any]:
+        return {"token": text, "logprob": value, "bytes": list(text.encode("utf-8"))}
+
+    return {**entry(token, logprob), "top_logprobs": [entry(t, v) for t, v in top]}
 
 
 def completion_id() -> str:
@@ -203,7 +229,7 @@ def completion(model: str, prompt_tokens: int, choices: list[Choice]) -> dict[st
             {
                 "index": index,
                 "message": {"role": "assistant", "content": choice.text},
-                "logprobs": None,
+                "logprobs": None if choice.logprobs is None else {"content": choice.logprobs},
                 "finish_reason": choice.finish_reason,
             }
             for index, choice in enumerate(choices)

@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contract import ContractError, GenerationParameters, parse_request  # type: ignore[import-not-found]
-from openai_api import ChatRequest, Choice  # type: ignore[import-not-found]
+from openai_api import ChatRequest, Choice, token_logprob  # type: ignore[import-not-found]
 
 logger = logging.getLogger("finetune_phi.score")
 _model: Any = None
@@ -154,10 +154,14 @@ def end_tokens() -> set[int]:
 
 
 def new_tokens(
-    prompts: list[list[int]], options: Mapping[str, Any], streamer: Any = None
+    prompts: list[list[int]],
+    options: Mapping[str, Any],
+    streamer: Any = None,
+    logits: list[Any] | None = None,
 ) -> list[list[int]]:
     """Every prompt's generated ids from one batched call, in order, each cut after its first
-    end token (what follows is padding).
+    end token (what follows is padding). With `logits`, each step's raw logits (batch by
+    vocabulary) are appended to it.
 
     The prompts are padded on the left, with an attention mask, so each one ends where its
     answer starts. Under greedy decoding in fp32 (a CPU) the answers are those of one call
@@ -168,11 +172,21 @@ def new_tokens(
     batch = _tokenizer.pad(
         {"input_ids": prompts}, padding=True, padding_side="left", return_tensors="pt"
     ).to(_model.device)
+    want = logits is not None
     with torch.inference_mode():
-        output = _model.generate(**batch, **options, streamer=streamer)
+        output = _model.generate(
+            **batch,
+            **options,
+            streamer=streamer,
+            output_logits=want,
+            return_dict_in_generate=want,
+        )
+    if logits is not None:
+        logits.extend(output.logits)
+    sequences = output.sequences if want else output
     ends = end_tokens()
     rows = []
-    for row in output[:, batch["input_ids"].shape[1] :].tolist():
+    for row in sequences[:, batch["input_ids"].shape[1] :].tolist():
         cut = next((index for index, token in enumerate(row) if token in ends), None)
         rows.append(row if cut is None else row[: cut + 1])
     return rows
@@ -191,14 +205,42 @@ def first_stop(text: str, stop: tuple[str, ...]) -> int | None:
     return min(found) if found else None
 
 
-def choice(row: list[int], request: ChatRequest) -> Choice:
+def choice(
+    row: list[int], request: ChatRequest, logprobs: list[dict[str, Any]] | None = None
+) -> Choice:
     """One answer in OpenAI's terms: its text up to a stop string, and why it ended."""
     text = str(_tokenizer.decode(row, skip_special_tokens=True))
     cut = first_stop(text, request.stop)
     if cut is not None:
-        return Choice(text[:cut], "stop", len(row))
+        return Choice(text[:cut], "stop", len(row), logprobs)
     ended = bool(row) and row[-1] in end_tokens()
-    return Choice(text, "stop" if ended or len(row) < request.max_tokens else "length", len(row))
+    finish = "stop" if ended or len(row) < request.max_tokens else "length"
+    return Choice(text, finish, len(row), logprobs)
+
+
+def answer_logprobs(
+    row: list[int], index: int, logits: list[Any], top: int
+) -> list[dict[str, Any]]:
+    """OpenAI's `logprobs.content` for answer `index` of a batch: each token's
+    log-probability under the model's own distribution (raw logits, before any sampling
+    setting), and the `top` likeliest tokens at that step."""
+    import torch
+
+    entries = []
+    for step, token in enumerate(row):
+        logprobs = torch.log_softmax(logits[step][index].float(), dim=-1)
+        best = logprobs.topk(top) if top else None
+        alternatives = (
+            []
+            if best is None
+            else [
+                (str(_tokenizer.decode([int(i)])), float(v))
+                for v, i in zip(best.values, best.indices, strict=True)
+            ]
+        )
+        decoded = str(_tokenizer.decode([token]))
+        entries.append(token_logprob(decoded, float(logprobs[token]), alternatives))
+    return entries
 
 
 def seeded(request: ChatRequest) -> None:
@@ -213,7 +255,14 @@ def complete(ids: list[int], request: ChatRequest) -> list[Choice]:
     check_context(ids, request.max_tokens)
     seeded(request)
     options = decoding(request.max_tokens, request.temperature, request.top_p, request.stop)
-    return [choice(row, request) for row in new_tokens([ids] * request.n, options)]
+    logits: list[Any] | None = [] if request.logprobs else None
+    rows = new_tokens([ids] * request.n, options, logits=logits)
+    return [
+        choice(row, request, answer_logprobs(row, index, logits, request.top_logprobs))
+        if logits is not None
+        else choice(row, request)
+        for index, row in enumerate(rows)
+    ]
 
 
 class Streamed:

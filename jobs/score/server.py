@@ -198,6 +198,8 @@ class VllmEngine(Engine):
         }
         if request.seed is not None:
             body["seed"] = request.seed
+        if request.logprobs:
+            body["logprobs"] = request.top_logprobs
         if request.stream:
             body["stream_options"] = {"include_usage": True}
         return body
@@ -211,7 +213,12 @@ class VllmEngine(Engine):
             self.model,
             body["usage"]["prompt_tokens"],
             [
-                openai_api.Choice(c["text"], c["finish_reason"] or "stop", 0)
+                openai_api.Choice(
+                    c["text"],
+                    c["finish_reason"] or "stop",
+                    0,
+                    chat_logprobs(c.get("logprobs"), request.top_logprobs),
+                )
                 for c in sorted(body["choices"], key=lambda c: c["index"])
             ],
         )
@@ -253,6 +260,23 @@ class VllmEngine(Engine):
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def chat_logprobs(completion: Any, top: int) -> list[dict[str, Any]] | None:
+    """vLLM's completions `logprobs` (tokens, token_logprobs, top_logprobs) as the chat
+    API's `logprobs.content`."""
+    if not completion:
+        return None
+    entries = []
+    for token, logprob, alternatives in zip(
+        completion["tokens"],
+        completion["token_logprobs"],
+        completion.get("top_logprobs") or [{}] * len(completion["tokens"]),
+        strict=True,
+    ):
+        best = sorted((alternatives or {}).items(), key=lambda item: -item[1])[:top]
+        entries.append(openai_api.token_logprob(token, logprob, best))
+    return entries
 
 
 async def passed_on(answer: Any) -> None:

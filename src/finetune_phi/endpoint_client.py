@@ -261,6 +261,28 @@ class EndpointClient:
         """The text with the key, if it echoes it, masked."""
         return text.replace(self.key, "***") if self.key else text
 
+    def first_token_logprob(
+        self, messages: list[dict[str, str]], parameters: Mapping[str, Any] | None = None
+    ) -> tuple[str, float | None]:
+        """A chat-completions answer and its first token's log-probability, where the
+        endpoint returns log-probabilities (None where it does not)."""
+        answer = self.score(
+            {
+                "messages": messages,
+                **chat_completions_parameters(parameters or {}),
+                "logprobs": True,
+            }
+        )
+        try:
+            text = str(answer["choices"][0]["message"]["content"]).strip()
+        except (KeyError, IndexError, TypeError):
+            raise EndpointError(
+                200, f"the endpoint answered outside chat-completions: {str(answer)[:200]}"
+            ) from None
+        content = ((answer["choices"][0].get("logprobs") or {}).get("content")) or []
+        first = content[0].get("logprob") if content and isinstance(content[0], dict) else None
+        return text, float(first) if isinstance(first, int | float) else None
+
     def chat(
         self, messages: list[dict[str, str]], parameters: Mapping[str, Any] | None = None
     ) -> str:

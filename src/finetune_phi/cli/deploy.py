@@ -154,7 +154,7 @@ def parity_gate(
         model_dir = str(tmp / "named-outputs" / MODEL_OUTPUT)
 
     # Half precision on the GPU rounds more coarsely: a wider tie margin.
-    check = Check.prepare(model_dir, data, 10, 32, 1.0, 1.0)
+    check = Check.prepare(model_dir, data, 10, 32, 1.0, 1.0, 0.5)
 
     def gate(deployment: str) -> None:
         api = ENGINES[request.engine].apis[0]

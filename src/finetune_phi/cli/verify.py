@@ -46,6 +46,13 @@ def register(commands: Commands) -> None:
         "this, with the served answer going on with its second choice, still agree: two "
         "engines round near-ties differently (default: %(default)s)",
     )
+    parser.add_argument(
+        "--logprob-tolerance",
+        type=float,
+        default=parity.LOGPROB_TOLERANCE,
+        help="where the server returns log-probabilities (chat completions), how far its first "
+        "token's may be from the trained model's (default: %(default)s, for fp32)",
+    )
     add_outputs_options(parser)
     add_endpoint_options(parser)
     command(parser, run)
@@ -53,7 +60,13 @@ def register(commands: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check = Check.prepare(
-        args.model, args.data, args.limit, args.max_new_tokens, args.min_agreement, args.tie_margin
+        args.model,
+        args.data,
+        args.limit,
+        args.max_new_tokens,
+        args.min_agreement,
+        args.tie_margin,
+        args.logprob_tolerance,
     )
     check.against(model(args.served, "--served", args), args.served)
     return 0
@@ -75,6 +88,7 @@ class Check:
     decoding: Decoding
     min_agreement: float
     tie_margin: float
+    logprob_tolerance: float
 
     @classmethod
     def prepare(
@@ -85,6 +99,7 @@ class Check:
         max_new_tokens: int,
         min_agreement: float,
         tie_margin: float,
+        logprob_tolerance: float,
     ) -> Check:
         if not 0 < min_agreement <= 1:
             raise UsageError(f"--min-agreement {min_agreement}: must be above 0, at most 1")
@@ -96,7 +111,9 @@ class Check:
             raise UsageError(f"--max-new-tokens {max_new_tokens}: must be between 1 and 1024")
         rows = read_rows(prepare.eval_file(data), limit)
         trained = LocalModel.load(model_dir, "--model")
-        return cls(rows, trained, Decoding(max_new_tokens), min_agreement, tie_margin)
+        return cls(
+            rows, trained, Decoding(max_new_tokens), min_agreement, tie_margin, logprob_tolerance
+        )
 
     def against(self, served: Model, name: str) -> None:
         """Print where answers part and the agreement; PhiError below the threshold."""
@@ -108,8 +125,19 @@ class Check:
         print(
             f"agreement: {share:.0%} of {len(comparisons)} prompts ({name} vs {self.trained.name})"
         )
+        gap = parity.largest_logprob_gap(comparisons)
+        if gap is not None:
+            print(
+                f"first-token log-probabilities: at most {gap:.4f} apart "
+                f"(--logprob-tolerance {self.logprob_tolerance:g})"
+            )
         if share < self.min_agreement:
             raise PhiError(
                 f"the served model answers unlike the trained one: {share:.0%} agreement, "
                 f"below --min-agreement {self.min_agreement:g}"
+            )
+        if gap is not None and gap > self.logprob_tolerance:
+            raise PhiError(
+                f"the served model's first-token log-probabilities are {gap:.4f} from the "
+                f"trained model's, beyond --logprob-tolerance {self.logprob_tolerance:g}"
             )

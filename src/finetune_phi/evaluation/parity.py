@@ -17,13 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from finetune_phi.evaluation.models import Decoding, LocalModel, Model
+from finetune_phi.evaluation.models import Decoding, EndpointModel, LocalModel, Model
 from finetune_phi.evaluation.rows import EvalRow
 
 CONTEXT_CHARS = 24
 """Characters shown on each side of a divergence."""
 CUT_SHARE = 0.8
 """How much of the longer answer the shorter must hold to count as the same answer cut."""
+LOGPROB_TOLERANCE = 0.02
+"""The first token's log-probability, trained against served: measured 0.002 apart between
+vLLM's CPU build and transformers in fp32; half precision needs more."""
 TIE_MARGIN = 0.5
 """Logits closer than this are a near-tie two engines may round either way."""
 
@@ -39,6 +42,8 @@ class Steps:
     margins: list[float]
     runners_up: list[str]
     """The text each step would have added with its second choice."""
+    first_logprob: float | None
+    """The first token's log-probability."""
 
     def step_at(self, character: int) -> int | None:
         """The step that wrote `character` (or ended the answer there); None past the end."""
@@ -84,11 +89,12 @@ def greedy_steps(model: LocalModel, prompt: list[dict[str, str]], max_new_tokens
     ends = [len(text(ids[: step + 1])) - lead for step in range(len(ids))]
     tops = [scores[0].topk(2) for scores in output.scores]
     margins = [float(top.values[0] - top.values[1]) for top in tops]
+    first = float(torch.log_softmax(output.scores[0][0].float(), dim=-1)[ids[0]]) if ids else None
     runners_up = [
         text([*ids[:step], int(top.indices[1])])[len(text(ids[:step])) :]
         for step, top in enumerate(tops)
     ]
-    return Steps(raw.strip(), ends, margins, runners_up)
+    return Steps(raw.strip(), ends, margins, runners_up, first)
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,9 @@ class Comparison:
     served: str
     margin: float | None = None
     """Where the answers part on the trained model's second choice, its margin there."""
+    logprob_gap: float | None = None
+    """How far the served first token's log-probability is from the trained model's, where
+    the server returns it and both begin alike."""
 
     @property
     def divergence(self) -> int | None:
@@ -151,13 +160,37 @@ def compare(
     comparisons = []
     for row in progress(rows):
         steps = greedy_steps(trained, row.prompt, decoding.max_new_tokens)
-        served_text = served.answer(row.prompt, decoding).strip()
+        served_text, served_logprob = served_answer(served, row.prompt, decoding)
         comparison = Comparison(row.line, steps.text, served_text)
-        if comparison.divergence is not None:
-            margin = steps.near_tie(served_text, comparison.divergence)
-            comparison = Comparison(row.line, steps.text, served_text, margin)
-        comparisons.append(comparison)
+        margin = (
+            None
+            if comparison.divergence is None
+            else steps.near_tie(served_text, comparison.divergence)
+        )
+        first_alike = comparison.divergence is None or comparison.divergence > 0
+        gap = (
+            abs(served_logprob - steps.first_logprob)
+            if served_logprob is not None and steps.first_logprob is not None and first_alike
+            else None
+        )
+        comparisons.append(Comparison(row.line, steps.text, served_text, margin, gap))
     return comparisons
+
+
+def served_answer(
+    served: Model, prompt: list[dict[str, str]], decoding: Decoding
+) -> tuple[str, float | None]:
+    """The served answer, stripped, and its first token's log-probability where the endpoint
+    speaks chat completions (which return them)."""
+    if isinstance(served, EndpointModel) and served.client.api == "chat-completions":
+        text, logprob = served.client.first_token_logprob(prompt, decoding.parameters())
+        return text, logprob
+    return served.answer(prompt, decoding).strip(), None
+
+
+def largest_logprob_gap(comparisons: Sequence[Comparison]) -> float | None:
+    gaps = [c.logprob_gap for c in comparisons if c.logprob_gap is not None]
+    return max(gaps) if gaps else None
 
 
 def agreement(comparisons: Sequence[Comparison], tie_margin: float = TIE_MARGIN) -> float:

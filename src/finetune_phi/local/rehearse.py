@@ -221,7 +221,9 @@ def rehearse(
                     *("--data", str(data.eval), "--limit", "4"),
                 ),
             )
-            log(f"      {verdict.strip().splitlines()[-1]}")
+            for line in verdict.splitlines():
+                if line.startswith(("agreement:", "first-token")):
+                    log(f"      {line}")
         with r.stage("flow"):
             endpoint = f"{r.url}{CHAT_COMPLETIONS_PATH}"
             r.run(
