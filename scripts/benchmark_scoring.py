@@ -62,18 +62,20 @@ def tiny_mlflow_model(work: Path, **size: int) -> Path:
 
 
 @contextlib.contextmanager
-def scoring_server(model: Path) -> Iterator[str]:
+def serving(model: Path, engine: str = "transformers") -> Iterator[str]:
+    """`phi serve --engine ENGINE`'s own command on a free port, until the block ends; its
+    base URL."""
     port = free_port()
     process = subprocess.Popen(
-        server_command(port),
-        env=server_environment(model),
+        server_command(port, engine=engine),
+        env=server_environment(model, engine),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        wait_until_healthy(process, f"http://127.0.0.1:{port}/", seconds=180)
-        yield f"http://127.0.0.1:{port}/score"
+        wait_until_healthy(process, f"http://127.0.0.1:{port}/health", seconds=900)
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop_group(process)
 
@@ -105,7 +107,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     args = parser.parse_args()
     questions = [f"Question {n}: what should I see in city number {n}?" for n in range(MAX_BATCH)]
-    with tempfile.TemporaryDirectory() as tmp, scoring_server(tiny_mlflow_model(Path(tmp))) as url:
+    with tempfile.TemporaryDirectory() as tmp, serving(tiny_mlflow_model(Path(tmp))) as base:
+        url = f"{base}/score"
 
         def batched() -> list[str]:
             return ask(url, questions, args.max_new_tokens)

@@ -27,11 +27,9 @@ import contextlib
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,18 +37,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchmark_scoring import tiny_mlflow_model  # type: ignore[import-not-found]  # noqa: E402
+from benchmark_scoring import (  # type: ignore[import-not-found]  # noqa: E402
+    serving,
+    tiny_mlflow_model,
+)
 
 from finetune_phi.core.errors import UsageError  # noqa: E402
 from finetune_phi.data import SAMPLE  # noqa: E402
 from finetune_phi.data.chat_format import read_jsonl  # noqa: E402
-from finetune_phi.local.processes import stop_group  # noqa: E402
-from finetune_phi.local.serve import (  # noqa: E402
-    free_port,
-    server_command,
-    server_environment,
-    wait_until_healthy,
-)
 
 ENGINES = ("transformers", "vllm")
 BENCHMARK_MODEL = {"hidden_size": 256, "layers": 4, "heads": 4}
@@ -63,24 +57,6 @@ class Run:
     p50_s: float
     p95_s: float
     ttft_p50_s: float
-
-
-@contextlib.contextmanager
-def serving(model: Path, engine: str) -> Iterator[str]:
-    """`phi serve --engine ENGINE`'s own command on a free port; its OpenAI base URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        server_command(port, engine=engine),
-        env=server_environment(model, engine),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until_healthy(process, f"http://127.0.0.1:{port}/health", seconds=900)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        stop_group(process)
 
 
 def prompts() -> list[list[dict[str, str]]]:
@@ -197,7 +173,7 @@ def main() -> None:
         urls = {}
         for engine in engines:
             try:
-                urls[engine] = servers.enter_context(serving(model, engine))
+                urls[engine] = f"{servers.enter_context(serving(model, engine))}/v1"
             except UsageError as error:
                 print(f"{engine}: not measured: {error}")
         answers = {

@@ -4,8 +4,6 @@ shapes, forged turns, and slow clients that must not starve good ones."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import socket
 import statistics
@@ -19,9 +17,9 @@ import openai
 import pytest
 import yaml
 
-from finetune_phi.core.folders import AGENT_CHAT, PROMPT_FLOW
+from finetune_phi.core.folders import PROMPT_FLOW
 from jobs.score.contract import MAX_MESSAGES, MAX_REQUEST_BYTES
-from tests.support import AGENT_PYTHON, answer_of, connect, flow_test_command, port_is_free
+from tests.support import answer_of, connect, flow_test_command, port_is_free
 
 pytestmark = pytest.mark.slow
 ENGINES = ["transformers", "vllm"]
@@ -278,24 +276,3 @@ def test_the_prompt_flow_chats_through_the_api(
         check=False,
     )
     assert answer_of(result).strip() == flow_greedy_answer(client, QUESTION_FOR_FLOWS)
-
-
-def test_the_agent_framework_chat_asks_through_its_own_openai_client(
-    url: str, client: openai.OpenAI
-) -> None:
-    result = subprocess.run(
-        [
-            *(str(AGENT_PYTHON), str(AGENT_CHAT)),
-            *("--question", QUESTION_FOR_FLOWS, "--temperature", "0", "--json"),
-        ],
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("PHI_ENDPOINT_")},
-            "PHI_ENDPOINT_URL": url,
-        },
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["answer"] == flow_greedy_answer(client, QUESTION_FOR_FLOWS)

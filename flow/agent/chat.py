@@ -17,11 +17,18 @@ Prompt flow -> Agent Framework (Microsoft's migration guide):
   --agent` finds the stack's endpoint and its key, as for any chat, and hands them to this
   script.
 
-An endpoint that speaks OpenAI's chat completions (`phi serve`, vLLM, a managed deployment
-of the vllm engine, a serverless or Foundry endpoint) is asked through the framework's own
-`OpenAIChatCompletionClient`: on the `openai` SDK, with redirects not followed (the key
-goes to the endpoint's host only) and one deadline for the whole call. Only the scoring
-contract of a transformers deployment still needs our `EndpointChatClient`.
+An endpoint that speaks OpenAI's chat completions (`phi serve` on either engine, a managed
+deployment of the vllm engine, a serverless or Foundry endpoint) is asked through the
+framework's own `OpenAIChatCompletionClient`, on the `openai` SDK. PHI_ENDPOINT_URL may be
+its base URL (`http://127.0.0.1:5001`), its `/v1` URL or its full `/chat/completions` URL;
+the model asked for is `phi`, the served model's name, or PHI_ENDPOINT_MODEL (an endpoint
+that names its deployments otherwise). What our own client promises holds here too:
+redirects are never followed but reported (the key goes to the URL's host only, as
+`Authorization: Bearer`, and no OPENAI_* variable of the environment adds a key, header or
+organization to the request), one deadline (--timeout) holds for the whole call, retries
+and waits included, and every failure is one line without the key. Only the scoring
+contract, which Azure managed deployments of the transformers engine speak and nothing
+else, still needs our `EndpointChatClient`.
 
 The node's fixed inputs (system prompt, max_new_tokens) and the input defaults are read
 from the Prompt flow folder's flow.dag.yaml, so both engines send the same request. It runs in its own
@@ -31,10 +38,12 @@ incompatible OpenTelemetry versions.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Never
@@ -61,7 +70,12 @@ from finetune_phi.serving.engine import SERVED_MODEL
 
 DAG = Path(__file__).resolve().parents[1] / "promptflow" / "flow.dag.yaml"
 """The Prompt flow DAG whose fixed inputs this chat shares."""
-ENDPOINT_VARIABLES = ("PHI_ENDPOINT_URL", "PHI_ENDPOINT_KEY", "PHI_ENDPOINT_API")
+ENDPOINT_VARIABLES = (
+    "PHI_ENDPOINT_URL",
+    "PHI_ENDPOINT_KEY",
+    "PHI_ENDPOINT_API",
+    "PHI_ENDPOINT_MODEL",
+)
 
 
 @dataclass(frozen=True)
@@ -94,10 +108,12 @@ class ChatRequest:
 
 
 class EndpointChatClient(BaseChatClient):
-    """The scoring contract as an Agent Framework chat client, over `EndpointClient`, with
-    every property of that client (retries, one deadline, no redirects, clear 401/404/424
-    messages, the key never shown): for a transformers deployment, which speaks nothing
-    else."""
+    """The scoring contract (PHI_ENDPOINT_API=score) as an Agent Framework chat client, over
+    `EndpointClient`, with every property of that client (retries, one deadline, no
+    redirects, clear 401/404/424 messages, the key never shown). For `score` only: Azure
+    managed deployments of the transformers engine speak that contract and nothing else.
+    Whatever speaks chat completions is asked through the framework's own
+    `OpenAIChatCompletionClient` (`chat_client`)."""
 
     OTEL_PROVIDER_NAME = "finetune-phi"
 
@@ -162,48 +178,87 @@ class CallEndpoint(Executor):
 
 
 def openai_base_url(url: str) -> str:
-    """The OpenAI base URL of an endpoint named by its base URL, its `/v1` or its full
-    `/chat/completions` URL."""
-    url = url.rstrip("/")
-    if url.endswith("/chat/completions"):
-        return url.removesuffix("/chat/completions")
-    return url if url.endswith("/v1") else f"{url}/v1"
+    """The OpenAI base URL of an endpoint named by its base URL, its `/v1` URL or its full
+    `/chat/completions` URL (any query left out: see `openai_query`)."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.rstrip("/")
+    if path.endswith("/chat/completions"):
+        path = path.removesuffix("/chat/completions")
+    elif not path.endswith("/v1"):
+        path = f"{path}/v1"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def chat_client(endpoint: EndpointClient) -> BaseChatClient:
-    """The framework's OpenAI chat client for a chat-completions endpoint; ours for the
-    scoring contract."""
+def openai_query(url: str) -> dict[str, str]:
+    """The URL's query (a Foundry endpoint's `api-version`, say), sent with every request."""
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+
+
+@contextlib.contextmanager
+def without_openai_environment() -> Iterator[None]:
+    """No OPENAI_* variable while the SDK client is made: it would read OPENAI_API_KEY,
+    OPENAI_CUSTOM_HEADERS (an Authorization header, say), OPENAI_ORG_ID and OPENAI_PROJECT_ID
+    from it and send them to this endpoint, whose own key is the only one to go there."""
+    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("OPENAI_")}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+@contextlib.asynccontextmanager
+async def chat_client(endpoint: EndpointClient, model: str) -> AsyncIterator[BaseChatClient]:
+    """The framework's `OpenAIChatCompletionClient` for an endpoint that speaks chat
+    completions, its connections closed at the end; our `EndpointChatClient` for the scoring
+    contract."""
     if endpoint.api != "chat-completions":
-        return EndpointChatClient(endpoint)
+        yield EndpointChatClient(endpoint)
+        return
     import openai
     from agent_framework.openai import OpenAIChatCompletionClient
 
-    transport = openai.DefaultAsyncHttpxClient(follow_redirects=False, timeout=endpoint.timeout)
-    sdk = openai.AsyncOpenAI(
-        base_url=openai_base_url(endpoint.scoring_uri),
-        api_key=endpoint.key or "none",  # a local server checks no key
-        max_retries=endpoint.retries,
-        http_client=transport,
-    )
-    return OpenAIChatCompletionClient(model=SERVED_MODEL, async_client=sdk)
+    async def no_authorization(request: Any) -> None:
+        request.headers.pop("Authorization", None)
+
+    # The SDK's own httpx client (its connection limits), but redirects reported, never
+    # followed (the SDK's follows them): the question and the key go to the URL's host and
+    # path only. Without a key no Authorization header goes at all (the SDK wants some key).
+    hooks = {} if endpoint.key else {"request": [no_authorization]}
+    async with openai.DefaultAsyncHttpxClient(
+        follow_redirects=False, timeout=endpoint.timeout, event_hooks=hooks
+    ) as transport:
+        with without_openai_environment():
+            sdk = openai.AsyncOpenAI(
+                base_url=openai_base_url(endpoint.scoring_uri),
+                api_key=endpoint.key or "no-key",
+                default_query=openai_query(endpoint.scoring_uri),
+                max_retries=endpoint.retries,
+                timeout=endpoint.timeout,
+                http_client=transport,
+            )
+            client = OpenAIChatCompletionClient(model=model, async_client=sdk)
+        yield client
 
 
-def create_workflow(endpoint: EndpointClient, defaults: FlowDefaults | None = None) -> Any:
-    """A new workflow for one run at a time: history to messages, then the endpoint."""
+def create_workflow(client: BaseChatClient, defaults: FlowDefaults | None = None) -> Any:
+    """A new workflow for one run at a time: history to messages, then the endpoint through
+    `client`."""
     defaults = defaults or FlowDefaults.read()
     history = HistoryToMessages(defaults)
-    call = CallEndpoint(chat_client(endpoint), defaults)
+    call = CallEndpoint(client, defaults)
     return WorkflowBuilder(start_executor=history).add_edge(history, call).build()
 
 
-async def answer(endpoint: EndpointClient, request: ChatRequest) -> str:
+async def answer(endpoint: EndpointClient, request: ChatRequest, model: str = SERVED_MODEL) -> str:
     """Run a fresh workflow on one request, within the endpoint's deadline; its output, or
     the endpoint's error."""
     try:
-        async with asyncio.timeout(endpoint.timeout):
-            result = await create_workflow(endpoint).run(request)
+        async with asyncio.timeout(endpoint.timeout), chat_client(endpoint, model) as client:
+            result = await create_workflow(client).run(request)
     except TimeoutError:
         raise EndpointError(None, f"no answer within {endpoint.timeout:g} s") from None
+    except EndpointError:
+        raise
     except Exception as error:
         failure = openai_failure(error, endpoint)
         if failure is None:
@@ -261,9 +316,18 @@ def endpoint_from_environment(timeout: float) -> EndpointClient:
         )
     if api not in APIS:
         raise UsageError(f"PHI_ENDPOINT_API={api!r}: must be one of {', '.join(APIS)}")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"PHI_ENDPOINT_URL={url!r}: must be an http(s) URL")
     return EndpointClient(
         url, key=os.environ.get("PHI_ENDPOINT_KEY") or None, api=api, timeout=timeout
     )
+
+
+def model_from_environment() -> str:
+    """The model to ask a chat-completions endpoint for: PHI_ENDPOINT_MODEL, or `phi`, the
+    name `phi serve` and our vllm deployments serve the model under."""
+    return os.environ.get("PHI_ENDPOINT_MODEL") or SERVED_MODEL
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -288,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(history, list):
             raise UsageError("--chat-history must be a JSON list of {inputs, outputs} turns")
         endpoint = endpoint_from_environment(args.timeout)
-        text = asyncio.run(answer(endpoint, ChatRequest(args.question, history, args.temperature)))
+        request = ChatRequest(args.question, history, args.temperature)
+        text = asyncio.run(answer(endpoint, request, model_from_environment()))
     except json.JSONDecodeError as error:
         print(f"chat.py: error: --chat-history is not JSON ({error.msg})", file=sys.stderr)
         return 2

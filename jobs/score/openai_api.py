@@ -246,27 +246,24 @@ def chunk(
     finish_reason: str | None = None,
 ) -> dict[str, Any]:
     """One `chat.completion.chunk` of a streamed answer."""
-    return {
-        "id": identity,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        ],
-    }
+    choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    return _chunk(identity, model, choices=[choice])
 
 
 def usage_chunk(
     identity: str, model: str, prompt_tokens: int, completion_tokens: int
 ) -> dict[str, Any]:
+    """The last chunk, with the usage and no choices (`stream_options.include_usage`)."""
+    return _chunk(identity, model, choices=[], usage=usage(prompt_tokens, completion_tokens))
+
+
+def _chunk(identity: str, model: str, **fields: Any) -> dict[str, Any]:
     return {
         "id": identity,
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [],
-        "usage": usage(prompt_tokens, completion_tokens),
+        **fields,
     }
 
 
