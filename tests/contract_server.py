@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.support import http_server
+from tests.support import http_server, send_json
 
 Reply = tuple[int, dict[str, str], Any]
 
@@ -78,14 +78,7 @@ def contract_server(recorded: Recorded | None = None) -> Iterator[tuple[str, Rec
                 status, headers, reply = 200, {}, chat_completions_answer(body)
             else:
                 status, headers, reply = 200, {}, {"output": contract_answer(body)}
-            payload = json.dumps(reply).encode()
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            send_json(self, status, headers, reply)
 
     with http_server(Handler) as url:
         yield f"{url}/score", state

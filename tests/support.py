@@ -54,6 +54,20 @@ EXAMPLE_OUTPUTS: dict[str, object] = {
 """Stack outputs of a dev stack with every switch on, as `pulumi stack output --json` prints."""
 
 
+def send_json(
+    handler: BaseHTTPRequestHandler, status: int, headers: Mapping[str, str], body: Any
+) -> None:
+    """A stand-in server's JSON answer: status, headers, and the body with its length."""
+    payload = json.dumps(body).encode()
+    handler.send_response(status)
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
 def submit_workdir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outputs: Mapping[str, object]
 ) -> Path:

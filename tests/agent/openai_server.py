@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.support import ROOT, http_server
+from tests.support import ROOT, http_server, send_json
 
 SERVED_MODEL = "phi"
 CHAT_COMPLETIONS = "/v1/chat/completions"
@@ -67,14 +67,7 @@ def openai_server(seen: Seen | None = None) -> Iterator[tuple[str, Seen]]:
             pass
 
         def reply(self, status: int, headers: dict[str, str], body: Any) -> None:
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            send_json(self, status, headers, body)
 
         def record(self, raw: bytes) -> dict[str, Any]:
             url = urllib.parse.urlsplit(self.path)
