@@ -149,14 +149,18 @@ def scoring_server(fine_tuned: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def vllm_server(fine_tuned: Path) -> Iterator[str]:
+def vllm_server(fine_tuned: Path, run_dir: Path) -> Iterator[str]:
     """`phi serve --engine vllm` on the fine-tuned model. Its start-up takes a minute on two
     cores: tests that use it say vllm in their id, and run on one worker, which starts it
     once (pytest_xdist_make_scheduler)."""
     if not VLLM_PYTHON.is_file():
         pytest.skip("needs .venv-vllm: `make venv-vllm` (make test builds it)")
-    with serving(fine_tuned / "model", engine="vllm", seconds=600) as url:
-        yield url
+    caches = run_dir / "vllm-caches"  # vLLM's and torch's compile caches, not the home's
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VLLM_CACHE_ROOT", str(caches / "vllm"))
+        patch.setenv("TORCHINDUCTOR_CACHE_DIR", str(caches / "inductor"))
+        with serving(fine_tuned / "model", engine="vllm", seconds=600) as url:
+            yield url
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@ asserted here: speed is measured by the scripts, never by a test)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,12 +15,13 @@ from tests.support import ROOT, VLLM_PYTHON
 pytestmark = pytest.mark.slow
 
 
-def run_script(name: str, *args: str) -> str:
+def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / name), *args],
         capture_output=True,
         text=True,
         timeout=900,
+        env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     return result.stdout
@@ -49,7 +52,7 @@ def test_scoring_benchmark_gets_the_same_answers_both_ways() -> None:
     assert "| 1 request of 16 questions (batched) |" in out
 
 
-def test_serving_benchmark_measures_both_engines_vllm() -> None:
+def test_serving_benchmark_measures_both_engines_vllm(tmp_path: Path) -> None:
     """Both engines on one model, interleaved (`vllm` in the name: it runs on the worker of
     the vLLM tests, so two vLLM servers never start at once)."""
     if not VLLM_PYTHON.is_file():
@@ -57,6 +60,11 @@ def test_serving_benchmark_measures_both_engines_vllm() -> None:
     out = run_script(
         "benchmark_serving.py",
         *("--rounds", "1", "--concurrency", "1,4", "--requests", "4", "--max-tokens", "4"),
+        env={  # vLLM's and torch's compile caches in the test's folder, not the home's
+            **os.environ,
+            "VLLM_CACHE_ROOT": str(tmp_path / "vllm"),
+            "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        },
     )
     rows = [line.split(" | ") for line in out.splitlines() if line.startswith(("| 1 |", "| 4 |"))]
     assert [(row[0], row[1]) for row in rows] == [

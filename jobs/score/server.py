@@ -253,13 +253,17 @@ class VllmEngine(Engine):
                     )
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Stop vLLM; its log goes too, unless vLLM had stopped by itself (then it says why)."""
+        if self.process.poll() is not None:
+            print(f"phi serve: vLLM had stopped; its log is {self.log}", file=sys.stderr)
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.unlink(missing_ok=True)
 
 
 def chat_logprobs(completion: Any, top: int) -> list[dict[str, Any]] | None:
