@@ -177,7 +177,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(url: str) -> None:
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n".encode()
         )
-        answer = connection.recv(65536).decode()
+        answer = whole_answer(connection)
     assert answer.startswith("HTTP/1.1 413")
     assert f"at most {MAX_REQUEST_BYTES}" in answer
 
