@@ -14,8 +14,10 @@ from finetune_phi.cli.main import main
 from tests.support import (
     BIN,
     EXAMPLE_OUTPUTS,
+    PHI,
     SAMPLE,
     assert_one_sign_in_line,
+    no_process_mentions,
     submit_workdir,
     without_azure_sign_in,
 )
@@ -193,3 +195,32 @@ def test_offline_without_a_cached_dataset_says_what_to_use(
     assert "not available" in result.stderr
     assert "--from FILE.jsonl" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("signal_number", "code", "what"), [(2, 130, "Ctrl-C"), (15, 143, "SIGTERM")]
+)
+def test_an_interrupted_command_says_so_in_one_line_and_stops_what_it_started(
+    tmp_path: Path, signal_number: int, code: int, what: str
+) -> None:
+    """Ctrl-C (or SIGTERM) in the middle of the rehearsal's training: one line, the
+    documented exit code, the training process stopped with it."""
+    work = tmp_path / "work"
+    process = subprocess.Popen(
+        [*PHI, "rehearse", "--work-dir", str(work)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("[3/"):  # the training has started
+            break
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    assert stderr.strip().splitlines() == [
+        f"phi: interrupted ({what}): stopped; what was written before is kept"
+    ]
+    assert no_process_mentions(str(work))

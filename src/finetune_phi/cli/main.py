@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
-from types import ModuleType
+from types import FrameType, ModuleType
 
 from finetune_phi import __version__
 from finetune_phi.cli.options import PhiParser, closest, option_strings
@@ -105,23 +108,49 @@ def build_parser() -> argparse.ArgumentParser:
         prog="phi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the libraries' own warnings and notes (the Azure SDK's among them); "
+        "without it, failures come as one line",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in command_groups():
         group.register(commands)
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt (and, like it, past `except
+    Exception`), so that `finally` blocks stop what was started."""
+
+
+def terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminated) if in_main_thread else None
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
+        if not args.verbose:
+            # Libraries' warnings and notes (DefaultAzureCredential's list of every credential
+            # it tried, azure-ai-ml's "experimental class" and "request initiated") stay out
+            # of the terminal: phi says what happened in its own lines.
+            logging.disable(logging.WARNING)
         if extra and not args.passthrough:
             known = option_strings(args.command_parser)
             unknown = next((word for word in extra if word.startswith("-")), extra[0])
             args.command_parser.error(f"unrecognized argument {unknown}{closest(unknown, known)}")
         args.trl_args = tuple(extra)
         return int(args.handler(args))
+    except KeyboardInterrupt:
+        return interrupted("Ctrl-C", 130)
+    except Terminated:
+        return interrupted("SIGTERM", 143)
     except ModuleNotFoundError as error:
         return main_error(missing_package(error))
     except PhiError as error:
@@ -133,6 +162,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if mapped is None:
             raise
         return main_error(mapped)
+    finally:
+        logging.disable(logging.NOTSET)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(what: str, code: int) -> int:
+    """Ctrl-C or SIGTERM: one line, no traceback; what a command started was stopped on the
+    way out, and files it had finished writing are kept."""
+    print(f"phi: interrupted ({what}): stopped; what was written before is kept", file=sys.stderr)
+    return code
 
 
 def main_error(error: PhiError) -> int:
