@@ -145,7 +145,10 @@ def test_an_endpoint_that_refuses_the_key_is_one_line(
     ("setup", "message"),
     [
         ("missing", "no such file"),
-        ("not-chat", "is not chat JSONL:\n  {data}:2: 'messages' must be a non-empty list"),
+        (
+            "not-chat",
+            "is not chat JSONL (1 problem(s)):\n  {data}:2: 'messages' must be a non-empty list",
+        ),
         ("bad-model", "the model does not load"),
     ],
 )

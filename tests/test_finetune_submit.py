@@ -217,3 +217,30 @@ def test_the_old_option_still_works_and_names_the_new_one(
     assert capsys.readouterr().err == (
         "phi: warning: --test-file is now --eval-file; the old spelling goes in 0.3\n"
     )
+
+
+@pytest.mark.parametrize("method", ["custom", "catalog", "serverless"])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"messages": "x"}\n', "bad.jsonl:1: 'messages' must be a non-empty list"),
+        (b"PAR1\x00\x00", "bad.jsonl: Parquet; training reads chat JSONL"),
+        (b'[{"messages": []}]', "bad.jsonl: a JSON array; chat JSONL has one JSON object per line"),
+    ],
+    ids=["bad-row", "parquet", "json-array"],
+)
+def test_bad_data_never_reaches_a_gpu(
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    method: str,
+    content: bytes,
+    message: str,
+) -> None:
+    """Every method reads the files as `phi data validate` does before anything is
+    uploaded: even the dry run refuses them."""
+    (workdir / "bad.jsonl").write_bytes(content)
+    args = ["--method", method, "--train-file", "bad.jsonl", "--dry-run"]
+    assert main(["finetune", "submit", "--outputs", "outputs.json", *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""

@@ -49,25 +49,30 @@ def test_the_mlflow_model_loads_and_generates(fine_tuned: Path) -> None:
     assert "capital" in answer or "The" in answer, answer
 
 
-def test_bad_inputs_fail_before_loading_anything(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "no such file"),
+        (b'[{"messages": []}]', "a JSON array; chat JSONL has one JSON object per line"),
+        (b"PAR1\x00\x00", "Parquet; training reads chat JSONL: convert it with"),
+        (b'{"messages": [{"role": "user", "content": "Hi"}]}\n', "not chat JSONL"),
+    ],
+    ids=["missing", "json-array", "parquet", "bad-row"],
+)
+def test_bad_data_is_refused_before_anything_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, reason: str
 ) -> None:
-    code = main(
-        [
-            "train",
-            "--local",
-            "--model",
-            "unused",
-            "--train-file",
-            str(tmp_path / "missing.jsonl"),
-            "--output-dir",
-            str(tmp_path),
-        ]
-    )
-    assert code == 1
-    assert (
-        f"error: --train_file {tmp_path / 'missing.jsonl'}: no such file" in capfd.readouterr().err
-    )
+    data = tmp_path / "train.jsonl"
+    if content is not None:
+        data.write_bytes(content)
+    args = ["train", "--local", "--model", "unused", "--output-dir", str(tmp_path / "out")]
+    assert main([*args, "--train-file", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"phi: error: --train-file {data}")
+    assert reason in err
+    if content and content.startswith(b"{"):
+        assert f"{data}:1: the last message is 'user'" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_precision_and_cpu_mode_are_chosen_from_the_hardware(tmp_path: Path) -> None:

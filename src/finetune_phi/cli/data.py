@@ -69,8 +69,9 @@ def run_prepare(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     failed = False
     for path in args.files:
-        if not path.is_file():
-            print(f"{path}: no such file", file=sys.stderr)
+        problem = chat_format.file_problem(path)
+        if problem is not None:
+            print(f"{path}: {problem}", file=sys.stderr)
             failed = True
             continue
         report = chat_format.validate_file(path)

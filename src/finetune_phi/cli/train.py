@@ -13,7 +13,7 @@ from finetune_phi.cloud.finetune.custom import GPUS_PER_NODE, check_trl_args, fs
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.folders import TRAIN_FSDP_CONFIG, TRAIN_HYPERPARAMETERS, TRAIN_SOURCE
 from finetune_phi.core.renames import renamed
-from finetune_phi.data import hub
+from finetune_phi.data import chat_format, hub
 from finetune_phi.local.processes import run_in_group
 
 
@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     if args.fsdp and args.gpus_per_node < 2:
         raise UsageError("--fsdp shards the model over processes: give --gpus-per-node 2 or more")
     hub.require(args.model, "--model", "a local model folder: --model DIR")
+    for flag, path in (("--train-file", args.train_file), ("--eval-file", args.eval_file)):
+        if path is not None:
+            chat_format.require_chat_jsonl(path, flag)
     launcher = [sys.executable]
     if args.gpus_per_node > 1:
         launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={args.gpus_per_node}"]

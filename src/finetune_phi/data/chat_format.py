@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finetune_phi.core.errors import UsageError
+
 ROLES = ("system", "user", "assistant")
 MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>")
 """Phi's chat-template markers: <|system|>, <|user|>, <|assistant|>, <|end|>, <|endoftext|>..."""
@@ -127,3 +129,43 @@ def validate_rows(rows: Iterable[tuple[int, Any, str | None]], path: Path) -> Fi
 
 def validate_file(path: Path) -> FileReport:
     return validate_rows(read_jsonl(path), path)
+
+
+def file_problem(path: Path) -> str | None:
+    """Why `path` is not a chat JSONL file as a whole, before its lines are read: missing,
+    a folder, Parquet, a JSON array; None when its lines are worth reading."""
+    if path.is_dir():
+        return "a folder; give the JSONL file inside it"
+    if not path.is_file():
+        return "no such file (make it with `phi data prepare --out DIR`)"
+    with path.open("rb") as file:
+        head = file.read(4096)
+    if head.startswith(b"PAR1"):
+        return (
+            "Parquet; training reads chat JSONL: convert it with "
+            f"`phi data prepare --from {path} --out DIR`"
+        )
+    if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
+        return "a JSON array; chat JSONL has one JSON object per line"
+    return None
+
+
+def require_chat_jsonl(path: Path, flag: str) -> FileReport:
+    """The file's report when every line is a chat row; UsageError otherwise, naming the
+    file's problem or its first bad lines as FILE:LINE: reason."""
+    problem = file_problem(path)
+    if problem is not None:
+        raise UsageError(f"{flag} {path}: {problem}")
+    report = validate_file(path)
+    if not report.ok:
+        shown = "\n".join(f"  {path}:{line}: {reason}" for line, reason in report.problems[:10])
+        more = len(report.problems) - 10
+        raise UsageError(
+            f"{flag} {path} is not chat JSONL ({len(report.problems)} problem(s)):\n{shown}"
+            + (
+                f"\n  ... and {more} more (`phi data validate {path}` lists them)"
+                if more > 0
+                else ""
+            )
+        )
+    return report

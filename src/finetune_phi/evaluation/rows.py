@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from finetune_phi.core.errors import UsageError
 from finetune_phi.data import chat_format
 
 
@@ -20,12 +19,7 @@ class EvalRow:
 def read_rows(path: Path, limit: int | None = None) -> list[EvalRow]:
     """Every row of a chat JSONL file (as `phi data prepare` writes eval_data.jsonl), or
     UsageError naming each bad line as FILE:LINE."""
-    if not path.is_file():
-        raise UsageError(f"--data {path}: no such file (make it with `phi data prepare`)")
-    report = chat_format.validate_file(path)
-    if not report.ok:
-        shown = "\n".join(f"  {path}:{line}: {reason}" for line, reason in report.problems[:10])
-        raise UsageError(f"--data {path} is not chat JSONL:\n{shown}")
+    chat_format.require_chat_jsonl(path, "--data")
     rows = [
         EvalRow(number, row["messages"][:-1], row["messages"][-1]["content"])
         for number, row, _ in chat_format.read_jsonl(path)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from finetune_phi.core.errors import UsageError
+from finetune_phi.data.chat_format import require_chat_jsonl
 
 
 def content_version(path: Path) -> str:
@@ -17,11 +17,10 @@ def content_version(path: Path) -> str:
 
 
 def check_files(train_file: Path, eval_file: Path) -> None:
+    """Both files, read line by line with `phi data validate`'s rules, before anything is
+    uploaded: bad data never reaches a billed GPU."""
     for flag, path in (("--train-file", train_file), ("--eval-file", eval_file)):
-        if not path.is_file():
-            raise UsageError(
-                f"{flag} {path}: no such file (make it with `phi data prepare --out DIR`)"
-            )
+        require_chat_jsonl(path, flag)
 
 
 def data_assets(train_file: Path, eval_file: Path) -> dict[str, Any]:
