@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -215,8 +216,11 @@ def test_an_interrupted_command_says_so_in_one_line_and_stops_what_it_started(
     )
     assert process.stdout is not None
     for line in process.stdout:
-        if line.startswith("[3/"):  # the training has started
+        if line.startswith("[3/"):  # the training stage has begun
             break
+    deadline = time.monotonic() + 60
+    while no_process_mentions(str(work / "out")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until its training process runs
     process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr

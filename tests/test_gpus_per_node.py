@@ -10,6 +10,7 @@ import pytest
 from finetune_phi.cli import train as train_cli
 from finetune_phi.cli.main import main
 from finetune_phi.core import renames
+from finetune_phi.data import SAMPLE
 
 NOTE = f"phi: warning: --nproc-per-node is now --gpus-per-node; the old spelling goes in {renames.REMOVED_IN}"
 
@@ -30,7 +31,7 @@ def launched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tup
             "--model",
             str(tmp_path),
             "--train-file",
-            str(tmp_path / "train.jsonl"),
+            str(SAMPLE),
             "--output-dir",
             str(tmp_path / "out"),
             *args,

@@ -10,11 +10,12 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def stop_group(process: subprocess.Popen[bytes], grace_seconds: float = 30) -> None:
+def stop_group(process: subprocess.Popen[Any], grace_seconds: float = 30) -> None:
     """SIGTERM to the process's group, then SIGKILL if it has not ended in time."""
     if process.poll() is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

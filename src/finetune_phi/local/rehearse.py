@@ -112,10 +112,23 @@ class Rehearsal:
         return self.work_dir / "logs" / f"{stage}.log"
 
     def run(self, stage: str, command: list[str], env: dict[str, str] | None = None) -> str:
-        """Run a command of a stage, its output to the stage's log; its stdout back."""
-        result = subprocess.run(
-            command, env=env or self.env, capture_output=True, text=True, check=False
+        """Run a command of a stage, its output to the stage's log; its stdout back. Ctrl-C
+        or SIGTERM stops it the way `phi` stops its own children: SIGTERM to its process
+        group, which lets a `phi train` stop the training processes it started in turn."""
+        process = subprocess.Popen(
+            command,
+            env=env or self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
+        try:
+            stdout, stderr = process.communicate()
+        except BaseException:
+            stop_group(process)
+            raise
+        result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
         with self.log_path(stage).open("a") as log:
             log.write(f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}\n")
         if result.returncode != 0:
