@@ -385,12 +385,10 @@ class Front:
                 await self.error(send, path, 405, f"{method} {path} is not served here")
             else:
                 await self.error(send, path, 404, f"no route {path}")
-        except BodyError as error:
+        except BodyError as error:  # EngineError too: the engine's status and message
             await self.error(send, path, error.status, str(error))
         except ContractError as error:
             await self.error(send, path, error.status, str(error), error.param, error.code)
-        except EngineError as error:
-            await self.error(send, path, error.status, str(error))
         except Exception:  # a bug answers 500, logged once; the server stays up
             logger.exception("%s %s failed", method, path)
             await self.error(send, path, 500, "the server failed on this request; its log says why")
