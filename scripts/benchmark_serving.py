@@ -5,6 +5,9 @@
     # a GPU with the official vllm beside phi, on Phi-4-mini-instruct fine-tuned by `phi train`
     # (or the job's model output, downloaded):
     python scripts/benchmark_serving.py --model out/model --max-tokens 128 --requests 256
+    # servers already running (both must serve the same model):
+    .venv/bin/python scripts/benchmark_serving.py --served transformers=http://127.0.0.1:5001 \
+        --served vllm=http://127.0.0.1:5002
 
 Both engines serve the same MLflow model through `phi serve`'s own command (the front of
 jobs/score/server.py): `transformers`, which answers one request at a time, and `vllm`, which
@@ -164,14 +167,24 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32, help="per run, at least 2 per client")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--served",
+        action="append",
+        default=[],
+        metavar="ENGINE=URL",
+        help="measure a server already running instead of starting one (repeatable)",
+    )
     args = parser.parse_args()
-    engines = [engine for engine in args.engines.split(",") if engine]
+    served = dict(pair.split("=", 1) for pair in args.served)
+    if set(served) - set(ENGINES) or (served and args.model):
+        parser.error(f"--served takes {' or '.join(ENGINES)}=URL, and no --model")
+    engines = list(served) or [engine for engine in args.engines.split(",") if engine]
     concurrency = [int(clients) for clients in args.concurrency.split(",")]
     conversations = prompts()
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
-        model = args.model or tiny_mlflow_model(Path(tmp), **BENCHMARK_MODEL)
-        urls = {}
-        for engine in engines:
+        model = args.model or (None if served else tiny_mlflow_model(Path(tmp), **BENCHMARK_MODEL))
+        urls = {engine: f"{url.rstrip('/')}/v1" for engine, url in served.items()}
+        for engine in engines if model else ():
             try:
                 urls[engine] = f"{servers.enter_context(serving(model, engine))}/v1"
             except UsageError as error:
@@ -190,8 +203,15 @@ def main() -> None:
                         measure(urls[engine], conversations, clients, requests, args.max_tokens)
                     )
                     runs.setdefault((engine, clients), []).append(run)
+    measured = (
+        f"served at {', '.join(served.values())}"
+        if served
+        else model
+        if args.model
+        else "tiny Phi-3 (hidden 256, 4 layers, 4 heads of 64)"
+    )
     print(
-        f"\n{machine()}; {model if args.model else 'tiny Phi-3 (hidden 256, 4 layers, 4 heads of 64)'}; "
+        f"\n{machine()}; {measured}; "
         f"greedy, {args.max_tokens} tokens at most; median of {args.rounds} interleaved rounds\n"
     )
     print(

@@ -1,11 +1,10 @@
 """Shared fixtures: offline Hugging Face settings, the tiny Phi-3 model and its one fine-tune
-(built once per run, whatever the number of workers), the rehearsals (for their own tests
+(built once per run, whatever the number of workers), the rehearsal (for its own tests
 only), an isolated Prompt flow home. Helpers live in tests/support.py."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,9 @@ import pytest
 from tests.support import (
     AGENT_PYTHON,
     BIN,
-    PHI,
     VLLM_PYTHON,
     NoManagedIdentity,
     Rehearsal,
-    Rehearsals,
     build_tiny_model,
     built_once,
     http_server,
@@ -41,7 +38,7 @@ NEEDS_A_TRAINED_MODEL_OR_A_FLOW = {
     "fine_tuned",
     "scoring_server",
     "vllm_server",
-    "rehearsals",
+    "rehearsal",
     "pf_env",
 }
 """Fixtures that train or serve the tiny model, or run Prompt flow: a test using one is slow."""
@@ -88,43 +85,26 @@ def installed_phi(run_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def rehearsals(installed_phi: Path, tmp_path_factory: pytest.TempPathFactory) -> Rehearsals:
-    """Both rehearsals, run at once: their stages are mostly single-threaded start-ups, so
-    two share this machine's cores well. The one that runs through is the installed wheel's,
+def rehearsal(installed_phi: Path, tmp_path_factory: pytest.TempPathFactory) -> Rehearsal:
+    """The README's first command as a user runs it: the installed wheel's `phi rehearse`,
     started outside the checkout (Prompt flow's `pf` comes from PATH, the Agent Framework
-    flow from .venv-agent); the failing one is the checkout's."""
-    through = tmp_path_factory.mktemp("rehearsal") / "work"
-    failing = tmp_path_factory.mktemp("rehearsal-failing") / "work"
-    wheel_env = {
+    flow from .venv-agent)."""
+    work = tmp_path_factory.mktemp("rehearsal") / "work"
+    env = {
         **os.environ,
         "PATH": f"{installed_phi}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}",
         "PHI_AGENT_PYTHON": str(AGENT_PYTHON),
     }
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = int(taken.getsockname()[1])
-        processes = [
-            subprocess.Popen(
-                [*phi, "rehearse", "--work-dir", str(work), *extra],
-                cwd=work.parent,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for phi, work, env, extra in (
-                ([str(installed_phi / "phi")], through, wheel_env, []),
-                (PHI, failing, None, ["--port", str(port)]),
-            )
-        ]
-        results = []
-        for process in processes:
-            stdout, stderr = process.communicate(timeout=600)  # sets returncode
-            results.append(
-                subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-            )
-    return Rehearsals(Rehearsal(results[0], through), Rehearsal(results[1], failing, port))
+    result = subprocess.run(
+        [str(installed_phi / "phi"), "rehearse", "--work-dir", str(work)],
+        cwd=work.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return Rehearsal(result, work)
 
 
 @pytest.fixture(scope="session")

@@ -173,16 +173,6 @@ class Rehearsal:
 
     result: subprocess.CompletedProcess[str]
     work: Path
-    port: int | None = None
-    """The --port it was given, if any."""
-
-
-@dataclass(frozen=True)
-class Rehearsals:
-    through: Rehearsal
-    """A rehearsal that runs through: its tiny model and fine-tune are the session's."""
-    failing: Rehearsal
-    """A rehearsal whose scoring port is taken, so its serve stage fails."""
 
 
 def install_wheel(work: Path) -> None:

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from finetune_phi.local.rehearse import STAGES
-from tests.support import PHI, ROOT, Rehearsals, no_process_mentions, port_is_free
+from tests.support import PHI, ROOT, Rehearsal, no_process_mentions, port_is_free
 
 pytestmark = pytest.mark.slow
 
 
 def test_rehearse_runs_the_whole_pipeline_and_leaves_nothing_running(
-    rehearsals: Rehearsals,
+    rehearsal: Rehearsal,
 ) -> None:
-    result, work = rehearsals.through.result, rehearsals.through.work
+    result, work = rehearsal.result, rehearsal.work
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert list(STAGES) == [
@@ -54,14 +55,28 @@ def test_rehearse_runs_the_whole_pipeline_and_leaves_nothing_running(
     assert no_process_mentions(str(work / "flow"))
 
 
-def test_a_failed_stage_names_itself_and_its_log_and_stops_everything(
-    rehearsals: Rehearsals,
-) -> None:
-    result, work = rehearsals.failing.result, rehearsals.failing.work
-    assert result.returncode == 1
-    assert "phi: error: stage 'serve' failed" in result.stderr
-    assert f"log: {work / 'logs' / 'serve.log'}" in result.stderr
-    assert (work / "logs" / "serve.log").read_text()
+def test_a_failed_stage_names_itself_and_its_log_and_stops_everything(tmp_path: Path) -> None:
+    """A disk that takes no file over 256 kB (a quota, a file-size limit): the first stage
+    that writes more, the tiny model's (790 kB), fails, with its log, and nothing runs on."""
+    work = tmp_path / "work"
+
+    def small_files_only() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**18, 2**18))
+
+    result = subprocess.run(
+        [*PHI, "rehearse", "--work-dir", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=small_files_only,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "phi: error: stage 'model' failed" in result.stderr
+    assert "File too large" in result.stderr
+    assert f"log: {work / 'logs' / 'model.log'}" in result.stderr
+    assert "File too large" in (work / "logs" / "model.log").read_text()
+    assert "Traceback" not in result.stderr
     assert no_process_mentions(str(work))
 
 
@@ -71,7 +86,7 @@ def test_rehearse_refuses_a_work_directory_in_use(tmp_path: Path) -> None:
         [*PHI, "rehearse", "--work-dir", str(tmp_path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 2  # a usage error: nothing was started
-    assert "is not empty" in result.stderr
+    assert "not empty" in result.stderr
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -12,6 +14,8 @@ from typing import Any
 import pytest
 
 from finetune_phi.cli.main import main
+from finetune_phi.local.processes import stop_group
+from finetune_phi.local.serve import free_port, wait_until_healthy
 from jobs.score.contract import (
     MAX_BATCH,
     MAX_MESSAGE_CHARS,
@@ -19,7 +23,7 @@ from jobs.score.contract import (
     MAX_NEW_TOKENS,
     MAX_REQUEST_BYTES,
 )
-from tests.support import SAMPLE
+from tests.support import PHI, SAMPLE, port_is_free
 
 
 @pytest.fixture
@@ -349,3 +353,33 @@ def test_hostile_requests_get_a_reason_and_the_server_stays_up(
     assert reason in answer["error"]
     with urllib.request.urlopen(f"{server}/", timeout=10) as health:
         assert health.status == 200
+
+
+def test_phi_serve_starts_quietly_and_leaves_nothing_at_home(
+    fine_tuned: Path, tmp_path: Path
+) -> None:
+    """Its banner and nothing else: no library's error line or traceback on the way up or
+    down, and nothing written to the home folder (the old server left ~/.gunicorn)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:
+        process = subprocess.Popen(
+            [*PHI, "serve", "--model", str(fine_tuned / "model"), "--port", str(port)],
+            stdout=err,
+            stderr=err,
+            env={**os.environ, "HOME": str(home)},
+            start_new_session=True,
+        )
+        try:
+            wait_until_healthy(process, f"http://127.0.0.1:{port}/health", seconds=120)
+            assert post(f"http://127.0.0.1:{port}", {"input_data": ["Hi"]})[0] == 200
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+            stop_group(process)
+    [banner] = stderr.read_text().splitlines()
+    assert banner.startswith(f"phi serve: engine transformers on http://127.0.0.1:{port}")
+    assert list(home.iterdir()) == []
+    assert port_is_free(port)

@@ -51,8 +51,8 @@ def test_the_fine_tune_served_as_trained_agrees(
 def test_the_fine_tune_served_by_vllm_agrees(
     vllm_server: str, fine_tuned: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Two engines, two arithmetics: where they part, it is on a near-tie of the trained
-    model, which `phi verify` shows and forgives."""
+    """Two engines, one dtype (the model's own, float32, which the front asks vLLM for):
+    the same answers, and log-probabilities equal but for rounding."""
     assert (
         main(verify(fine_tuned / "model", vllm_server, fine_tuned / "data" / "eval_data.jsonl"))
         == 0
@@ -61,7 +61,7 @@ def test_the_fine_tune_served_by_vllm_agrees(
     assert agreement_line.startswith("agreement: 100% of 4 prompts")
     assert all(line.endswith(": agrees)") for line in parted)
     gap = float(logprobs_line.split(" at most ")[1].split()[0])
-    assert 0 < gap <= LOGPROB_TOLERANCE  # other kernels, a little apart
+    assert gap < 1e-3 < LOGPROB_TOLERANCE  # in bfloat16 they were up to 0.006 apart
 
 
 def test_the_base_model_served_in_its_place_is_caught(

@@ -133,7 +133,8 @@ class VllmEngine(Engine):
         mlflow_model = score.find_mlflow_model(model_dir)
         weights, tokenizer = mlflow_model / "model", mlflow_model / "components" / "tokenizer"
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
-        self.context = int(AutoConfig.from_pretrained(weights).max_position_embeddings)
+        config = AutoConfig.from_pretrained(weights)
+        self.context = int(config.max_position_embeddings)
         if os.environ.get("PHI_VLLM_MAX_MODEL_LEN"):
             self.context = min(self.context, int(os.environ["PHI_VLLM_MAX_MODEL_LEN"]))
         self.model = model_name
@@ -148,14 +149,18 @@ class VllmEngine(Engine):
                     *("--host", "127.0.0.1", "--port", str(port)),
                     *("--disable-log-stats", "--disable-uvicorn-access-log"),
                     *("--uvicorn-log-level", "warning"),
-                    *shlex.split(os.environ.get("PHI_VLLM_ARGS", "")),
+                    *vllm_arguments(config),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **vllm_environment()},
             )
         self.base = f"http://127.0.0.1:{port}"
-        self.wait_until_ready()
+        try:
+            self.wait_until_ready()
+        except KeyboardInterrupt:  # stopped while vLLM loads: nothing of it stays behind
+            self.stop()
+            raise
         self.client = httpx.AsyncClient(
             base_url=self.base, timeout=VLLM_REQUEST_SECONDS, follow_redirects=False
         )
@@ -257,6 +262,10 @@ class VllmEngine(Engine):
         if self.process.poll() is not None:
             print(f"phi serve: vLLM had stopped; its log is {self.log}", file=sys.stderr)
             return
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop vLLM (if it still runs) and delete its log."""
         self.process.terminate()
         try:
             self.process.wait(timeout=30)
@@ -293,6 +302,17 @@ async def passed_on(answer: Any) -> None:
     except (ValueError, KeyError, TypeError):
         message = answer.text[:500]
     raise EngineError(answer.status_code, f"vLLM: {message}")
+
+
+def vllm_arguments(config: Any) -> list[str]:
+    """PHI_VLLM_ARGS, and the model's own dtype unless they name one: vLLM's `auto` serves
+    a float32 model in bfloat16 (on a CPU too), so its answers would not be the trained
+    model's (`phi verify`). A managed deployment sets --dtype per GPU."""
+    extra = shlex.split(os.environ.get("PHI_VLLM_ARGS", ""))
+    if any(word == "--dtype" or word.startswith("--dtype=") for word in extra):
+        return extra
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    return [*extra, "--dtype", str(dtype).removeprefix("torch.")] if dtype else extra
 
 
 def vllm_environment() -> dict[str, str]:

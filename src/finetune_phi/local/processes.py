@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -31,6 +32,20 @@ def stop_group(process: subprocess.Popen[Any], grace_seconds: float = 30) -> Non
         process.wait()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether `ancestor` started `pid`, directly or through its children (Linux's /proc);
+    True where that cannot be seen."""
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (name) state": the parent
+    return False
 
 
 def run_in_group(

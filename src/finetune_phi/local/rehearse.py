@@ -39,8 +39,14 @@ from finetune_phi.core.folders import AGENT_CHAT, PROMPT_FLOW
 from finetune_phi.data import SAMPLE, chat_format, prepare
 from finetune_phi.local.agent_chat import AGENT_PYTHON_VARIABLE, agent_python
 from finetune_phi.local.flow_connection import KEY_VARIABLE
-from finetune_phi.local.processes import stop_group
-from finetune_phi.local.serve import free_port, wait_until_healthy
+from finetune_phi.local.processes import descends_from, stop_group
+from finetune_phi.local.serve import (
+    check_port,
+    free_port,
+    listening_process,
+    server_command,
+    wait_until_healthy,
+)
 from finetune_phi.serving import DEFAULT_ENGINE
 from finetune_phi.serving.engine import CHAT_COMPLETIONS_PATH
 
@@ -184,6 +190,12 @@ class Rehearsal:
                 start_new_session=True,
             )
         wait_until_healthy(self.server, f"{self.url}/health", seconds=SERVER_START_SECONDS)
+        holder = listening_process(self.port)
+        if holder is not None and not descends_from(holder, self.server.pid):
+            raise RehearsalError(
+                f"port {self.port} answers, but from process {holder}, not the server the "
+                "rehearsal started"
+            )
 
     def stop_server(self) -> None:
         if self.server is not None:
@@ -198,14 +210,22 @@ def rehearse(
     engine: str = DEFAULT_ENGINE,
 ) -> str:
     """Run the STAGES; returns the answer. Raises RehearsalError naming the stage and its log."""
-    if work_dir.exists() and any(work_dir.iterdir()):
-        raise UsageError(f"work directory {work_dir} is not empty; pass another --work-dir")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    pf_home = work_dir / "promptflow"
-    pf_home.mkdir()
-    (pf_home / "pf.yaml").write_text(
-        "telemetry:\n  enabled: 'false'\ntrace:\n  destination: none\n"
-    )
+    if port is not None:
+        check_port(port)
+    server_command(port or 1, engine=engine)  # a missing engine is named before any work
+    try:
+        if work_dir.exists() and any(work_dir.iterdir()):
+            raise UsageError(f"--work-dir {work_dir}: not empty; pass another --work-dir")
+        work_dir.mkdir(parents=True, exist_ok=True)
+        pf_home = work_dir / "promptflow"
+        pf_home.mkdir()
+        (pf_home / "pf.yaml").write_text(
+            "telemetry:\n  enabled: 'false'\ntrace:\n  destination: none\n"
+        )
+    except OSError as error:
+        raise UsageError(
+            f"--work-dir {work_dir}: cannot write there ({error.strerror or error})"
+        ) from None
     r = Rehearsal(work_dir, port or free_port(), engine, log)
     log(f"work directory: {work_dir}")
     try:

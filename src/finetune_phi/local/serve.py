@@ -3,6 +3,7 @@ folder; and the helpers that start, probe and talk to it (the rehearsal and the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -45,8 +46,7 @@ def serve(model: Path, port: int, host: str = "127.0.0.1", engine: str = DEFAULT
         raise UsageError(
             f"--model {model}: no MLmodel file here (`phi train --local --output-dir DIR` writes DIR/model)"
         )
-    if not 1 <= port <= 65535:
-        raise UsageError(f"--port {port}: must be between 1 and 65535")
+    check_port(port, host)
     if host not in LOOPBACK:
         print(
             f"phi serve: warning: listening on {host}: the local server checks no key, so "
@@ -63,6 +63,49 @@ def serve(model: Path, port: int, host: str = "127.0.0.1", engine: str = DEFAULT
         file=sys.stderr,
     )
     return run_in_group(command, server_environment(model, engine))
+
+
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    """UsageError unless a server could listen on `port` now: in range, and not held by
+    another program (named, where this system lets us see it)."""
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: must be between 1 and 65535")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            holder = listening_process(port)
+            held = f" (held by process {holder}: {process_name(holder)})" if holder else ""
+            raise UsageError(
+                f"--port {port}: cannot listen on {host}: {error.strerror}{held}; "
+                "pass another --port"
+            ) from None
+
+
+def listening_process(port: int) -> int | None:
+    """The process listening on TCP `port`, from Linux's /proc; None where that cannot be
+    seen (another user's process, another system)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(f"socket:[{inode}]")
+    for fd in Path("/proc").glob("[0-9]*/fd/*") if inodes else ():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) in inodes:
+                return int(fd.parts[2])
+    return None
+
+
+def process_name(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return " ".join(w.decode(errors="replace") for w in words if w)[:80]
+    return "unknown"
 
 
 def free_port() -> int:
