@@ -7,11 +7,13 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from finetune_phi.cli.main import main
+from finetune_phi.core.errors import UsageError
 from tests.support import (
     BIN,
     EXAMPLE_OUTPUTS,
@@ -228,3 +230,96 @@ def test_an_interrupted_command_says_so_in_one_line_and_stops_what_it_started(
         f"phi: interrupted ({what}): stopped; what was written before is kept"
     ]
     assert no_process_mentions(str(work))
+
+
+def snapshot(folder: Path) -> list[tuple[str, bytes]]:
+    """Every path under `folder` with its bytes, less the lock files a command may leave."""
+    return sorted(
+        (str(path), path.read_bytes() if path.is_file() else b"")
+        for path in folder.rglob("*")
+        if path.suffix != ".lock"
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda phi: (phi / "state.json").mkdir(parents=True),
+            "{phi}/state.json: phi cannot keep its records there (it is a folder; phi keeps a "
+            "file there): move it aside, or set PHI_STATE_DIR to another folder",
+        ),
+        (
+            lambda phi: phi.write_text("not a folder"),
+            "{phi}: phi cannot keep its records there (it, or a folder above it, is a file; "
+            "phi keeps its records in a folder there): move it aside, or set PHI_STATE_DIR to "
+            "another folder",
+        ),
+        (
+            lambda phi: (phi.mkdir(), (phi / "state.json").write_text('{"ws": [')),
+            "{phi}/state.json is not valid JSON: fix it, or delete it to forget the recorded "
+            "jobs and endpoints (pass --job to phi deploy then)",
+        ),
+    ],
+    ids=["state-file-is-a-folder", "state-folder-is-a-file", "corrupt-state-file"],
+)
+def test_an_unusable_state_file_is_one_line_and_is_never_overwritten(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path], object],
+    message: str,
+) -> None:
+    """`phi deploy` reads the last job from .phi/state.json: a folder there (or a file where
+    .phi belongs, or broken JSON) is named with what to do, and no command writes over it."""
+    from finetune_phi.core import state
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PHI_STATE_DIR", raising=False)
+    (tmp_path / "outputs.json").write_text(json.dumps(EXAMPLE_OUTPUTS))
+    phi = Path(".phi")
+    make(phi)
+    before = snapshot(tmp_path)
+    assert main(["deploy", "--outputs", "outputs.json", "--dry-run"]) == 2
+    assert capsys.readouterr().err == f"phi: error: {message.format(phi=phi)}\n"
+    with pytest.raises(UsageError) as caught:
+        state.record("ws", state.LAST_FINETUNE_JOB, "job-1")
+    assert str(caught.value) == message.format(phi=phi)
+    after = snapshot(tmp_path)
+    assert after == before
+
+
+def test_a_state_entry_that_is_not_an_object_is_named_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finetune_phi.core import state
+
+    monkeypatch.setenv("PHI_STATE_DIR", str(tmp_path))
+    (tmp_path / "state.json").write_text('{"ws": ["hand-edited"]}')
+    with pytest.raises(UsageError, match=r'state.json: the entry "ws" must be a JSON object'):
+        state.record("ws", state.LAST_FINETUNE_JOB, "job-1")
+    assert (tmp_path / "state.json").read_text() == '{"ws": ["hand-edited"]}'
+
+
+@pytest.mark.parametrize(
+    ("args", "usage", "commands"),
+    [
+        ([], "usage: phi [-h] [--version] [--verbose] COMMAND ...", ["data", "deploy", "rehearse"]),
+        (["data"], "usage: phi data [-h] COMMAND ...", ["prepare", "validate"]),
+        (["finetune"], "usage: phi finetune [-h] COMMAND ...", ["submit"]),
+        (["flow"], "usage: phi flow [-h] COMMAND ...", ["connect"]),
+    ],
+    ids=["phi", "data", "finetune", "flow"],
+)
+def test_a_missing_command_shows_the_help_and_exits_2(
+    args: list[str], usage: str, commands: list[str]
+) -> None:
+    """`phi` alone printed "error: the following arguments are required: COMMAND": now the
+    help of that level, on stdout, with argparse's exit code for a missing command."""
+    result = subprocess.run([*PHI, *args], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith(usage)
+    for name in commands:
+        assert f"    {name} " in result.stdout or f"    {name}\n" in result.stdout, name
+    assert "required" not in result.stdout

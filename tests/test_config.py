@@ -217,3 +217,42 @@ def test_a_newer_region_or_size_is_accepted_once_listed() -> None:
     assert config.gpu.vm_size == "Standard_ND96imaginary_v9"
     [problem] = problems(gpuVmSize="Standard_NC6s_v3", extraVmSizes="Standard_NC6s_v3")
     assert "retired by Azure on 2025-09-30" in problem
+
+
+@pytest.mark.parametrize(
+    ("key", "default"),
+    [
+        ("environment", "the stack name"),
+        ("storageAccountName", "the derived name"),
+        ("resourceGroupName", "the derived name"),
+        ("gpuComputeName", "the derived name"),
+        ("endpointName", "the derived name"),
+    ],
+)
+def test_an_empty_value_is_refused_not_read_as_unset(key: str, default: str) -> None:
+    """`environment: ''` once became the stack name and `storageAccountName: ''` the
+    derived name, silently: an empty value is a mistake to name, not a default."""
+    assert problems(**{key: ""}) == [
+        f"finetune-phi:{key} = '': is empty; set a value, or `pulumi config rm {key}` for {default}"
+    ]
+
+
+def test_an_empty_group_name_beside_an_existing_group_is_one_problem() -> None:
+    [problem] = problems(existingResourceGroup="true", resourceGroupName="")
+    assert problem.startswith("finetune-phi:resourceGroupName = '': is empty")
+
+
+@pytest.mark.parametrize("key", ["owner", "costCenter"])
+@pytest.mark.parametrize("value", ["ml\x00platform", "ml-platform\n", "a\tb", "x\x1b[31m", "\x7f"])
+def test_a_tag_value_with_a_control_character_is_refused(key: str, value: str) -> None:
+    assert problems(**{key: value}) == [
+        f"finetune-phi:{key} = {value!r}: must be 1-256 characters, none of them a control "
+        "character (NUL, newline, tab...)"
+    ]
+
+
+@pytest.mark.parametrize("value", ["Ada Lovelace", "équipe-données", "a" * 256, "x/y@z.com"])
+def test_ordinary_tag_values_still_pass(value: str) -> None:
+    assert parse_dev(owner=value, costCenter=value).tags["owner"] == value
+    [problem] = problems(owner="a" * 257)
+    assert "must be 1-256 characters" in problem

@@ -179,3 +179,196 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path: Path) -> None
     assert writer.wait(timeout=30) == 128 + signal.SIGTERM
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train_data.jsonl"]
     assert (tmp_path / "train_data.jsonl").read_text() == "previous\n"
+
+
+def validate(*args: str) -> int:
+    return main(["data", "validate", *args])
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        (
+            '{"messages": [{"role": "user", "content": "a"}], "messages": '
+            '[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}',
+            "messages",
+        ),
+        (
+            '{"messages": [{"role": "user", "content": "Hi"}, '
+            '{"role": "assistant", "content": "a", "content": "b"}]}',
+            "content",
+        ),
+    ],
+    ids=["top-level", "nested"],
+)
+def test_a_key_given_twice_is_refused_by_validate_and_prepare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, key: str
+) -> None:
+    """json.loads keeps the last of two keys, another reader may keep the first: the line
+    that validates must be the line that trains, so neither may pass."""
+    source = tmp_path / "chats.jsonl"
+    source.write_text(f"{GOOD}\n{line}\n")
+    assert validate(str(source)) == 1
+    assert f'{source}:2: duplicate key "{key}"' in capsys.readouterr().err
+    assert prepare("--from", str(source), "--out", str(tmp_path / "out")) == 2
+    assert f'{source}:2: duplicate key "{key}"' in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("chats.txt", "a .txt file; chat data must be a .jsonl or .parquet file"),
+        ("chats", "a suffix-less file; chat data must be a .jsonl or .parquet file"),
+        ("chats.csv", "CSV, which cannot hold a conversation's list of messages"),
+    ],
+)
+def test_validate_and_prepare_accept_the_same_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, reason: str
+) -> None:
+    """What validate passes, prepare takes: one rule on names, one line of reason each."""
+    source = tmp_path / name
+    source.write_text(GOOD + "\n" + GOOD + "\n")
+    assert validate(str(source)) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{source}: {reason}")
+    assert prepare("--from", str(source), "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"phi: error: --from {source}: {reason}")
+    assert not (tmp_path / "out").exists()
+    renamed = source.rename(tmp_path / "chats.jsonl")
+    assert validate(str(renamed)) == 0
+    assert prepare("--from", str(renamed), "--out", str(tmp_path / "out")) == 0
+
+
+def write_parquet(path: Path, rows: list[object], row_group_size: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=row_group_size)
+
+
+def test_validate_reads_parquet_row_by_row_as_prepare_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parquet that prepare takes, validate reads too: the same rules, bad rows by number
+    across row groups, one row group in memory at a time; training still wants JSONL."""
+    good = json.loads(GOOD)
+    ends_with_user = {"messages": [{"role": "user", "content": "Hi"}]}
+    rows = [good] * 5 + [ends_with_user] + [good] * 3
+    source = tmp_path / "chats.parquet"
+    write_parquet(source, rows, row_group_size=2)
+    import pyarrow.parquet as pq
+
+    groups_read: list[int] = []
+    read_row_group = pq.ParquetFile.read_row_group
+
+    def counted(self: pq.ParquetFile, index: int, *args: object, **kwargs: object) -> object:
+        groups_read.append(index)
+        return read_row_group(self, index, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
+    assert validate(str(source)) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"{source}:6: the last message is 'user'; it must be 'assistant'"
+    ]
+    assert f"{source}: 9 rows, 1 problem(s)" in captured.out
+    assert groups_read == [0, 1, 2, 3, 4]
+    assert prepare("--from", str(source), "--out", str(tmp_path / "out")) == 2
+    assert f"{source}:6: the last message is 'user'" in capsys.readouterr().err
+
+    write_parquet(source, [good] * 4, row_group_size=3)
+    assert validate(str(source)) == 0
+    assert f"{source}: 4 rows, 0 problem(s)" in capsys.readouterr().out
+    args = ["train", "--local", "--model", "unused", "--output-dir", str(tmp_path / "run")]
+    assert main([*args, "--train-file", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert f"--train-file {source}: Parquet; training reads chat JSONL" in err
+    assert f"phi data prepare --from {source}" in err
+
+
+def test_validate_names_a_broken_or_misnamed_parquet_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really parquet")
+    misnamed = tmp_path / "rows.jsonl"
+    write_parquet(misnamed, [json.loads(GOOD)] * 2, row_group_size=2)
+    assert validate(str(broken), str(misnamed), str(SAMPLE)) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{broken}: not a readable Parquet file (")
+    assert lines[1] == f"{misnamed}: Parquet named .jsonl; name it .parquet"
+    assert f"{SAMPLE}: 45 rows, 0 problem(s)" in captured.out  # the others still read
+
+
+def test_validate_without_pyarrow_says_what_to_install(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "chats.parquet"
+    write_parquet(source, [json.loads(GOOD)] * 2, row_group_size=2)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow fails as if missing
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    assert validate(str(source)) == 2
+    assert capsys.readouterr().err == (
+        f"phi: error: {source}: reading Parquet needs the Python package 'pyarrow'; "
+        "in the checkout, pip install '.[jobs]'\n"
+    )
+
+
+def test_the_next_prepare_removes_what_a_killed_one_left(tmp_path: Path) -> None:
+    """SIGKILL gives no chance to clean up: the temporary file stays until the next run of
+    prepare into that folder, which removes its own kind of leftovers and nothing else."""
+    out = tmp_path / "out"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITE, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "writing"
+    writer.kill()
+    assert writer.wait(timeout=30) == -signal.SIGKILL
+    [left] = [p for p in out.iterdir() if p.name.startswith(".train_data.jsonl.")]
+    others = [".train_data.jsonl.keep", "notes.txt", ".train_data.jsonl.abcdefgh.bak"]
+    for name in others:
+        (out / name).write_text("not prepare's\n")
+    assert prepare("--from", str(SAMPLE), "--out", str(out)) == 0
+    assert not left.exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*others, "train_data.jsonl", "eval_data.jsonl"]
+    )
+
+
+HELD_WRITE = """
+import sys, time
+from pathlib import Path
+from finetune_phi.data.prepare import write_jsonl_atomically
+class Held(list):
+    def __iter__(self):
+        print("writing", flush=True)
+        sys.stdin.readline()
+        yield {"row": 1}
+write_jsonl_atomically({Path(sys.argv[1]) / "train_data.jsonl": Held()})
+"""
+
+
+def test_a_running_writers_temporary_file_is_left_alone(tmp_path: Path) -> None:
+    """Two prepares into one folder: the second never removes the first's file mid-write."""
+    from finetune_phi.data.prepare import remove_stale_temporaries
+
+    writer = subprocess.Popen(
+        [sys.executable, "-c", HELD_WRITE, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdin is not None
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "writing"
+    assert remove_stale_temporaries(tmp_path / "train_data.jsonl") == []
+    writer.stdin.write("go\n")
+    writer.stdin.close()
+    assert writer.wait(timeout=30) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train_data.jsonl"]

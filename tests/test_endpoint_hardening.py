@@ -3,14 +3,23 @@ to a redirect's host, a day's sleep, a dripping server, raw tracebacks) and is h
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import socket
+import subprocess
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
 from finetune_phi.endpoint_client import RETRY_AFTER_CAP, EndpointClient, EndpointError
+from jobs.score.contract import ContractError, parse_request
 from tests.contract_server import Recorded, contract_server
-from tests.support import raw_server, read_request
+from tests.support import BIN, ROOT, raw_server, read_request
 
 KEY = "k3y-that-must-stay-home-7f2a"
 QUESTION = [{"role": "user", "content": "q"}]
@@ -133,3 +142,130 @@ def test_an_error_page_that_echoes_the_request_never_shows_the_key() -> None:
 def test_only_http_urls_are_called() -> None:
     with pytest.raises(EndpointError, match="must be an http"):
         EndpointClient("file:///etc/passwd", key=KEY).chat(QUESTION)
+
+
+# --- bodies that are not UTF-8, at the scoring contract of both servers ---
+
+UNDECODABLE = {
+    "latin-1": (
+        '{"input_data": ["caf\u00e9?"]}'.encode("latin-1"),
+        "the body is not UTF-8: byte 0xe9 at offset 20 (Latin-1 or another encoding?); "
+        "send JSON encoded as UTF-8",
+    ),
+    "utf-16": (
+        '{"input_data": ["q"]}'.encode("utf-16"),
+        "the body is UTF-16 or UTF-32; send JSON encoded as UTF-8",
+    ),
+    "utf-16-le-without-bom": (
+        '{"input_data": ["q"]}'.encode("utf-16-le"),
+        "the body is UTF-16 or UTF-32; send JSON encoded as UTF-8",
+    ),
+    "utf-32": (
+        '{"input_data": ["q"]}'.encode("utf-32"),
+        "the body is UTF-16 or UTF-32; send JSON encoded as UTF-8",
+    ),
+}
+
+STUB_ENTRY = """
+import sys
+sys.path.insert(0, {score!r})
+from score import run  # the real run(), as Azure ML's inference server loads it
+
+
+def init() -> None:  # no model: every request here is refused before generation
+    pass
+"""
+
+
+@pytest.mark.parametrize("name", sorted(UNDECODABLE))
+def test_an_undecodable_body_breaks_the_contract_like_any_bad_body(name: str) -> None:
+    """The contract (and so the local front, jobs/score/server.py) refuses what is not
+    UTF-8 with the reason; json.loads alone read UTF-16 and UTF-32 bodies as if valid."""
+    body, reason = UNDECODABLE[name]
+    with pytest.raises(ContractError) as caught:
+        parse_request(body)
+    assert (caught.value.status, str(caught.value)) == (400, reason)
+    bom = b"\xef\xbb\xbf" + json.dumps({"input_data": ["q"]}).encode()
+    assert parse_request(bom).conversations == [[{"role": "user", "content": "q"}]]
+
+
+@pytest.fixture(scope="module")
+def inference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """azureml-inference-server-http, as a managed deployment runs it, with score.py's own
+    run() and an init() that loads nothing."""
+    folder = tmp_path_factory.mktemp("inference-server")
+    entry = folder / "entry.py"
+    entry.write_text(STUB_ENTRY.format(score=str(ROOT / "jobs" / "score")))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with (folder / "server.log").open("wb") as log:
+        server = subprocess.Popen(
+            [str(BIN / "azmlinfsrv"), "--entry_script", str(entry), "--port", str(port)],
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "AZUREML_MODEL_DIR": str(folder)},
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (folder / "server.log").read_text()
+            assert time.monotonic() < deadline, "azmlinfsrv did not start in 120 s"
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as ready:
+                if ready.status == 200:
+                    break
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def post_score(url: str, body: bytes, method: str = "POST") -> tuple[int, object]:
+    request = urllib.request.Request(
+        f"{url}/score",
+        data=body if method == "POST" else None,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.parametrize("name", sorted(UNDECODABLE))
+def test_azure_mls_inference_server_answers_an_undecodable_body_in_the_contracts_shape(
+    inference_server: str, name: str
+) -> None:
+    """Left to the inference server, a Latin-1 or UTF-16 body got 400
+    `{"message": "Input cannot be decoded as UTF-8..."}`; the contract's shape is
+    `{"error": reason}`, which clients (`phi chat`, the flow) read."""
+    body, reason = UNDECODABLE[name]
+    assert post_score(inference_server, body) == (400, {"error": reason})
+
+
+def test_the_inference_server_still_answers_other_bad_bodies_and_methods(
+    inference_server: str,
+) -> None:
+    status, answer = post_score(inference_server, b'{"input_data": [')
+    assert status == 400
+    assert isinstance(answer, dict)
+    assert str(answer["error"]).startswith("the body is not valid JSON")
+    assert post_score(inference_server, json.dumps({"input_data": []}).encode()) == (
+        400,
+        {"error": "input_data must hold 1 to 16 questions"},
+    )
+    assert post_score(inference_server, b"", method="GET") == (
+        405,
+        {"error": "GET /score is not served; POST a JSON body"},
+    )

@@ -451,3 +451,31 @@ def test_the_served_pack_applies_the_configured_idle_limit(
     found = analyze(analyzer, (_one("dev", COMPUTE),))  # dev's clusters idle 120 s
     assert [d.policyName for d in found] == ["compute-scales-to-zero"]
     assert "at most 60 seconds" in found[0].message
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "policy", "--help"], ["-m", "policy", "-h"], [str(ROOT / "policy"), "--help"]],
+    ids=["module-help", "module-h", "folder-help"],
+)
+def test_help_says_what_the_pack_is_and_never_waits_for_the_engine(command: list[str]) -> None:
+    """`python -m policy --help` once started the analyzer server and waited for Pulumi
+    forever; now it prints how the pack is run and exits at once."""
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("usage: pulumi preview --policy-pack policy")
+    assert "pulumi preview --policy-pack policy --policy-pack-config policy/prod.json" in (
+        result.stdout
+    )
+    for policy in POLICIES:
+        level = "advisory" if policy.name in ADVISORY else "mandatory"
+        assert f"  {policy.name} ({level})\n" in result.stdout
+    assert not result.stdout.strip().splitlines()[-1].isdigit()  # no analyzer port printed

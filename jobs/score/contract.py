@@ -18,8 +18,8 @@ max_new_tokens 1-MAX_NEW_TOKENS (256), do_sample true/false (true). Anything els
 
 Limits, checked before any tokenizing or generation: a body of at most MAX_REQUEST_BYTES
 (413 beyond), MAX_MESSAGES messages of at most MAX_MESSAGE_CHARS characters each, finite
-JSON numbers, integers of at most MAX_INTEGER_DIGITS digits, valid Unicode (no lone
-surrogates), and JSON nested no deeper than Python's parser allows. The scoring script
+JSON numbers, integers of at most MAX_INTEGER_DIGITS digits, a body encoded as UTF-8, valid
+Unicode (no lone surrogates), and JSON nested no deeper than Python's parser allows. The scoring script
 then refuses a conversation longer, after the chat template, than the model's context
 minus max_new_tokens. This module depends on nothing, so clients and tests can share it.
 """
@@ -179,17 +179,34 @@ def parse_messages(raw: Any) -> list[dict[str, str]]:
 
 
 def load_body(body: str | bytes) -> Any:
-    """The body's JSON, within the size and number limits; ContractError otherwise."""
+    """The body's JSON, within the size and number limits; ContractError otherwise. Bytes
+    must be UTF-8 (RFC 8259; a UTF-8 byte-order mark is allowed): a body in Latin-1, UTF-16
+    or UTF-32 is refused with the reason, in the contract's error shape like any bad body."""
     size = len(body.encode("utf-8", errors="surrogatepass") if isinstance(body, str) else body)
     if size > MAX_REQUEST_BYTES:
         raise ContractError(f"the body is {size} bytes; at most {MAX_REQUEST_BYTES}", status=413)
+    text = decode_body(body) if isinstance(body, bytes) else body
     try:
-        payload = json.loads(body, parse_constant=_refuse_constant, parse_int=_bounded_integer)
+        payload = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_integer)
     except RecursionError:
         raise ContractError("the body is JSON nested too deeply") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except json.JSONDecodeError as error:
         raise ContractError(f"the body is not valid JSON: {error}") from None
     return payload
+
+
+def decode_body(body: bytes) -> str:
+    """A request body as text: UTF-8, or a ContractError naming the encoding it is in."""
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in body[:4]:
+        raise ContractError("the body is UTF-16 or UTF-32; send JSON encoded as UTF-8")
+    try:
+        return body.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+    except UnicodeDecodeError as error:
+        start = error.start + (3 if body.startswith(b"\xef\xbb\xbf") else 0)
+        raise ContractError(
+            f"the body is not UTF-8: byte 0x{body[start]:02x} at offset {start} (Latin-1 or "
+            "another encoding?); send JSON encoded as UTF-8"
+        ) from None
 
 
 def parse_request(body: str | bytes) -> ScoringRequest:

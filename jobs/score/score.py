@@ -3,10 +3,14 @@
     AZUREML_MODEL_DIR=out/model azmlinfsrv --entry_script jobs/score/score.py --port 5001
     phi serve --model out/model          # the same, from the repository
 
-`init()` loads the MLflow model once; `run(raw)` answers the contract in `contract.py`:
+`init()` loads the MLflow model once; `run(request)` answers the contract in `contract.py`:
 the generated assistant text only, never the prompt. The batch shape's questions are
 generated together, in one batched call. A request that breaks the contract
 gets HTTP 400 with the reason, never a 500 with a traceback.
+
+`run` takes the raw HTTP request (`@rawhttp`), so that the contract reads the body's bytes
+itself: left to the inference server, a body that is not UTF-8 (Latin-1, UTF-16) would be
+refused in the server's own shape (`{"message": ...}`), not the contract's `{"error": ...}`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contract import ContractError, GenerationParameters, parse_request  # type: ignore[import-not-found]
 from openai_api import ChatRequest, Choice, token_logprob  # type: ignore[import-not-found]
+
+try:
+    from azureml_inference_server_http.api import aml_request
+except ImportError:  # imported by jobs/score/server.py, or tests, without the inference server
+    aml_request = None
+
+
+def rawhttp(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The inference server's `@rawhttp` where it is installed: it then calls `func` with
+    the HTTP request itself, not the body decoded as UTF-8."""
+    if aml_request is not None:
+        aml_request.rawhttp(func)
+    return func
+
 
 logger = logging.getLogger("finetune_phi.score")
 _model: Any = None
@@ -313,13 +331,23 @@ class Streamed:
             self.choice = choice(rows[0], request)
 
 
-def run(raw: str) -> Any:
+@rawhttp
+def run(request: Any) -> Any:
+    """The contract over azureml-inference-server-http: `request` is its Flask request."""
     from azureml_inference_server_http.api.aml_response import AMLResponse
 
+    if request.method == "OPTIONS":  # a CORS preflight, answered as the server would
+        return AMLResponse("", 200)
+    if request.method != "POST":
+        return AMLResponse(
+            {"error": f"{request.method} /score is not served; POST a JSON body"},
+            405,
+            json_str=True,
+        )
     try:
-        request = parse_request(raw)
-        prompts = [prompt(messages, request.parameters) for messages in request.conversations]
+        parsed = parse_request(request.get_data())
+        prompts = [prompt(messages, parsed.parameters) for messages in parsed.conversations]
     except ContractError as error:
         return AMLResponse({"error": str(error)}, error.status, json_str=True)
-    answers = generate(prompts, request.parameters)
-    return AMLResponse(request.response(answers), 200, json_str=True)
+    answers = generate(prompts, parsed.parameters)
+    return AMLResponse(parsed.response(answers), 200, json_str=True)

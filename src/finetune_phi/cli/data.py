@@ -30,7 +30,7 @@ def register(commands: Commands) -> None:
         "--from",
         dest="from_path",
         type=Path,
-        help="a local .jsonl or .parquet file instead of the hub",
+        help="a local .jsonl or .parquet file instead of the hub (as `phi data validate` reads)",
     )
     prep.add_argument(
         "--dataset", default=prepare.DEFAULT_DATASET, help="hub dataset (default: %(default)s)"
@@ -40,8 +40,17 @@ def register(commands: Commands) -> None:
     )
     command(prep, run_prepare)
 
-    validate = data.add_parser("validate", help="check chat JSONL files; every bad line by number")
-    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    validate = data.add_parser(
+        "validate",
+        help="check chat JSONL or Parquet files; every bad line (or row) by number",
+    )
+    validate.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help=f"a chat data file: it {chat_format.SUFFIX_RULE}",
+    )
     validate.add_argument(
         "--tokenizer", help="tokenizer (hub id or folder) for token-length statistics"
     )
@@ -69,12 +78,17 @@ def run_prepare(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     failed = False
     for path in args.files:
-        problem = chat_format.file_problem(path)
+        problem = chat_format.file_problem(path, parquet=True)
         if problem is not None:
             print(f"{path}: {problem}", file=sys.stderr)
             failed = True
             continue
-        report = chat_format.validate_file(path)
+        try:
+            report = chat_format.validate_file(path)
+        except chat_format.UnreadableFileError as error:
+            print(error, file=sys.stderr)
+            failed = True
+            continue
         for line, reason in report.problems:
             print(f"{path}:{line}: {reason}", file=sys.stderr)
         print(f"{path}: {report.rows} rows, {len(report.problems)} problem(s)")

@@ -15,6 +15,9 @@ phi rehearse                                 # all of it, offline, on a tiny mod
 phi cleanup --stack dev --purge --dry-run    # what tearing it down would send
 
 Exit codes: 0 done, 1 a failure at run time, 2 a usage error (nothing was sent).
+`phi` alone, or a group without its command (`phi data`, `phi finetune`, `phi flow`),
+prints that level's help on stdout and exits 2, argparse's code for a missing command:
+nothing ran.
 """
 
 from __future__ import annotations
@@ -114,10 +117,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the libraries' own warnings and notes (the Azure SDK's among them); "
         "without it, failures come as one line",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in command_groups():
         group.register(commands)
+    shows_help_without_a_command(parser)
     return parser
+
+
+def shows_help_without_a_command(parser: argparse.ArgumentParser) -> None:
+    """Make `parser`, and each command group below it, print its help and exit 2 when called
+    without its command, instead of argparse's one-line "required" error."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        action.required = False
+        parser.set_defaults(
+            handler=lambda args, shown=parser: show_help(shown),
+            command_parser=parser,
+            passthrough=False,
+        )
+        for child in set(action.choices.values()):
+            shows_help_without_a_command(child)
+
+
+def show_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
 
 
 class Terminated(BaseException):

@@ -27,6 +27,10 @@ _STORAGE_SKUS = (
     "Standard_GZRS",
     "Standard_RAGZRS",
 )
+_TAG_VALUE_PATTERN = r"[^\x00-\x1f\x7f]{1,256}"
+_TAG_VALUE_RULE = (
+    "must be 1-256 characters, none of them a control character (NUL, newline, tab...)"
+)
 _REGISTRY_SKUS = ("Basic", "Standard", "Premium")
 _PRIORITIES = ("Dedicated", "LowPriority")
 _NETWORK_ACCESS = ("Enabled", "Disabled")
@@ -130,6 +134,14 @@ class _Reader:
     def fail(self, key: str, value: object, rule: str) -> None:
         self.problems.append(f"{PROJECT}:{key} = {value!r}: {rule}")
 
+    def given_empty(self, key: str, default: str) -> bool:
+        """Whether `key` is set to an empty string, where leaving it unset means `default`:
+        refused, so that `''` is never silently read as unset."""
+        if self.values.get(key) != "":
+            return False
+        self.fail(key, "", f"is empty; set a value, or `pulumi config rm {key}` for {default}")
+        return True
+
     def raw(self, key: str) -> str | None:
         value = self.values.get(key)
         if value is not None:
@@ -206,17 +218,19 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
         "must be 2-10 lowercase letters or digits, starting with a letter",
     )
     environment = read.raw("environment") or stack
-    if re.fullmatch(_ENVIRONMENT_PATTERN, environment) is None:
+    if read.given_empty("environment", "the stack name"):
+        environment = stack
+    elif re.fullmatch(_ENVIRONMENT_PATTERN, environment) is None:
         read.fail(
             "environment",
             environment,
             "must be 1-10 lowercase letters or digits, starting with a letter "
             "(it defaults to the stack name; set it when the stack name does not fit)",
         )
-    owner = read.string("owner", r".{1,256}", "must be 1-256 characters")
-    cost_center = read.string("costCenter", r".{1,256}", "must be 1-256 characters")
+    owner = read.string("owner", _TAG_VALUE_PATTERN, _TAG_VALUE_RULE)
+    cost_center = read.string("costCenter", _TAG_VALUE_PATTERN, _TAG_VALUE_RULE)
     existing_group = read.boolean("existingResourceGroup")
-    if existing_group and not values.get("resourceGroupName"):
+    if existing_group and values.get("resourceGroupName") is None:
         read.fail(
             "resourceGroupName",
             None,
@@ -232,7 +246,10 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
         for pattern, value in ((_PREFIX_PATTERN, prefix), (_ENVIRONMENT_PATTERN, environment))
     )
     chosen = {key: read.raw(key) or derived[key] for key in NAME_OVERRIDES}
+    empty = {key for key in NAME_OVERRIDES if read.given_empty(key, "the derived name")}
     for key, name in chosen.items():
+        if key in empty:
+            continue
         overridden = bool(values.get(key))
         broken = naming.RULES[key].violation(name) if overridden or derived_ok else None
         if broken is not None:

@@ -44,19 +44,44 @@ def locked(name: str, *, wait: bool = True) -> Iterator[None]:
     process dies). A lock another process holds is a UsageError: at once without `wait`,
     after WAIT_SECONDS with it."""
     path = state_dir() / f"{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _unusable(path.parent, error) from None
     lock = FileLock(path, timeout=WAIT_SECONDS if wait else 0)
     try:
         lock.acquire()
     except Timeout:
         raise UsageError(f"another phi command holds {path}; wait for it to finish") from None
+    except OSError as error:
+        raise _unusable(path, error) from None
     try:
         yield
     finally:
         lock.release()
 
 
+def _unusable(path: Path, error: OSError) -> UsageError:
+    """A state path phi cannot use (a folder where its file belongs, a file where its folder
+    does, no permission): one line naming it and what to do; nothing is removed."""
+    if isinstance(error, IsADirectoryError):
+        reason = "it is a folder; phi keeps a file there"
+    elif isinstance(error, FileExistsError | NotADirectoryError):
+        path, reason = (
+            state_dir(),
+            "it, or a folder above it, is a file; phi keeps its records in a folder there",
+        )
+    else:
+        reason = error.strerror or type(error).__name__
+    return UsageError(
+        f"{path}: phi cannot keep its records there ({reason}): move it aside, or set "
+        "PHI_STATE_DIR to another folder"
+    )
+
+
 def _load(path: Path) -> dict[str, Any]:
+    """The records, never lost silently: a state file phi cannot read or parse is a
+    UsageError naming it, and nothing is written over it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -66,6 +91,8 @@ def _load(path: Path) -> dict[str, Any]:
             f"{path} is not valid JSON: fix it, or delete it to forget the recorded jobs and "
             "endpoints (pass --job to phi deploy then)"
         ) from None
+    except OSError as error:
+        raise _unusable(path, error) from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a JSON object: fix it, or delete it")
     return data
@@ -75,7 +102,13 @@ def record(workspace: str, key: str, value: Any) -> Path:
     path = state_file()
     with locked("state"):
         data = _load(path)
-        data.setdefault(workspace, {})[key] = value
+        entry = data.setdefault(workspace, {})
+        if not isinstance(entry, dict):
+            raise UsageError(
+                f"{path}: the entry {json.dumps(workspace)} must be a JSON object: fix it, or "
+                "delete it"
+            )
+        entry[key] = value
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".state.")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:

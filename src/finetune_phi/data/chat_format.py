@@ -6,6 +6,11 @@ is at least one user message; the conversation ends with an assistant turn. No c
 holds a Phi chat-template marker such as `<|end|>` or `<|assistant|>`: the chat template
 would read it as a turn of its own, and the model would learn from a forged conversation
 (the training script refuses the tokenizer's own markers too).
+
+A chat data file is JSON Lines (`.jsonl`, or `.json` holding JSON Lines), which training
+reads, or Parquet (`.parquet`), which `phi data validate` and `phi data prepare --from` read
+(prepare writes it out as JSONL). A key given twice in one JSON object is refused: readers
+disagree on which one counts.
 """
 
 from __future__ import annotations
@@ -22,6 +27,18 @@ from finetune_phi.core.errors import UsageError
 ROLES = ("system", "user", "assistant")
 MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>")
 """Phi's chat-template markers: <|system|>, <|user|>, <|assistant|>, <|end|>, <|endoftext|>..."""
+JSONL_SUFFIXES = (".jsonl", ".json")
+"""What a JSON Lines chat file is named; training reads only these."""
+PARQUET_SUFFIX = ".parquet"
+SUFFIX_RULE = "must be a .jsonl or .parquet file (or .json holding JSON Lines)"
+"""The one rule on names, shared by `phi data validate` and `phi data prepare --from`."""
+JSONL_RULE = "must be a .jsonl file (or .json holding JSON Lines)"
+"""The rule where training reads the file itself: JSON Lines only."""
+
+
+class UnreadableFileError(UsageError):
+    """A file that cannot be read as a whole (a broken Parquet file); the message begins
+    with its path."""
 
 
 def row_problems(row: Any) -> list[str]:
@@ -101,7 +118,9 @@ def parse_line(raw: bytes) -> tuple[Any, str | None]:
     if not line.strip():
         return None, None
     try:
-        return json.loads(line, parse_constant=_refuse_constant), None
+        return json.loads(
+            line, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys
+        ), None
     except ValueError as error:
         if isinstance(error, json.JSONDecodeError):
             return None, f"not valid JSON: {error.msg} at column {error.colno}"
@@ -112,6 +131,51 @@ def parse_line(raw: bytes) -> tuple[Any, str | None]:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are distinct: with a key given twice, the validator and the
+    trainer's reader could each take a different value."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"duplicate key {json.dumps(key, ensure_ascii=False)}")
+        found[key] = value
+    return found
+
+
+def read_parquet(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(row number, row, None) for each row of a Parquet file, read one row group at a time
+    so a large file is never held whole. UsageError, in one line, for a file pyarrow cannot
+    read or without pyarrow."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError:
+        raise UsageError(
+            f"{path}: reading Parquet needs the Python package 'pyarrow'; in the checkout, "
+            "pip install '.[jobs]'"
+        ) from None
+    number = 0
+    try:
+        parquet = pq.ParquetFile(path)
+        for group in range(parquet.num_row_groups):
+            for row in parquet.read_row_group(group).to_pylist():
+                number += 1
+                yield number, row, None
+    except pa.ArrowException as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        where = f" (at row {number + 1})" if number else ""
+        raise UnreadableFileError(f"{path}: not a readable Parquet file{where} ({first})") from None
+    except OSError as error:
+        raise UnreadableFileError(f"{path}: cannot read it ({error.strerror or error})") from None
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """A chat data file's rows, numbered: Parquet's by row, JSON Lines' by line."""
+    if path.suffix.lower() == PARQUET_SUFFIX:
+        return read_parquet(path)
+    return read_jsonl(path)
 
 
 def validate_rows(rows: Iterable[tuple[int, Any, str | None]], path: Path) -> FileReport:
@@ -128,23 +192,42 @@ def validate_rows(rows: Iterable[tuple[int, Any, str | None]], path: Path) -> Fi
 
 
 def validate_file(path: Path) -> FileReport:
-    return validate_rows(read_jsonl(path), path)
+    """Every row of a chat data file checked: JSON Lines, or Parquet by its suffix."""
+    return validate_rows(read_rows(path), path)
 
 
-def file_problem(path: Path) -> str | None:
-    """Why `path` is not a chat JSONL file as a whole, before its lines are read: missing,
-    a folder, Parquet, a JSON array; None when its lines are worth reading."""
+def file_problem(path: Path, *, parquet: bool = False) -> str | None:
+    """Why `path` is not a chat data file as a whole, before its rows are read: missing, a
+    folder, a name outside SUFFIX_RULE (CSV with its own reason), a JSON array, or Parquet
+    where JSON Lines is needed (unless `parquet`: then a .parquet file is read); None when
+    its rows are worth reading."""
     if path.is_dir():
         return "a folder; give the JSONL file inside it"
     if not path.is_file():
         return "no such file (make it with `phi data prepare --out DIR`)"
-    with path.open("rb") as file:
-        head = file.read(4096)
-    if head.startswith(b"PAR1"):
+    try:
+        with path.open("rb") as file:
+            head = file.read(4096)
+    except OSError as error:
+        return f"cannot read it ({error.strerror or error})"
+    suffix = path.suffix.lower()
+    convert = f"`phi data prepare --from {path} --out DIR`"
+    if head.startswith(b"PAR1") or (suffix == PARQUET_SUFFIX and not parquet):
+        if not parquet:
+            return f"Parquet; training reads chat JSONL: convert it with {convert}"
+        if suffix != PARQUET_SUFFIX:
+            return f"Parquet named {suffix or 'without a suffix'}; name it .parquet"
+        return None
+    rule = SUFFIX_RULE if parquet else JSONL_RULE
+    if suffix in (".csv", ".tsv"):
         return (
-            "Parquet; training reads chat JSONL: convert it with "
-            f"`phi data prepare --from {path} --out DIR`"
+            f"CSV, which cannot hold a conversation's list of messages; chat data {rule}, "
+            'one {"messages": [...]} object per row'
         )
+    if suffix not in (*JSONL_SUFFIXES, PARQUET_SUFFIX):
+        return f"a {suffix or 'suffix-less'} file; chat data {rule}"
+    if suffix == PARQUET_SUFFIX:
+        return None  # pyarrow says what is wrong with it
     if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
         return "a JSON array; chat JSONL has one JSON object per line"
     return None

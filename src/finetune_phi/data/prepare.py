@@ -24,10 +24,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.renames import renamed
 from finetune_phi.data import hub
-from finetune_phi.data.chat_format import read_jsonl, validate_rows
+from finetune_phi.data.chat_format import (
+    UnreadableFileError,
+    file_problem,
+    read_rows,
+    validate_rows,
+)
 
 DEFAULT_DATASET = "HuggingFaceH4/ultrachat_200k"
 DEFAULT_SPLIT = "train_sft"
@@ -76,23 +86,17 @@ Numbered = tuple[int, Any, str | None]
 
 
 def _local_rows(path: Path) -> list[Numbered]:
-    """Every row of a local file (blank lines left out), each with its line number."""
-    if not path.is_file():
+    """Every row of a local file (blank lines left out), each with its line or row number.
+    Its name follows the same rule as `phi data validate`'s (chat_format.SUFFIX_RULE)."""
+    if not path.exists():
         raise DataError(f"--from {path}: no such file")
-    if path.suffix not in (".jsonl", ".json", ".parquet"):
-        raise DataError(f"--from {path}: must be a .jsonl or .parquet file")
+    problem = file_problem(path, parquet=True)
+    if problem is not None:
+        raise DataError(f"--from {path}: {problem}")
     try:
-        if path.suffix != ".parquet":
-            return [row for row in read_jsonl(path) if row[1] is not None or row[2] is not None]
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except pa.ArrowException as error:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise DataError(f"--from {path}: not a readable Parquet file ({first})") from None
-        return [(index + 1, row, None) for index, row in enumerate(table.to_pylist())]
+        return [row for row in read_rows(path) if row[1] is not None or row[2] is not None]
+    except UnreadableFileError as error:
+        raise DataError(f"--from {error}") from None
     except OSError as error:
         raise DataError(f"--from {path}: cannot read it ({error.strerror or error})") from None
 
@@ -143,14 +147,20 @@ def split_rows(
 def write_jsonl_atomically(files: dict[Path, list[Any]]) -> None:
     """Write every file to a hidden temporary sibling first; replace the targets only when all
     are written. A failure, Ctrl-C or SIGTERM leaves the targets as they were and no
-    temporary file behind; the files get the permissions of any file the user creates."""
+    temporary file behind; the files get the permissions of any file the user creates. A
+    temporary file that a killed writer (SIGKILL, a power cut) left is removed by the next
+    write of the same target (see remove_stale_temporaries)."""
     staged: list[tuple[str, Path]] = []
     mode = 0o666 & ~_umask()
     try:
         with _sigterm_as_exit():
             for target, rows in files.items():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+                remove_stale_temporaries(target)
+                handle, temporary = tempfile.mkstemp(
+                    dir=target.parent, prefix=_temporary_prefix(target)
+                )
+                _hold(handle)
                 staged.append((temporary, target))
                 os.fchmod(handle, mode)
                 with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -168,6 +178,46 @@ def write_jsonl_atomically(files: dict[Path, list[Any]]) -> None:
         for temporary, _ in staged:
             if os.path.exists(temporary):
                 os.unlink(temporary)
+
+
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def _temporary_name(target: Path) -> re.Pattern[str]:
+    """The names `tempfile.mkstemp` gives `target`'s temporary files: the prefix, then eight
+    random letters, digits or underscores."""
+    return re.compile(re.escape(_temporary_prefix(target)) + r"[a-z0-9_]{8}")
+
+
+def _hold(handle: int) -> None:
+    """Mark a temporary file as being written: an exclusive advisory lock (POSIX flock),
+    held until the file is closed or the writer dies, so that another run's cleanup leaves
+    it alone. Where flock is missing (Windows), an open file cannot be removed anyway."""
+    if fcntl is not None:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporary files that writers of `target` left in its folder and that no
+    running writer holds: only names of the pattern this module gives them, only in that
+    folder. Returns what was removed."""
+    pattern = _temporary_name(target)
+    removed = []
+    for candidate in target.parent.iterdir():
+        if pattern.fullmatch(candidate.name) is None or not candidate.is_file():
+            continue
+        try:
+            if fcntl is None:  # Windows: a file a running writer holds open cannot be removed
+                candidate.unlink()
+            else:
+                with candidate.open("rb") as file:
+                    fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    candidate.unlink()
+        except OSError:  # held by a running writer (or already gone): not ours to remove
+            continue
+        removed.append(candidate)
+    return removed
 
 
 def _umask() -> int:
@@ -247,7 +297,7 @@ def eval_file(path: Path) -> Path:
 
 
 def iter_messages(path: Path) -> Iterator[list[dict[str, str]]]:
-    """The `messages` of each valid row of a prepared file."""
-    for _, row, error in read_jsonl(path):
+    """The `messages` of each valid row of a prepared file (JSON Lines, or Parquet)."""
+    for _, row, error in read_rows(path):
         if error is None and isinstance(row, dict):
             yield row["messages"]
