@@ -77,10 +77,17 @@ SETTINGS: tuple[Setting, ...] = (
         Kind.STRING,
         None,
         "Environment label used in names and the `environment` tag: 1-10 lowercase letters "
-        "or digits, starting with a letter. Defaults to the stack name.",
+        "or digits, starting with a letter. Defaults to the stack name (unset it to get that; '' is refused).",
     ),
-    Setting("owner", Kind.STRING, "unassigned", "Value of the `owner` tag."),
-    Setting("costCenter", Kind.STRING, "unassigned", "Value of the `cost-center` tag."),
+    Setting(
+        "owner", Kind.STRING, "unassigned", "Value of the `owner` tag (no control characters)."
+    ),
+    Setting(
+        "costCenter",
+        Kind.STRING,
+        "unassigned",
+        "Value of the `cost-center` tag (no control characters).",
+    ),
     Setting(
         "existingResourceGroup",
         Kind.BOOLEAN,
@@ -157,7 +164,12 @@ SETTINGS: tuple[Setting, ...] = (
         "flow's custom-keys connection `phi3-endpoint` to the endpoint.",
     ),
     *(
-        Setting(key, Kind.STRING, None, f"Name of the {what}, overriding the derived name.")
+        Setting(
+            key,
+            Kind.STRING,
+            None,
+            f"Name of the {what}, overriding the derived name (unset it, not empty, for the derived one).",
+        )
         for key, what in NAME_OVERRIDES.items()
     ),
 )
