@@ -54,6 +54,14 @@ def test_every_row_has_a_source_and_the_table_a_check_date() -> None:
     )
 
 
+def test_the_job_image_is_the_cuda_line_of_the_torch_it_installs() -> None:
+    """torch's CUDA libraries come from its wheel; the image's CUDA must be of the same line."""
+    image = azure_facts.DEFAULT_BASE_IMAGE
+    assert image.cuda == azure_facts.AZURE_TORCH.cuda
+    assert image.name.endswith(f"cuda{image.cuda}-ubuntu24.04")
+    assert image.deprecated is None
+
+
 def test_the_default_serving_size_holds_a_3_8b_model_in_half_precision() -> None:
     size = VM_SIZES[azure_facts.DEFAULT_SERVING_VM]
     assert size.gpus >= 1

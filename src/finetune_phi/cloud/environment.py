@@ -13,8 +13,8 @@ from typing import Any
 from finetune_phi.core.azure_facts import DEFAULT_BASE_IMAGE
 from finetune_phi.core.contract import PROJECT
 
-# A supported Azure ML base image (OS, conda, OpenMPI, CUDA 12) at a tag from its release
-# notes; torch brings its own CUDA libraries of the same CUDA 12 line from the requirements.
+# A supported Azure ML base image (OS, conda, OpenMPI, CUDA 12.8) at a tag Azure's own
+# environments pin (facts table); torch brings its CUDA libraries of the same line.
 BASE_IMAGE = DEFAULT_BASE_IMAGE.reference
 PYTHON_VERSION = "3.11"
 

@@ -262,16 +262,28 @@ class BaseImage:
         return f"{self.name}:{self.tag}"
 
 
-_CONTAINERS = "Azure/AzureML-Containers README.md supported images (2026-03-16)"
+_CONTAINERS = (
+    "Azure/AzureML-Containers README.md, supported images (commit 7482fea, 2026-03-16; the "
+    "same commit deleted the per-image release notes: tags are listed by MCR)"
+)
+_ASSETS_PINS = (
+    "Azure/azureml-assets branch release (commit 61470ae, 2026-07-23), environment "
+    "Dockerfiles pinned by its pinning utility: "
+)
 BASE_IMAGES: dict[str, BaseImage] = {
     image.name: image
     for image in (
-        BaseImage("mcr.microsoft.com/azureml/openmpi5.0-cuda12.6-ubuntu24.04", "20250701.v1",
-                  "12.6", f"{_CONTAINERS}; tag from its images/.../release-notes.md (2025-07-02)"),
+        BaseImage("mcr.microsoft.com/azureml/openmpi5.0-cuda12.8-ubuntu24.04", "20260715.v1",
+                  "12.8", f"{_CONTAINERS}: CUDA 12.8.1; tag: {_ASSETS_PINS}"
+                  "latest/environment/slime-pytorch-2.9-cuda12.8/context/Dockerfile (2026-07-16)"),
+        BaseImage("mcr.microsoft.com/azureml/openmpi5.0-cuda12.6-ubuntu24.04", "20260715.v1",
+                  "12.6", f"{_CONTAINERS}: CUDA 12.6.3; tag: {_ASSETS_PINS}"
+                  "latest/environment/acft-medimageparse-3d-finetune/context/Dockerfile "
+                  "(2026-07-16)"),
         BaseImage("mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04",
                   "20250701.v1", "11.8", f"{_CONTAINERS}: not listed; its release notes marked "
                   "it deprecated (2025-09-09)", deprecated=date(2025, 9, 9),
-                  replacement="mcr.microsoft.com/azureml/openmpi5.0-cuda12.6-ubuntu24.04"),
+                  replacement="mcr.microsoft.com/azureml/openmpi5.0-cuda12.8-ubuntu24.04"),
     )
 }  # fmt: skip
 
@@ -393,7 +405,12 @@ POLICY_BUILTINS: dict[str, PolicyBuiltIn] = {
 
 
 # The defaults this repository ships; tests/test_azure_facts.py keeps them current.
-DEFAULT_BASE_IMAGE = BASE_IMAGES["mcr.microsoft.com/azureml/openmpi5.0-cuda12.6-ubuntu24.04"]
+DEFAULT_BASE_IMAGE = BASE_IMAGES["mcr.microsoft.com/azureml/openmpi5.0-cuda12.8-ubuntu24.04"]
+"""The CUDA line of the torch the environments install (AZURE_TORCH)."""
+BASE_IMAGE_CHECKED = date(2026, 12, 5)
+"""When BASE_IMAGES' tags were last checked: fixes ship only as new tags, so `phi doctor`
+warns when this is more than BASE_IMAGE_MAX_AGE_DAYS old."""
+BASE_IMAGE_MAX_AGE_DAYS = 180
 DEFAULT_TRAINING_VM = "Standard_NC24ads_A100_v4"
 DEFAULT_SERVING_VM = "Standard_NC4as_T4_v3"
 """A 3.8B model holds in a T4's 16 GB in fp16 (7.6 GB of weights), at a fraction of an A100."""
