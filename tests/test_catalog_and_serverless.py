@@ -192,3 +192,86 @@ def test_bad_choices_are_refused_before_anything_is_sent(
     captured = capsys.readouterr()
     assert message in captured.err
     assert captured.out == ""
+
+
+@pytest.mark.parametrize("method", ["catalog", "serverless"])
+def test_the_dry_run_names_the_label_it_resolves_or_the_version_it_sends(
+    method: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["finetune", "submit", "--outputs", "outputs.json", "--dry-run", "--method", method])
+        == 0
+    )
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (
+        "# model: azureml://registries/azureml/models/Phi-4-mini-instruct/labels/latest is "
+        "resolved to .../versions/N at submit (one registry read); --model-version N sends "
+        "that version"
+    )
+    job = dry_run(workdir, capsys, "--method", method, "--model-version", "7")
+    sent = (
+        job.jobs["chat_completion"].inputs["mlflow_model_path"]._data.path
+        if method == "catalog"
+        else job.model.path
+    )
+    assert sent == "azureml://registries/azureml/models/Phi-4-mini-instruct/versions/7"
+
+
+class RegistryModels:
+    """A registry client's `models`, answering `get(name, label="latest")` with azure-ai-ml's
+    own Model entity, as the registry would."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.asked: list[tuple[str, str | None]] = []
+
+    def get(self, name: str, version: str | None = None, label: str | None = None) -> Any:
+        from azure.ai.ml.entities import Model
+
+        self.asked.append((name, label))
+        return Model(name=name, version=self.version, path="azureml://registries/azureml")
+
+
+@pytest.mark.parametrize("method", ["catalog", "serverless"])
+def test_submit_sends_the_version_the_latest_label_names_after_one_read(
+    method: str, workdir: Path
+) -> None:
+    from finetune_phi.cloud.finetune import methods
+    from finetune_phi.core.stack_outputs import from_file
+
+    options = methods.SubmitOptions(
+        train_file=workdir / "data" / "train_data.jsonl",
+        eval_file=workdir / "data" / "eval_data.jsonl",
+        method=method,
+    )
+    registry = RegistryModels("12")
+    pinned = methods.pin_model_version(options, registry)
+    assert registry.asked == [("Phi-4-mini-instruct", "latest")]
+    planned = pinned.finetune_method.plan(pinned.request(), from_file(workdir / "outputs.json"))
+    assert "Phi-4-mini-instruct/labels/latest" not in planned.spec
+    assert "azureml://registries/azureml/models/Phi-4-mini-instruct/versions/12" in planned.spec
+    # Given, it is sent as given: nothing is read.
+    given = methods.pin_model_version(
+        methods.SubmitOptions(
+            options.train_file, options.eval_file, method, values={"model_version": 3}
+        ),
+        registry,
+    )
+    assert given.values["model_version"] == 3
+    assert len(registry.asked) == 1
+
+
+def test_the_custom_method_takes_no_model_version(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["finetune", "submit", "--outputs", "outputs.json", "--dry-run", "--model-version", "3"]
+    assert main(args) == 2
+    assert "--model-version: not an option of --method custom" in capsys.readouterr().err
+
+
+def test_a_model_version_below_one_is_refused(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--method", "serverless", "--model-version", "0"]
+    assert main(["finetune", "submit", "--outputs", "outputs.json", "--dry-run", *args]) == 2
+    assert "--model-version 0: must be a version number, 1 or more" in capsys.readouterr().err

@@ -54,3 +54,12 @@ def on_session(
         enable_telemetry=False,
         **polling,
     )
+
+
+def registry_models(registry: str) -> Any:
+    """azure-ai-ml's model operations of an Azure ML registry (`azureml`: the catalog), signed
+    in with DefaultAzureCredential as `StackOutputs.workspace(...).client()` is."""
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+
+    return MLClient(DefaultAzureCredential(), registry_name=registry).models

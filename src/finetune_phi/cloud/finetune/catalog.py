@@ -18,14 +18,16 @@ from finetune_phi.cloud.finetune.method import (
     BATCH_SIZE,
     EPOCHS,
     LEARNING_RATE,
+    MODEL_VERSION,
     Finding,
     FinetuneMethod,
     PlannedJob,
     Request,
     Site,
+    check_model_version,
     option,
 )
-from finetune_phi.cloud.finetune.models import REGISTRY, Offer, registry_id
+from finetune_phi.cloud.finetune.models import REGISTRY, Offer, registry_id, unpinned_note
 from finetune_phi.core.azure_facts import DEFAULT_CATALOG_MODEL, MODELS, Model
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.stack_outputs import StackOutputs
@@ -74,6 +76,7 @@ def catalog_pipeline(
     validation_data: str,
     hyperparameters: CatalogHyperparameters,
     experiment: str,
+    model_version: int | None = None,
 ) -> dict[str, Any]:
     """The pipeline job running the registry's chat-completion fine-tuning pipeline.
 
@@ -95,7 +98,10 @@ def catalog_pipeline(
                 "type": "pipeline",
                 "component": CATALOG_PIPELINE,
                 "inputs": {
-                    "mlflow_model_path": {"type": "mlflow_model", "path": registry_id(model)},
+                    "mlflow_model_path": {
+                        "type": "mlflow_model",
+                        "path": registry_id(model, model_version),
+                    },
                     **{
                         f"compute_{step}": compute
                         for step in ("model_import", "preprocess", "finetune", "model_evaluation")
@@ -153,6 +159,7 @@ def hyperparameters(request: Request) -> CatalogHyperparameters:
 
 def check(request: Request) -> None:
     hyperparameters(request).check()
+    check_model_version(request)
 
 
 def plan(request: Request, outputs: StackOutputs) -> PlannedJob:
@@ -164,8 +171,10 @@ def plan(request: Request, outputs: StackOutputs) -> PlannedJob:
         data["eval_data"],
         hyperparameters(request),
         request.experiment,
+        request.value(MODEL_VERSION),
     )
-    return PlannedJob(load_pipeline(spec), yaml.safe_dump(spec, sort_keys=False))
+    note = "" if request.value(MODEL_VERSION) else unpinned_note(OFFER.model(request.model))
+    return PlannedJob(load_pipeline(spec), note + yaml.safe_dump(spec, sort_keys=False))
 
 
 def preflight(site: Site) -> list[Finding]:
@@ -180,7 +189,7 @@ def preflight(site: Site) -> list[Finding]:
 METHOD = FinetuneMethod(
     name="catalog",
     help="the model catalog's fine-tuning pipeline on the GPU cluster",
-    options=(EPOCHS, BATCH_SIZE, LEARNING_RATE, LR_SCHEDULER, LORA, DEEPSPEED),
+    options=(EPOCHS, BATCH_SIZE, LEARNING_RATE, MODEL_VERSION, LR_SCHEDULER, LORA, DEEPSPEED),
     check=check,
     plan=plan,
     workspace_output="workspaceName",

@@ -57,6 +57,18 @@ LEARNING_RATE = option(
     "--learning-rate", type=float, help="learning rate (catalog default 2e-5; learning_rate)"
 )
 
+MODEL_VERSION = option(
+    "--model-version",
+    type=int,
+    help="the registry model's version (default: the one its latest label names at submit)",
+)
+
+
+def check_model_version(request: Request) -> None:
+    version = request.value(MODEL_VERSION)
+    if version is not None and version < 1:
+        raise UsageError(f"--model-version {version}: must be a version number, 1 or more")
+
 
 def check_experiment(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", name):

@@ -7,13 +7,20 @@ that registers it; `phi finetune submit` takes its options and `phi doctor` runs
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from finetune_phi.cloud.finetune import catalog, custom, serverless
 from finetune_phi.cloud.finetune.data_assets import data_assets, upload_missing
-from finetune_phi.cloud.finetune.method import EXPERIMENT, FinetuneMethod, Option, Request
+from finetune_phi.cloud.finetune.method import (
+    EXPERIMENT,
+    MODEL_VERSION,
+    FinetuneMethod,
+    Option,
+    Request,
+)
+from finetune_phi.cloud.finetune.models import latest_version
 from finetune_phi.core.errors import UsageError
 
 METHODS: dict[str, FinetuneMethod] = {}
@@ -145,6 +152,18 @@ def only(owner: FinetuneMethod, method: FinetuneMethod) -> str:
     items = [owner.extra_arguments] if owner.extra_arguments else []
     items += [option.flag for option in owner.options if option not in method.options]
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def pin_model_version(options: SubmitOptions, registry_models: Any) -> SubmitOptions:
+    """For a method that fine-tunes a registry model: `options` with --model-version set to
+    the version the registry's `latest` label names now (one read of `registry_models`, a
+    registry client's `models`), unless it was given. What is then planned is what is sent."""
+    method = options.finetune_method
+    if MODEL_VERSION not in method.options or options.values.get(MODEL_VERSION.dest):
+        return options
+    assert method.offer is not None  # a registry model's method has an offer
+    version = latest_version(registry_models, method.offer.model(options.request().model))
+    return replace(options, values={**options.values, MODEL_VERSION.dest: version})
 
 
 def submit(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from finetune_phi.core.azure_facts import MODELS, Model, retirement_problem
 from finetune_phi.core.errors import UsageError
@@ -51,5 +52,24 @@ class Offer:
         return model
 
 
-def registry_id(model: Model) -> str:
-    return f"azureml://registries/{REGISTRY}/models/{model.registry_name}/labels/latest"
+def registry_id(model: Model, version: int | None = None) -> str:
+    """The model's asset id: at `version`, or at the `latest` label (for a dry run to show)."""
+    where = f"versions/{version}" if version else "labels/latest"
+    return f"azureml://registries/{REGISTRY}/models/{model.registry_name}/{where}"
+
+
+def latest_version(registry_models: Any, model: Model) -> int:
+    """The version the registry's `latest` label names now, read through azure-ai-ml's
+    `ModelOperations.get(name, label=...)` of a registry client. A job must send
+    `versions/N`: azure-ai-ml 1.35 does not resolve a label for fine-tuning, and Azure's
+    own samples resolve it first (azure-ai-docs foundry-classic/how-to/fine-tune-serverless.md,
+    2026-01-28)."""
+    return int(registry_models.get(model.registry_name, label="latest").version)
+
+
+def unpinned_note(model: Model) -> str:
+    """What a dry run without --model-version says of the model it would send."""
+    return (
+        f"# model: {registry_id(model)} is resolved to .../versions/N at submit (one registry "
+        "read); --model-version N sends that version\n"
+    )

@@ -11,14 +11,16 @@ from finetune_phi.cloud.finetune.method import (
     BATCH_SIZE,
     EPOCHS,
     LEARNING_RATE,
+    MODEL_VERSION,
     Finding,
     FinetuneMethod,
     PlannedJob,
     Request,
     Site,
+    check_model_version,
     option,
 )
-from finetune_phi.cloud.finetune.models import Offer, registry_id
+from finetune_phi.cloud.finetune.models import Offer, registry_id, unpinned_note
 from finetune_phi.cloud.specs import to_yaml
 from finetune_phi.core.azure_facts import DEFAULT_CATALOG_MODEL, MODELS, Model
 from finetune_phi.core.errors import UsageError
@@ -60,6 +62,7 @@ def serverless_job(
     validation_data: str | None,
     hyperparameters: ServerlessHyperparameters,
     output_model_name: str,
+    model_version: int | None = None,
 ) -> Any:
     """azure-ai-ml's fine-tuning-as-a-service job; validation None means an automatic split."""
     if region not in model.serverless_regions:
@@ -71,7 +74,7 @@ def serverless_job(
     from azure.ai.ml.finetuning import FineTuningTaskType, create_finetuning_job
 
     job = create_finetuning_job(
-        model=registry_id(model),
+        model=registry_id(model, model_version),
         task=FineTuningTaskType.CHAT_COMPLETION,
         training_data=train_data,
         # azure-ai-ml 1.35 raises UnboundLocalError when validation_data is None: build the
@@ -110,6 +113,7 @@ def hyperparameters(request: Request) -> ServerlessHyperparameters:
 
 def check(request: Request) -> None:
     hyperparameters(request).check()
+    check_model_version(request)
 
 
 def plan(request: Request, outputs: StackOutputs) -> PlannedJob:
@@ -122,8 +126,10 @@ def plan(request: Request, outputs: StackOutputs) -> PlannedJob:
         None if request.value(AUTO_SPLIT) else data["eval_data"],
         hyperparameters(request),
         request.value(OUTPUT_MODEL_NAME),
+        request.value(MODEL_VERSION),
     )
-    return PlannedJob(job, to_yaml(job))
+    note = "" if request.value(MODEL_VERSION) else unpinned_note(OFFER.model(request.model))
+    return PlannedJob(job, note + to_yaml(job))
 
 
 def preflight(site: Site) -> list[Finding]:
@@ -150,7 +156,7 @@ def preflight(site: Site) -> list[Finding]:
 METHOD = FinetuneMethod(
     name="serverless",
     help="fine-tuning as a service in the Foundry project",
-    options=(EPOCHS, BATCH_SIZE, LEARNING_RATE, OUTPUT_MODEL_NAME, AUTO_SPLIT),
+    options=(EPOCHS, BATCH_SIZE, LEARNING_RATE, MODEL_VERSION, OUTPUT_MODEL_NAME, AUTO_SPLIT),
     check=check,
     plan=plan,
     workspace_output="foundryProjectName",
