@@ -23,7 +23,7 @@ from jobs.score.contract import (
     MAX_NEW_TOKENS,
     MAX_REQUEST_BYTES,
 )
-from tests.support import PHI, SAMPLE, port_is_free
+from tests.support import PHI, SAMPLE, port_is_free, serving
 
 
 @pytest.fixture
@@ -383,3 +383,62 @@ def test_phi_serve_starts_quietly_and_leaves_nothing_at_home(
     assert banner.startswith(f"phi serve: engine transformers on http://127.0.0.1:{port}")
     assert list(home.iterdir()) == []
     assert port_is_free(port)
+
+
+def test_a_catalog_model_in_the_hftransformersv2_flavor_serves_the_same_answers(
+    fine_tuned: Path, scoring_server: str, tmp_path: Path
+) -> None:
+    """The catalog pipeline saves a registry Phi model's fine-tune in the registry's flavor,
+    hftransformersv2 (weights, tokenizer and config under data/: azureml-assets
+    model_selector.py). The same weights in that layout answer as in ours."""
+    import shutil
+
+    import yaml
+
+    ours = fine_tuned / "model"
+    catalog = tmp_path / "catalog-model"
+    shutil.copytree(ours / "model", catalog / "data" / "model")
+    shutil.copytree(ours / "components" / "tokenizer", catalog / "data" / "tokenizer")
+    (catalog / "data" / "config").mkdir()
+    shutil.copy(ours / "model" / "config.json", catalog / "data" / "config")
+    (catalog / "MLmodel").write_text(
+        yaml.safe_dump(
+            {
+                "flavors": {
+                    "hftransformersv2": {
+                        "hf_config_class": "AutoConfig",
+                        "hf_pretrained_class": "AutoModelForCausalLM",
+                        "hf_tokenizer_class": "AutoTokenizer",
+                        "model_data": "data",
+                        "task_type": "chat-completion",
+                    },
+                    "python_function": {
+                        "loader_module": "azureml.evaluate.mlflow.hftransformers",
+                        "data": "data",
+                    },
+                }
+            }
+        )
+    )
+    questions = ["Who founded Microsoft?", "What is the capital of France?"]
+
+    def answers(url: str) -> list[str]:
+        import openai
+
+        with openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client:
+            return [
+                str(
+                    client.chat.completions.create(
+                        model="phi",
+                        messages=[{"role": "user", "content": question}],
+                        max_tokens=16,
+                        temperature=0,
+                    )
+                    .choices[0]
+                    .message.content
+                )
+                for question in questions
+            ]
+
+    with serving(catalog) as url:
+        assert answers(url) == answers(scoring_server)

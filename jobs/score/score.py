@@ -56,6 +56,51 @@ def find_mlflow_model(root: Path) -> Path:
     raise FileNotFoundError(f"no MLmodel file in {root} or the two levels below it")
 
 
+MLFLOW_LAYOUTS = {
+    # mlflow.transformers.save_model: what train.py writes (and the catalog pipeline, from a
+    # base model in this flavor).
+    "transformers": ("model", "components/tokenizer", "model"),
+    # azureml-evaluate-mlflow's hftransformers savers: what the catalog pipeline writes from a
+    # registry model in that flavor, as registry Phi models are (azureml-assets
+    # finetune_acft_hf_nlp model_selector.py FLAVOR_MAP, 2025-08-21).
+    "hftransformersv2": ("data/model", "data/tokenizer", "data/config"),
+    "hftransformers": ("data/model", "data/tokenizer", "data/config"),
+}
+"""Per MLflow flavor: the folders of the weights, the tokenizer and the config."""
+
+
+def model_folders(mlflow_model: Path) -> tuple[str, Path, Path, Path]:
+    """(flavor, weights, tokenizer, config folders) of an MLflow model folder, by the first
+    flavor in its MLmodel this script loads; FileNotFoundError naming the flavors otherwise."""
+    import yaml
+
+    flavors = (yaml.safe_load((mlflow_model / "MLmodel").read_text()) or {}).get("flavors") or {}
+    for flavor, folders in MLFLOW_LAYOUTS.items():
+        if flavor in flavors:
+            weights, tokenizer, config = (mlflow_model / folder for folder in folders)
+            return flavor, weights, tokenizer, config
+    raise FileNotFoundError(
+        f"{mlflow_model / 'MLmodel'}: flavors {', '.join(flavors) or 'none'}; this server "
+        f"loads {', '.join(MLFLOW_LAYOUTS)}"
+    )
+
+
+def load_components(mlflow_model: Path) -> tuple[Any, Any]:
+    """(model, tokenizer) of an MLflow model folder of any flavor in MLFLOW_LAYOUTS. Remote
+    code is never run: Phi-3.5 and Phi-4 models are in transformers itself."""
+    flavor, weights, tokenizer, config = model_folders(mlflow_model)
+    if flavor == "transformers":
+        import mlflow
+
+        components = mlflow.transformers.load_model(str(mlflow_model), return_type="components")
+        return components["model"], components["tokenizer"]
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    settings = AutoConfig.from_pretrained(config if config.is_dir() else weights)
+    model = AutoModelForCausalLM.from_pretrained(weights, config=settings)
+    return model, AutoTokenizer.from_pretrained(tokenizer)
+
+
 def precision(torch: Any) -> tuple[str, Any]:
     """(device, dtype) for this machine: bf16 on a GPU with native bf16 (compute capability
     8.0 or newer: A100, A10, H100), fp16 on older GPUs (T4), fp32 on a CPU."""
@@ -67,13 +112,12 @@ def precision(torch: Any) -> tuple[str, Any]:
 
 def init() -> None:
     global _model, _tokenizer
-    import mlflow
     import torch
 
     model_dir = find_mlflow_model(Path(os.environ["AZUREML_MODEL_DIR"]))
-    components = mlflow.transformers.load_model(str(model_dir), return_type="components")
+    model, _tokenizer = load_components(model_dir)
     device, dtype = precision(torch)
-    _model, _tokenizer = components["model"].to(device=device, dtype=dtype), components["tokenizer"]
+    _model = model.to(device=device, dtype=dtype)
     if _tokenizer.pad_token is None:  # batches are padded; models from train.py set one
         _tokenizer.pad_token = _tokenizer.eos_token
     _model.eval()

@@ -130,10 +130,11 @@ class VllmEngine(Engine):
         import httpx
         from transformers import AutoConfig, AutoTokenizer
 
-        mlflow_model = score.find_mlflow_model(model_dir)
-        weights, tokenizer = mlflow_model / "model", mlflow_model / "components" / "tokenizer"
+        _flavor, weights, tokenizer, config_folder = score.model_folders(
+            score.find_mlflow_model(model_dir)
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
-        config = AutoConfig.from_pretrained(weights)
+        config = AutoConfig.from_pretrained(config_folder)
         self.context = int(config.max_position_embeddings)
         if os.environ.get("PHI_VLLM_MAX_MODEL_LEN"):
             self.context = min(self.context, int(os.environ["PHI_VLLM_MAX_MODEL_LEN"]))
