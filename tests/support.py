@@ -331,15 +331,22 @@ def assert_one_sign_in_line(result: subprocess.CompletedProcess[str]) -> None:
 
 
 @contextlib.contextmanager
-def serving(model: Path, engine: str = "transformers", seconds: float = 120) -> Iterator[str]:
-    """`phi serve --engine ENGINE` on an MLflow model; stopped as a user would stop it
-    (SIGTERM to phi serve), and its port checked free afterwards."""
+def serving(
+    model: Path,
+    engine: str = "transformers",
+    seconds: float = 120,
+    environment: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """`phi serve --engine ENGINE` on an MLflow model, with `environment` added to this
+    one's; stopped as a user would stop it (SIGTERM to phi serve), and its port checked free
+    afterwards."""
     from finetune_phi.local.processes import stop_group
     from finetune_phi.local.serve import free_port, wait_until_healthy
 
     port = free_port()
     process = subprocess.Popen(
         [*PHI, "serve", "--model", str(model), "--port", str(port), "--engine", engine],
+        env={**os.environ, **(environment or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

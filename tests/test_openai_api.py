@@ -276,3 +276,13 @@ def test_the_prompt_flow_chats_through_the_api(
         check=False,
     )
     assert answer_of(result).strip() == flow_greedy_answer(client, QUESTION_FOR_FLOWS)
+
+
+def test_a_conversation_beyond_the_context_is_a_400_naming_the_limit(
+    client: openai.OpenAI,
+) -> None:
+    """Refused before generating, on both engines, with the limit and where it comes from."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        greedy(client, [{"role": "user", "content": "word " * 6000}], max_tokens=8)
+    assert "tokens after the chat template; at most" in str(refused.value)
+    assert "the model's context" in str(refused.value)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from finetune_phi.cli.main import main
+from finetune_phi.core.azure_facts import VM_SIZES
 from finetune_phi.local.processes import stop_group
 from finetune_phi.local.serve import free_port, wait_until_healthy
+from jobs.score import score
 from jobs.score.contract import (
     MAX_BATCH,
     MAX_MESSAGE_CHARS,
@@ -23,7 +27,7 @@ from jobs.score.contract import (
     MAX_NEW_TOKENS,
     MAX_REQUEST_BYTES,
 )
-from tests.support import PHI, SAMPLE, port_is_free, serving
+from tests.support import PHI, ROOT, SAMPLE, port_is_free, serving
 
 
 @pytest.fixture
@@ -442,3 +446,82 @@ def test_a_catalog_model_in_the_hftransformersv2_flavor_serves_the_same_answers(
 
     with serving(catalog) as url:
         assert answers(url) == answers(scoring_server)
+
+
+PHI_3_5_MINI = SimpleNamespace(  # microsoft/Phi-3.5-mini-instruct config.json
+    num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32, hidden_size=3072
+)
+PHI_4_MINI = SimpleNamespace(  # microsoft/Phi-4-mini-instruct config.json
+    num_hidden_layers=32,
+    num_attention_heads=24,
+    num_key_value_heads=8,
+    hidden_size=3072,
+    head_dim=128,
+)
+
+
+def test_the_context_a_gpu_holds_follows_the_models_kv_cache() -> None:
+    """The worked figure: Phi-3.5-mini in fp16 takes about 0.39 MB a token, so a 16 GB T4
+    holding 7.6 GB of weights has room for 15-18 K tokens; Phi-4-mini's grouped keys and
+    values take a third of that."""
+    assert score.kv_cache_bytes_per_token(PHI_3_5_MINI, 2) == 393_216
+    assert score.kv_cache_bytes_per_token(PHI_4_MINI, 2) == 131_072
+    t4 = score.gpu_context(PHI_3_5_MINI, 2, 7_600_000_000, 16 * 10**9)
+    assert 15_000 <= t4 <= 18_000
+    assert score.gpu_context(PHI_4_MINI, 2, 7_600_000_000, 16 * 10**9) > 2.9 * t4
+    assert score.gpu_context(PHI_3_5_MINI, 2, 16 * 10**9, 16 * 10**9) == 0  # no room at all
+
+
+def test_the_documented_limits_per_size_are_the_arithmetics() -> None:
+    page = (ROOT / "docs" / "reference" / "serving.md").read_text()
+    for size in ("Standard_NC4as_T4_v3", "Standard_NV36ads_A10_v5", "Standard_NC24ads_A100_v4"):
+        gpu = VM_SIZES[size].gpu_memory_gb * 10**9
+        cells = [
+            min(131_072, score.gpu_context(config, 2, int(3.8e9 * 2), gpu))
+            for config in (PHI_3_5_MINI, PHI_4_MINI)
+        ]
+        row = next(line for line in page.splitlines() if line.startswith(f"| `{size}`"))
+        assert [int(re.sub(r"\D", "", cell.split("(")[0])) for cell in row.split("|")[2:4]] == cells
+
+
+def test_on_a_gpu_the_limit_names_the_vm_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    model = torch.nn.Linear(1000, 1000).half()  # 2 MB of weights
+    model.config = SimpleNamespace(max_position_embeddings=131_072, **vars(PHI_4_MINI))  # type: ignore[assignment]
+    gpu = SimpleNamespace(
+        cuda=SimpleNamespace(
+            is_available=lambda: True,
+            get_device_properties=lambda index: SimpleNamespace(total_memory=2 * 10**9),
+        )
+    )
+    monkeypatch.setenv("PHI_INSTANCE_TYPE", "Standard_NC4as_T4_v3")
+    monkeypatch.delenv("PHI_MAX_CONTEXT_TOKENS", raising=False)
+    tokens, why = score.context(model, gpu)
+    assert tokens == (2 * 10**9 * 0.9 - 2_002_000) // 131_072
+    assert why == "what the GPU of Standard_NC4as_T4_v3 holds next to the weights"
+    monkeypatch.setenv("PHI_MAX_CONTEXT_TOKENS", "4096")
+    assert score.context(model, gpu) == (4096, "PHI_MAX_CONTEXT_TOKENS on Standard_NC4as_T4_v3")
+
+
+def test_a_conversation_longer_than_the_context_here_is_a_400_before_generating(
+    fine_tuned: Path,
+) -> None:
+    import openai
+
+    env = {"PHI_MAX_CONTEXT_TOKENS": "64", "PHI_INSTANCE_TYPE": "Standard_NC4as_T4_v3"}
+    with (
+        serving(fine_tuned / "model", environment=env) as url,
+        openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client,
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(
+                model="phi", messages=[{"role": "user", "content": "word " * 80}], max_tokens=8
+            )
+        assert "at most 56 (PHI_MAX_CONTEXT_TOKENS on Standard_NC4as_T4_v3, 64 tokens" in str(
+            refused.value
+        )
+        short = client.chat.completions.create(
+            model="phi", messages=[{"role": "user", "content": "Hi"}], max_tokens=8
+        )
+        assert short.choices[0].message.content is not None

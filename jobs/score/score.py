@@ -45,6 +45,15 @@ def rawhttp(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
 logger = logging.getLogger("finetune_phi.score")
 _model: Any = None
 _tokenizer: Any = None
+_context: tuple[int, str] = (0, "")
+"""The most tokens a conversation and its answer may take here, and why (see `context`)."""
+
+CONTEXT_VARIABLE = "PHI_MAX_CONTEXT_TOKENS"
+"""Caps the context below what the model and the GPU hold (an operator's choice)."""
+INSTANCE_TYPE_VARIABLE = "PHI_INSTANCE_TYPE"
+"""The VM size a managed deployment runs on, named when a conversation is too long for it."""
+GPU_HEADROOM = 0.1
+"""Share of the GPU's memory kept out of the KV cache: activations and the allocator's own."""
 
 
 def find_mlflow_model(root: Path) -> Path:
@@ -101,6 +110,37 @@ def load_components(mlflow_model: Path) -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(tokenizer)
 
 
+def kv_cache_bytes_per_token(config: Any, dtype_bytes: int) -> int:
+    """Keys and values of every layer for one token, from the model's config."""
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    return 2 * int(config.num_hidden_layers) * kv_heads * head_dim * dtype_bytes
+
+
+def gpu_context(config: Any, dtype_bytes: int, weights_bytes: int, gpu_bytes: int) -> int:
+    """The most tokens one request's KV cache can hold in a GPU of `gpu_bytes` next to the
+    weights, keeping GPU_HEADROOM free."""
+    room = gpu_bytes * (1 - GPU_HEADROOM) - weights_bytes
+    return max(0, int(room // kv_cache_bytes_per_token(config, dtype_bytes)))
+
+
+def context(model: Any, torch: Any) -> tuple[int, str]:
+    """(tokens, why) a conversation and its answer may take: the model's context, less on a
+    GPU whose memory holds less next to the weights (a 16 GB T4 with a 3.8B model in fp16),
+    less again under PHI_MAX_CONTEXT_TOKENS."""
+    where = os.environ.get(INSTANCE_TYPE_VARIABLE) or "this machine"
+    limits = [(int(model.config.max_position_embeddings), "the model's context")]
+    if torch.cuda.is_available():
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        gpu = int(torch.cuda.get_device_properties(0).total_memory)
+        held = gpu_context(model.config, model.dtype.itemsize, weights, gpu)
+        limits.append((held, f"what the GPU of {where} holds next to the weights"))
+    if os.environ.get(CONTEXT_VARIABLE):
+        limits.append((int(os.environ[CONTEXT_VARIABLE]), f"{CONTEXT_VARIABLE} on {where}"))
+    return min(limits)
+
+
 def precision(torch: Any) -> tuple[str, Any]:
     """(device, dtype) for this machine: bf16 on a GPU with native bf16 (compute capability
     8.0 or newer: A100, A10, H100), fp16 on older GPUs (T4), fp32 on a CPU."""
@@ -111,7 +151,7 @@ def precision(torch: Any) -> tuple[str, Any]:
 
 
 def init() -> None:
-    global _model, _tokenizer
+    global _model, _tokenizer, _context
     import torch
 
     model_dir = find_mlflow_model(Path(os.environ["AZUREML_MODEL_DIR"]))
@@ -121,6 +161,7 @@ def init() -> None:
     if _tokenizer.pad_token is None:  # batches are padded; models from train.py set one
         _tokenizer.pad_token = _tokenizer.eos_token
     _model.eval()
+    _context = context(_model, torch)
     logger.info("loaded %s from %s on %s in %s", type(_model).__name__, model_dir, device, dtype)
 
 
@@ -175,14 +216,18 @@ def content_spans(
     return spans
 
 
-def check_context(ids: list[int], max_new_tokens: int) -> None:
-    """Refuse a conversation that, with its answer, would not fit the model's context."""
-    context = int(_model.config.max_position_embeddings)
-    room = context - max_new_tokens
+def check_context(
+    ids: list[int], max_new_tokens: int, limit: tuple[int, str] | None = None
+) -> None:
+    """Refuse a conversation that, with its answer, would not fit `limit` (tokens, why;
+    default this process's model's: its context, or what the GPU holds) before any
+    generation."""
+    tokens, why = limit or _context
+    room = tokens - max_new_tokens
     if len(ids) > room:
         raise ContractError(
             f"the conversation is {len(ids)} tokens after the chat template; at most {room} "
-            f"(the model's context of {context} minus max_new_tokens {max_new_tokens})"
+            f"({why}, {tokens} tokens, minus max_new_tokens {max_new_tokens})"
         )
 
 

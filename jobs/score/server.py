@@ -135,9 +135,11 @@ class VllmEngine(Engine):
         )
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
         config = AutoConfig.from_pretrained(config_folder)
-        self.context = int(config.max_position_embeddings)
-        if os.environ.get("PHI_VLLM_MAX_MODEL_LEN"):
-            self.context = min(self.context, int(os.environ["PHI_VLLM_MAX_MODEL_LEN"]))
+        where = os.environ.get(score.INSTANCE_TYPE_VARIABLE) or "this machine"
+        limits = [(int(config.max_position_embeddings), "the model's context")]
+        if os.environ.get("PHI_VLLM_MAX_MODEL_LEN"):  # what the GPU's KV cache holds
+            limits.append((int(os.environ["PHI_VLLM_MAX_MODEL_LEN"]), f"vLLM's on {where}"))
+        self.context = min(limits)
         self.model = model_name
         port = free_port()
         self.log = Path(tempfile.mkstemp(prefix="phi-vllm-", suffix=".log")[1])
@@ -146,7 +148,7 @@ class VllmEngine(Engine):
                 [
                     *(python, "-m", "vllm.entrypoints.openai.api_server"),
                     *("--model", str(weights), "--tokenizer", str(tokenizer)),
-                    *("--served-model-name", model_name, "--max-model-len", str(self.context)),
+                    *("--served-model-name", model_name, "--max-model-len", str(self.context[0])),
                     *("--host", "127.0.0.1", "--port", str(port)),
                     *("--disable-log-stats", "--disable-uvicorn-access-log"),
                     *("--uvicorn-log-level", "warning"),
@@ -186,12 +188,7 @@ class VllmEngine(Engine):
         )
 
     def completions_body(self, request: Any, ids: list[int]) -> dict[str, Any]:
-        if len(ids) + request.max_tokens > self.context:
-            raise ContractError(
-                f"the conversation is {len(ids)} tokens after the chat template; at most "
-                f"{self.context - request.max_tokens} (the model's context of {self.context} "
-                f"minus max_tokens {request.max_tokens})"
-            )
+        score.check_context(ids, request.max_tokens, self.context)
         body: dict[str, Any] = {
             "model": self.model,
             "prompt": ids,

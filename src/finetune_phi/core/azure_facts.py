@@ -185,7 +185,7 @@ VM_SIZES: dict[str, VmSize] = {
         VmSize("Standard_NC80adis_H100_v5", "standardNCADSH100v5Family", 80, 2, "H100 NVL", 94,
                True, f"{_COMPUTE_DOCS}ncadsh100v5-series.md; {_SKU_LIST}", skips_reservation=True),
         VmSize("Standard_ND96amsr_A100_v4", "standardNDAMSv4_A100Family", 96, 8, "A100 80GB", 80,
-               True, f"{_COMPUTE_DOCS}ndm-a100-v4-series.md; {_SKU_LIST}"),
+               True, f"{_COMPUTE_DOCS}ndm-a100-v4-series.md; {_SKU_LIST}", skips_reservation=True),
         VmSize("Standard_NV36ads_A10_v5", "standardNVADSA10v5Family", 36, 1, "A10", 24, True,
                f"{_COMPUTE_DOCS}nvadsa10v5-series.md; {_SKU_LIST}"),
         _v100_retired("Standard_NC6s_v3", 6, 1),

@@ -61,6 +61,15 @@ class Container:
     """Within `build`."""
 
 
+INSTANCE_TYPE_VARIABLE = "PHI_INSTANCE_TYPE"
+"""Tells the scoring code its VM size, which it names when a conversation is longer than
+that GPU holds (jobs/score/score.py reads it)."""
+
+
+def instance_type_variable(instance_type: str) -> dict[str, str]:
+    return {INSTANCE_TYPE_VARIABLE: instance_type}
+
+
 @dataclass(frozen=True)
 class Probes:
     """Azure ML's liveness and readiness probes, after the deployment's initial delay."""

@@ -23,6 +23,7 @@ from finetune_phi.serving.engine import (
     ManagedDeployment,
     Probes,
     ScoringCode,
+    instance_type_variable,
 )
 
 SCORING_SCRIPT = "score.py"
@@ -55,5 +56,6 @@ ENGINE = Engine(
         # One generation at a time per instance; the worker's other threads answer probes.
         max_concurrent_requests=1,
         probes=Probes(),
+        instance_variables=instance_type_variable,
     ),
 )

@@ -24,6 +24,7 @@ from finetune_phi.serving.engine import (
     LocalServer,
     ManagedDeployment,
     Probes,
+    instance_type_variable,
 )
 
 
@@ -74,7 +75,11 @@ def instance_variables(instance_type: str) -> dict[str, str]:
         (tokens for below, tokens in CONTEXT_BY_GPU_MEMORY if memory < below), LARGEST_CONTEXT
     )
     flags = f"--dtype {'bfloat16' if bf16 else 'float16'} --gpu-memory-utilization {GPU_MEMORY_UTILIZATION}"
-    return {"PHI_VLLM_MAX_MODEL_LEN": str(context), "PHI_VLLM_ARGS": flags}
+    return {
+        "PHI_VLLM_MAX_MODEL_LEN": str(context),
+        "PHI_VLLM_ARGS": flags,
+        **instance_type_variable(instance_type),
+    }
 
 
 ENGINE = Engine(
