@@ -16,16 +16,29 @@ with the same, stack-stable names fails. With `--purge` this command:
 Steps 2 and 4 go through `ArmClient`: this project's environments have no SDK for Log
 Analytics or Key Vault management.
 
+It never stops half-way for want of something it could have checked: before the first
+request it has the Pulumi CLI on PATH and a Pulumi project around the current folder, an
+Azure token for Resource Manager (with `--purge`), and a confirmation: `y` or `yes` in any
+case typed on a terminal, or `--yes`. Each step prints what it did (`done`, or `already
+gone`), so a rerun after a failure finishes the job: what is gone is skipped, and
+`pulumi destroy` of a stack already destroyed changes nothing. The outputs a purge needs are
+kept in `.phi/cleanup-<stack>.json` (or under $PHI_STATE_DIR) until it has finished, for a
+rerun after `pulumi destroy` has emptied the stack's own. `--dry-run` needs neither the CLI
+nor a sign-in when the outputs come from `--outputs FILE`.
+
 Usage:
     phi cleanup --stack dev --purge --dry-run                      # print the plan, send nothing
     phi cleanup --stack dev --purge --yes                          # do it
     phi cleanup --stack dev --outputs outputs.json --purge         # outputs saved earlier
+    pulumi stack output --json --stack dev > outputs.json          # ... saved so
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -37,9 +50,13 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from finetune_phi.cloud import ml_client
+from finetune_phi.cloud.credentials import SIGN_IN
+from finetune_phi.core import stack_outputs
 from finetune_phi.core.arm import ARM_ENDPOINT, ARM_SCOPE, ArmClient, ArmError, segment
 from finetune_phi.core.azure_facts import API_VERSIONS
+from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.core.naming import RULES
+from finetune_phi.core.state import state_dir
 
 if TYPE_CHECKING:
     from azure.ai.ml.operations import WorkspaceOperations
@@ -55,8 +72,9 @@ _REQUIRED_OUTPUTS = (
 )
 
 
-class CleanupError(ArmError):
-    """A step failed; the message says which and what to do."""
+class CleanupError(ArmError, PhiError):
+    """A step failed (exit 1); the message, one line, says which, how far it got and what to
+    do."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +189,8 @@ def checked_outputs(outputs: Mapping[str, Any]) -> dict[str, str]:
             problems.append(f"{key} = {outputs.get(key)!r}: {broken}")
     if problems:
         raise CleanupError(
-            "the stack outputs break Azure's naming rules; nothing was sent:\n  - "
-            + "\n  - ".join(problems)
+            "the stack outputs break Azure's naming rules, so nothing was sent: "
+            + "; ".join(problems)
         )
     return checked
 
@@ -216,6 +234,7 @@ class Clients:
         """Delete it permanently; the polls get what the look-up and the DELETE left of
         ArmClient's deadline for an operation."""
         from azure.core.exceptions import (
+            AzureError,
             ClientAuthenticationError,
             HttpResponseError,
             ResourceNotFoundError,
@@ -236,6 +255,11 @@ class Clients:
             found = error.error
             reason = f"{found.code}: {found.message}" if found else error.reason
             raise ArmError(f"{step.description}: HTTP {error.status_code}: {reason}") from None
+        except AzureError as error:  # no answer at all: the network, a proxy, a timeout
+            raise ArmError(
+                f"{step.description}: cannot reach Azure ({type(error).__name__}): "
+                "check the network"
+            ) from None
         if not poller.done():
             raise ArmError(f"{step.description}: not finished after {deadline:g} s")
         return "done"
@@ -248,31 +272,64 @@ def cleanup(
     destroy: Callable[[], None],
     clients: Clients | None,
     log: Callable[[str], None] = print,
+    destroy_description: str = "pulumi destroy",
 ) -> None:
-    """Purge (if asked) around `destroy`, in the only order that works."""
+    """Purge (if asked) around `destroy`, in the only order that works, one line a step.
+    A failure is a CleanupError that says how far it got; steps already done report
+    "already gone" when it is run again."""
     if not purge:
-        log("pulumi destroy ...")
-        destroy()
+        _destroy(destroy, destroy_description, log, done_before=0)
         return
     steps = plan(outputs)
     if clients is None:
         raise CleanupError("purging needs Azure credentials")
-    try:
-        for step in (s for s in steps if s.when == "before"):
+    before = [s for s in steps if s.when == "before"]
+    for count, step in enumerate(before):
+        try:
             log(f"{step.description}: {clients.send(step)}")
-    except ArmError as error:
-        raise CleanupError(f"{error}\nNothing was destroyed.") from error
-    log("pulumi destroy ...")
-    destroy()
+        except (ArmError, requests.RequestException) as error:
+            done = f" ({count} of its {len(before)} purges are done)" if count else ""
+            raise CleanupError(
+                f"{_failure(step, error)}; nothing was destroyed{done}: "
+                f"run the same command again once that is fixed{_RERUN}"
+            ) from error
+    _destroy(destroy, destroy_description, log, done_before=len(before))
     for step in (s for s in steps if s.when == "after"):
         try:
             log(f"{step.description}: {clients.send(step)}")
-        except ArmError as error:
+        except (ArmError, requests.RequestException) as error:
             raise CleanupError(
-                f"{error}\nEverything else is gone. If the vault is purge-protected "
-                "(keyVaultPurgeProtection), its name stays taken until its retention ends: "
-                "set keyVaultName to a new name before the next `pulumi up`."
+                f"{_failure(step, error)}; everything else is gone. If the vault is "
+                "purge-protected (keyVaultPurgeProtection), its name stays taken until its "
+                "retention ends: set keyVaultName to a new name before the next `pulumi up`; "
+                f"otherwise run the same command again to purge it{_RERUN}"
             ) from error
+
+
+_RERUN = ' (what is done already reports "already gone")'
+
+
+def _failure(step: HttpStep, error: Exception) -> str:
+    """What went wrong with `step`, in one line."""
+    if isinstance(error, requests.RequestException):
+        return f"{step.description}: cannot reach Azure ({type(error).__name__}): check the network"
+    first = (str(error).strip().splitlines() or ["failed"])[0]
+    return first if first.startswith(step.description) else f"{step.description}: {first}"
+
+
+def _destroy(
+    destroy: Callable[[], None], description: str, log: Callable[[str], None], done_before: int
+) -> None:
+    log(f"{description}: running")
+    try:
+        destroy()
+    except subprocess.CalledProcessError as error:
+        done = f" (the {done_before} purges before it are done)" if done_before else ""
+        raise CleanupError(
+            f"{description} failed with exit code {error.returncode} (Pulumi's output is "
+            f"above){done}: run the same command again once that is fixed{_RERUN}"
+        ) from error
+    log(f"{description}: done")
 
 
 def ordered_lines(steps: list[HttpStep], destroy_command: list[str]) -> list[str]:
@@ -289,47 +346,161 @@ def ordered_lines(steps: list[HttpStep], destroy_command: list[str]) -> list[str
     return [*lines("before"), " ".join(destroy_command), *lines("after")]
 
 
-def _stack_outputs(stack: str) -> dict[str, Any]:
-    result = subprocess.run(
-        ["pulumi", "stack", "output", "--json", "--stack", stack],
-        check=True,
-        capture_output=True,
-        text=True,
+INSTALL_PULUMI = "https://www.pulumi.com/docs/iac/download-install/"
+CONFIRMATIONS = ("y", "yes")
+"""What confirms at the prompt, in any case, blanks around it aside; anything else is no."""
+
+
+def no_pulumi_cli(stack: str) -> UsageError:
+    """No Pulumi CLI: how to install it, and how to get a plan without it."""
+    return UsageError(
+        "the Pulumi CLI is not on PATH, and `phi cleanup` needs it to read the stack outputs "
+        f"and to run `pulumi destroy`: install it ({INSTALL_PULUMI}); for a plan without it, "
+        f"save the outputs where it is installed, `pulumi stack output --json --stack {stack} "
+        f"> outputs.json`, then run `phi cleanup --stack {stack} --outputs outputs.json "
+        "--purge --dry-run`; nothing was sent"
     )
-    outputs: dict[str, Any] = json.loads(result.stdout)
-    return outputs
+
+
+def kept_outputs_file(stack: str) -> Path:
+    """Where a cleanup keeps the outputs its purges need until it has finished."""
+    return state_dir() / f"cleanup-{re.sub(r'[^A-Za-z0-9._-]', '_', stack)}.json"
+
+
+def _read_outputs(stack: str, outputs_file: Path | None) -> tuple[dict[str, Any], bool]:
+    """The stack outputs, and whether they came from the stack itself. A stack that
+    `pulumi destroy` has emptied falls back on the outputs an unfinished cleanup kept."""
+    if outputs_file is not None:
+        return dict(stack_outputs.from_file(outputs_file).values), False
+    values = dict(stack_outputs.from_stack(stack).values)
+    kept = kept_outputs_file(stack)
+    if not any(values.get(key) for key in _REQUIRED_OUTPUTS) and kept.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads(kept.read_text())
+            if isinstance(saved, dict):
+                print(
+                    f"stack {stack} has no outputs left: using those the last cleanup kept, {kept}"
+                )
+                return saved, False
+    return values, True
+
+
+def _keep(stack: str, outputs: Mapping[str, Any]) -> Path:
+    """Keep what the purges need (names only, no secret) for a rerun."""
+    path = kept_outputs_file(stack)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    needed = (*_REQUIRED_OUTPUTS, "foundryProjectName", "foundryHubName")
+    path.write_text(json.dumps({key: outputs[key] for key in needed if outputs.get(key)}))
+    return path
+
+
+def _forget(stack: str) -> None:
+    path = kept_outputs_file(stack)
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # only when nothing else is kept there
+
+
+def pulumi_project(folder: Path) -> Path | None:
+    """The Pulumi project file `pulumi` finds from `folder` (it looks upwards), or None."""
+    for candidate in (folder, *folder.parents):
+        for name in ("Pulumi.yaml", "Pulumi.yml"):
+            if (candidate / name).is_file():
+                return candidate / name
+    return None
+
+
+def arm_credential() -> TokenCredential:
+    """DefaultAzureCredential, once it has handed out a Resource Manager token; UsageError
+    (`SIGN_IN`) when there is nothing to sign in with."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential()
+    try:
+        credential.get_token(ARM_SCOPE)
+    except ClientAuthenticationError:
+        raise UsageError(SIGN_IN) from None
+    return credential
+
+
+def confirmed(question: str) -> bool:
+    """The answer on the terminal; end of input is no. Ctrl-C is left to `phi`."""
+    try:
+        answer = input(question)
+    except EOFError:
+        print()
+        return False
+    except KeyboardInterrupt:
+        print()  # phi's line goes below the prompt, not after it
+        raise
+    return answer.strip().lower() in CONFIRMATIONS
 
 
 def _run(command: list[str]) -> None:
-    subprocess.run(command, check=True)
+    """Run `command` (`pulumi destroy`); CalledProcessError when it fails. On Ctrl-C, Pulumi,
+    which got the same Ctrl-C from the terminal, is left to stop on its own and waited
+    for, never killed: a killed destroy leaves the stack's state with pending operations."""
+    process = subprocess.Popen(command)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        process.wait()
+        raise
+    if code != 0:
+        raise subprocess.CalledProcessError(code, command)
 
 
 def run(stack: str, outputs_file: Path | None, *, purge: bool, dry_run: bool, yes: bool) -> int:
-    """`phi cleanup`: plan, confirm, then purge and destroy; the exit code."""
+    """`phi cleanup`: plan, check every prerequisite, confirm, then purge and destroy; the
+    exit code. UsageError (2) before anything is sent; CleanupError (1) once it has."""
+    has_cli = shutil.which("pulumi") is not None
+    if not has_cli and (outputs_file is None or not dry_run):
+        raise no_pulumi_cli(stack)
+    outputs: dict[str, Any] = {}
+    from_stack = False
+    if outputs_file is not None or purge:
+        outputs, from_stack = _read_outputs(stack, outputs_file)
+    if purge and from_stack and not any(outputs.get(key) for key in _REQUIRED_OUTPUTS):
+        raise UsageError(
+            f"stack {stack} has no outputs: destroyed already? Its purges need the outputs it "
+            f"had: pass the file they were saved to, `--outputs FILE`; nothing was sent"
+        )
     try:
-        outputs = json.loads(outputs_file.read_text()) if outputs_file else _stack_outputs(stack)
         steps = plan(outputs) if purge else []
-    except (CleanupError, OSError, json.JSONDecodeError, subprocess.CalledProcessError) as error:
-        print(f"phi: error: {error}", file=sys.stderr)
-        return 2
+    except CleanupError as error:
+        raise UsageError(str(error)) from None
     destroy_command = ["pulumi", "destroy", "--stack", stack, "--yes", "--skip-preview"]
     if dry_run:
         print("\n".join(ordered_lines(steps, destroy_command)))
         return 0
-    if not yes and input(f"Destroy stack {stack} and everything in it? [y/N] ") != "y":
+
+    if pulumi_project(Path.cwd()) is None:
+        raise UsageError(
+            f"no Pulumi.yaml in {Path.cwd()} or above it, and `pulumi destroy` runs in the "
+            "Pulumi project: run `phi cleanup` in the checkout; nothing was sent"
+        )
+    if not yes and not sys.stdin.isatty():
+        raise UsageError("no terminal to confirm on; pass --yes; nothing was sent")
+    clients = None
+    if steps:
+        clients = Clients.signed_in(
+            arm_credential(), outputs["subscriptionId"], outputs["resourceGroupName"]
+        )
+    also = ", and purge what Azure keeps of it" if purge else ""
+    if not yes and not confirmed(f"Destroy stack {stack} and everything in it{also}? [y/N] "):
         print("nothing done")
         return 1
 
-    clients = None
+    if steps and from_stack:
+        _keep(stack, outputs)
+    cleanup(
+        outputs,
+        purge=purge,
+        destroy=lambda: _run(destroy_command),
+        clients=clients,
+        destroy_description=f"pulumi destroy --stack {stack}",
+    )
     if steps:
-        from azure.identity import DefaultAzureCredential
-
-        clients = Clients.signed_in(
-            DefaultAzureCredential(), outputs["subscriptionId"], outputs["resourceGroupName"]
-        )
-    try:
-        cleanup(outputs, purge=purge, destroy=lambda: _run(destroy_command), clients=clients)
-    except (CleanupError, subprocess.CalledProcessError) as error:
-        print(f"phi: error: {error}", file=sys.stderr)
-        return 1
+        _forget(stack)
     return 0
