@@ -162,10 +162,6 @@ def test_a_retired_model_is_refused_naming_alternatives() -> None:
             ["--method", "serverless", "--model", "Phi-3.5-mini-instruct"],
             "retired by Azure on 2025-08-30; use Phi-4-mini-instruct (for --method serverless)",
         ),
-        (
-            ["--method", "catalog", "--model", "microsoft/phi-4"],
-            "the catalog's pipeline does not fine-tune it",
-        ),
         (["--method", "catalog", "--model", "gpt-2"], "is not a catalog model this tool knows"),
         (
             ["--method", "catalog", "--auto-split"],
@@ -275,3 +271,24 @@ def test_a_model_version_below_one_is_refused(
     args = ["--method", "serverless", "--model-version", "0"]
     assert main(["finetune", "submit", "--outputs", "outputs.json", "--dry-run", *args]) == 2
     assert "--model-version 0: must be a version number, 1 or more" in capsys.readouterr().err
+
+
+def test_phi_4_fine_tunes_on_the_catalog_path_with_its_registry_specs_defaults(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = dry_run(
+        workdir, capsys, "--method", "catalog", "--model", "Phi-4", "--model-version", "8"
+    )
+    inputs = {name: value._data for name, value in job.jobs["chat_completion"].inputs.items()}
+    assert (
+        inputs["mlflow_model_path"].path == "azureml://registries/azureml/models/Phi-4/versions/8"
+    )
+    # 14B parameters: the spec's DeepSpeed and lower learning rate, unless told otherwise.
+    assert (inputs["apply_deepspeed"], inputs["learning_rate"], inputs["lr_scheduler_type"]) == (
+        "true",
+        5e-6,
+        "cosine",
+    )
+    job = dry_run(workdir, capsys, "--method", "catalog", "--model", "Phi-4", "--no-deepspeed")
+    assert job.jobs["chat_completion"].inputs["apply_deepspeed"]._data == "false"
+    assert "Standard_NC24ads_A100_v4" in catalog_model("Phi-4").catalog_computes

@@ -214,6 +214,10 @@ class Model:
     retired: date | None = None
     """When Azure's catalog retired fine-tuning and inference of it (the hub copy stays)."""
     replacement: str = ""
+    catalog_computes: tuple[str, ...] = ()
+    """The VM sizes its registry spec lists for fine-tuning (empty: the spec lists none)."""
+    catalog_defaults: tuple[tuple[str, object], ...] = ()
+    """Its registry spec's fine-tuning defaults, as the catalog pipeline's inputs."""
 
 
 _LIFECYCLE = (
@@ -225,6 +229,12 @@ _MAAS = (
     "MicrosoftDocs/azure-ai-docs articles/ai-foundry/includes/region-availability-maas.md "
     "(11/24/2025); Azure/azureml-examples sdk/python/jobs/finetuning/standalone/"
     "model-as-a-service/chat-completion/chat_completion_with_model_as_service.ipynb"
+)
+
+_PHI4_SPEC = (
+    "Azure/azureml-assets assets/models/system/Phi-4/spec.yaml (version 8, commit 72891e1, "
+    "2026-07-01): fineTuningTasks chat-completion, finetuneComputes, model_specific_defaults "
+    "(apply_deepspeed, deepspeed_stage 3, apply_lora, learning_rate 5e-6, cosine)"
 )
 
 MODELS: dict[str, Model] = {
@@ -243,7 +253,15 @@ MODELS: dict[str, Model] = {
         Model("microsoft/Phi-4-mini-instruct", "Phi-4-mini-instruct", True, _PHI4_REGIONS,
               f"{_MAAS}; Azure/azureml-examples sdk/python/foundation-models/system/finetune/"
               "chat-completion/chat-completion.ipynb"),
-        Model("microsoft/phi-4", "Phi-4", False, _PHI4_REGIONS, _MAAS),
+        Model("microsoft/phi-4", "Phi-4", True, _PHI4_REGIONS, f"{_MAAS}; {_PHI4_SPEC}",
+              catalog_computes=(
+                  "Standard_NC24ads_A100_v4", "Standard_NC48ads_A100_v4",
+                  "Standard_NC96ads_A100_v4", "Standard_ND96asr_v4", "Standard_ND96amsr_A100_v4",
+                  "Standard_NC40ads_H100_v5", "Standard_NC80adis_H100_v5",
+                  "Standard_ND96isr_H100_v5",
+              ),
+              catalog_defaults=(("apply_deepspeed", True), ("learning_rate", 5e-6),
+                                ("lr_scheduler_type", "cosine"))),
     )
 }  # fmt: skip
 

@@ -142,7 +142,8 @@ OFFER = Offer(
 
 
 def hyperparameters(request: Request) -> CatalogHyperparameters:
-    """The pipeline's defaults, overridden by what was given."""
+    """The pipeline's defaults, then the model's own from its registry spec (Phi-4: DeepSpeed
+    on, a lower learning rate), overridden by what was given."""
     given = {
         "learning_rate": request.value(LEARNING_RATE),
         "lr_scheduler_type": request.value(LR_SCHEDULER),
@@ -151,10 +152,9 @@ def hyperparameters(request: Request) -> CatalogHyperparameters:
         "apply_lora": request.value(LORA),
         "apply_deepspeed": request.value(DEEPSPEED),
     }
-    return replace(
-        CatalogHyperparameters(),
-        **{key: value for key, value in given.items() if value is not None},
-    )
+    chosen: dict[str, Any] = dict(OFFER.model(request.model).catalog_defaults)
+    chosen.update((key, value) for key, value in given.items() if value is not None)
+    return replace(CatalogHyperparameters(), **chosen)
 
 
 def check(request: Request) -> None:
