@@ -137,3 +137,41 @@ def test_chat_local_is_now_url_and_says_so(capsys: pytest.CaptureFixture[str]) -
         "phi: warning: phi chat --local URL is now --url URL; the old spelling goes in 0.3\n"
     )
     assert "127.0.0.1:9" in err
+
+
+def test_chat_url_sends_the_key_from_the_environment_and_never_prints_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.contract_server import Recorded, contract_server
+
+    secret = "url-key-7f3a9c"
+    monkeypatch.setenv("PHI_ENDPOINT_KEY", secret)
+    with contract_server(Recorded(key=secret)) as (url, recorded):
+        assert main(["chat", "--url", url, "Hi"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "1 messages; last: Hi\n"
+    assert recorded.requests[0]["headers"]["Authorization"] == f"Bearer {secret}"
+    assert secret not in captured.out + captured.err
+    # without it, the server that wants a key refuses: one line, and still no key shown
+    monkeypatch.delenv("PHI_ENDPOINT_KEY")
+    with contract_server(Recorded(key=secret)) as (url, recorded):
+        assert main(["chat", "--url", url, "Hi"]) == 1
+    captured = capsys.readouterr()
+    assert "Authorization" not in recorded.requests[0]["headers"]
+    assert "(HTTP 401)" in captured.err
+    assert secret not in captured.out + captured.err
+
+
+def test_chat_with_no_source_names_the_options_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith((stack_outputs.ENV_PREFIX, stack_outputs.OLD_ENV_PREFIX)):
+            monkeypatch.delenv(name)
+    assert main(["chat", "Hi"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "phi: error: no endpoint to ask: pass --stack, --outputs or --url\n"
+    assert "PHI_" not in captured.err
+    assert captured.out == ""

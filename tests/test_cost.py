@@ -158,3 +158,100 @@ def test_a_bad_prices_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     (tmp_path / "page.json").write_text('{"value": []}')
     assert cost("--prices", str(tmp_path / "page.json")) == 2
     assert "expected a Retail Prices API page with 'Items'" in capsys.readouterr().err
+
+
+SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
+
+
+def dev_names(subscription_id: str) -> Any:
+    from finetune_phi.cli.options import stack_file_config
+
+    return stack_file_config(ROOT, "dev", subscription_id).names
+
+
+def test_without_a_subscription_no_name_hashed_from_one_is_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ARM_SUBSCRIPTION_ID", raising=False)
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+    (tmp_path / "page.json").write_text(json.dumps(PAGE))
+    assert cost("--prices", str(tmp_path / "page.json")) == 0
+    out = capsys.readouterr().out
+    zero = dev_names("00000000-0000-0000-0000-000000000000")
+    for hashed in (zero.storage_account, zero.container_registry, zero.endpoint):
+        assert hashed not in out
+    assert "| storage account (name needs --subscription) |" in out
+    assert "| endpoint (name needs --subscription) deployment |" in out
+    assert f"| GPU cluster {zero.gpu_compute} (at most) |" in out  # not hashed: shown
+
+    real = dev_names(SUBSCRIPTION)
+    assert cost("--prices", str(tmp_path / "page.json"), "--subscription", SUBSCRIPTION) == 0
+    out = capsys.readouterr().out
+    assert f"| storage account {real.storage_account} |" in out
+    assert f"| endpoint {real.endpoint} deployment |" in out
+    monkeypatch.setenv("ARM_SUBSCRIPTION_ID", SUBSCRIPTION)
+    assert cost("--prices", str(tmp_path / "page.json"), "--json") == 0
+    resources = [item["resource"] for item in json.loads(capsys.readouterr().out)["items"]]
+    assert f"container registry {real.container_registry}" in resources
+
+
+@pytest.mark.parametrize(
+    ("args", "variable", "message"),
+    [
+        (
+            ["--subscription", "not-a-guid"],
+            None,
+            "phi: error: --subscription 'not-a-guid': must be a subscription ID, a GUID like "
+            "00000000-0000-0000-0000-000000000000",
+        ),
+        ([], "my-sub", "phi: error: $ARM_SUBSCRIPTION_ID 'my-sub': must be a subscription ID"),
+        (
+            ["--instance-type", "Standard_XYZ"],
+            None,
+            "phi: error: --instance-type 'Standard_XYZ': not a VM size in "
+            "src/finetune_phi/core/azure_facts.py; one of Standard_NC4as_T4_v3,",
+        ),
+    ],
+)
+def test_bad_arguments_are_one_line_before_the_price_list_is_asked(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    variable: str | None,
+    message: str,
+) -> None:
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+    if variable is None:
+        monkeypatch.delenv("ARM_SUBSCRIPTION_ID", raising=False)
+    else:
+        monkeypatch.setenv("ARM_SUBSCRIPTION_ID", variable)
+    with price_api({}) as (url, seen):
+        assert cost("--price-api", url, *args) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(message)
+    assert seen == []
+
+
+def test_an_unreachable_price_list_names_the_exact_pages_to_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finetune_phi.cloud.prices import PRICE_API, page_url, vm_filter
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    unreachable = "http://127.0.0.1:9/api/retail/prices"  # the discard port: refused
+    assert cost("--price-api", unreachable) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"phi: error: cannot reach the Azure price list at {unreachable}")
+    assert "pass --prices FILE" in line
+    urls = line.split("pass --prices FILE: ")[1].split(" ")
+    sizes = [A100, "Standard_E16s_v3", "Standard_NC4as_T4_v3"]  # GPU, CPU, deployment
+    assert urls == [page_url(size, "eastus2", unreachable) for size in sizes]
+    for url, size in zip(urls, sizes, strict=True):
+        assert parse_qs(urlsplit(url).query) == {"$filter": [vm_filter(size, "eastus2")]}
+    # by default, the pages are Azure's documented Retail Prices API
+    assert page_url(A100, "eastus2") == (
+        "https://prices.azure.com/api/retail/prices?%24filter=serviceName+eq+%27Virtual+Machines"
+        "%27+and+armRegionName+eq+%27eastus2%27+and+armSkuName+eq+%27Standard_NC24ads_A100_v4"
+        "%27+and+priceType+eq+%27Consumption%27"
+    )
+    assert PRICE_API == "https://prices.azure.com/api/retail/prices"

@@ -22,7 +22,7 @@ from finetune_phi.cloud.deploy.managed import (
     rollout,
 )
 from finetune_phi.core import state
-from finetune_phi.core.azure_facts import AZURE_TORCH
+from finetune_phi.core.azure_facts import AZURE_TORCH, VM_SIZES
 from finetune_phi.core.errors import PhiError, UsageError
 
 OUTPUTS = {
@@ -105,6 +105,16 @@ def test_the_job_defaults_to_the_last_one_submitted(
         (["--job", "j", "--instance-type", "NC6"], "--instance-type 'NC6'"),
         (["--job", "j", "--request-timeout-ms", "500000"], "between 1000 and 180000"),
         (["--job", "bad job"], "--job 'bad job'"),
+        (
+            ["--job", "j", "--instance-type", "Standard_XYZ"],
+            "phi: error: --instance-type 'Standard_XYZ': not a VM size in "
+            "src/finetune_phi/core/azure_facts.py; one of Standard_NC4as_T4_v3, ",
+        ),
+        (
+            ["--job", "j", "--instance-type", "Standard_NC6s_v3"],
+            "phi: error: --instance-type Standard_NC6s_v3 was retired by Azure on 2025-09-30; "
+            "use Standard_NC24ads_A100_v4 (training) or Standard_NC4as_T4_v3 (serving)",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_is_sent(
@@ -418,3 +428,67 @@ def test_a_deployment_that_passes_its_check_takes_the_traffic() -> None:
         ["green"],
         {"blue": 0, "green": 100},
     )
+
+
+def test_an_unknown_size_is_refused_listing_every_size_the_table_knows_but_the_retired(
+    outputs_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            ["deploy", "--outputs", "outputs.json", "--job", "j", "--instance-type", "Standard_XYZ"]
+        )
+        == 2
+    )
+    [line] = capsys.readouterr().err.splitlines()
+    listed = line.split("; one of ")[1].split(", ")
+    assert listed == [name for name, size in VM_SIZES.items() if size.retired is None]
+    assert "Standard_NC6s_v3" not in listed
+
+
+def test_serverless_delete_dry_run_prints_what_delete_sends_not_the_creation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # only what --delete needs: no location, no project workspace id
+    (tmp_path / "outputs.json").write_text(
+        json.dumps({**OUTPUTS, "environment": "dev", "foundryProjectName": "proj-phi-dev"})
+    )
+    base = ["deploy", "--outputs", "outputs.json", "--serverless", "--delete", "--dry-run"]
+    assert main(base) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == [
+        {"delete": "serverless endpoint", "name": "phi-ft-dev", "project": "proj-phi-dev"},
+        {
+            "archive": "model",
+            "name": "phi-finetuned",
+            "version": "<latest version at delete time>",
+        },
+    ]
+    assert main([*base, "--model-version", "4", "--endpoint-name", "phi-ft-x"]) == 0
+    steps = yaml.safe_load(capsys.readouterr().out)
+    assert steps[0]["name"] == "phi-ft-x"
+    assert steps[1]["version"] == "4"
+
+
+def test_serverless_delete_archives_the_version_its_dry_run_names() -> None:
+    from finetune_phi.cloud.deploy.serverless import ServerlessRequest, delete
+
+    events: list[str] = []
+
+    class Service:
+        class models:  # noqa: N801 - azure-ai-ml's attribute name
+            @staticmethod
+            def get(name: str, label: str) -> Any:
+                raise AssertionError("--model-version names the version: no lookup")
+
+            @staticmethod
+            def archive(name: str, version: str) -> None:
+                events.append(f"archive {name}:{version}")
+
+        class serverless_endpoints:  # noqa: N801
+            @staticmethod
+            def begin_delete(name: str) -> Poller:
+                events.append(f"delete {name}")
+                return Poller()
+
+    delete(Service(), ServerlessRequest("phi-ft-dev", model_version=4), log=lambda _: None)
+    assert events == ["delete phi-ft-dev", "archive phi-finetuned:4"]

@@ -370,3 +370,129 @@ def test_help_lists_the_checks(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for check in CHECKS:
         assert f"- {check}:" in out
+
+
+@pytest.mark.parametrize("source", ["outputs", "stack"])
+def test_without_credentials_the_config_check_still_runs_and_prints_its_row(
+    tmp_path: Path, no_managed_identity: str, source: str
+) -> None:
+    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
+    chosen = (
+        ["--outputs", str(tmp_path / "outputs.json")]
+        if source == "outputs"
+        else ["--stack", "dev", "--project-dir", str(ROOT), "--subscription", SUB]
+    )
+    result = subprocess.run(
+        [str(BIN / "phi"), "doctor", *chosen, "--arm-endpoint", "http://127.0.0.1:9"],
+        env=without_azure_sign_in(tmp_path, no_managed_identity),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert_one_sign_in_line(result)  # still one line on stderr, exit 2
+    assert rows(result.stdout) == [["config", "pass", "the stack configuration is valid", ""]]
+
+
+def test_a_bad_config_is_its_rows_and_exit_1_without_signing_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def never(*args: object) -> None:
+        raise AssertionError("signed in")
+
+    monkeypatch.setattr(doctor_cli, "signed_in", never)
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  finetune-phi:gpuMaxNodes: '0'\n")
+    args = ["doctor", "--stack", "dev", "--project-dir", str(tmp_path), "--subscription", SUB]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert [row[:2] for row in rows(out)] == [["config", "FAIL"]]
+    assert out.rstrip().endswith("1 check(s) failed")
+
+
+@pytest.mark.parametrize(
+    ("args", "variables", "outputs", "message"),
+    [
+        (
+            ["--stack", "dev", "--subscription", "not-a-guid"],
+            {},
+            OUTPUTS,
+            "--subscription 'not-a-guid': must be a subscription ID, a GUID like "
+            "00000000-0000-0000-0000-000000000000",
+        ),
+        (
+            ["--stack", "dev"],
+            {"ARM_SUBSCRIPTION_ID": "my-subscription"},
+            OUTPUTS,
+            "$ARM_SUBSCRIPTION_ID 'my-subscription': must be a subscription ID",
+        ),
+        (
+            ["--stack", "dev"],
+            {"AZURE_SUBSCRIPTION_ID": SUB[:-1]},
+            OUTPUTS,
+            f"$AZURE_SUBSCRIPTION_ID '{SUB[:-1]}': must be a subscription ID",
+        ),
+        (
+            ["--outputs", "outputs.json"],
+            {},
+            {**OUTPUTS, "subscriptionId": "sub-1"},
+            "--outputs outputs.json: subscriptionId 'sub-1': must be a subscription ID",
+        ),
+        (
+            ["--outputs", "outputs.json", "--subscription", SUB],
+            {},
+            OUTPUTS,
+            "--subscription goes with --stack; --outputs names its own subscriptionId",
+        ),
+        (
+            ["--outputs", "outputs.json", "--instance-type", "Standard_XYZ"],
+            {},
+            OUTPUTS,
+            "--instance-type 'Standard_XYZ': not a VM size in "
+            "src/finetune_phi/core/azure_facts.py; one of Standard_NC4as_T4_v3,",
+        ),
+        (
+            ["--outputs", "outputs.json", "--instance-type", "Standard_NC6s_v3"],
+            {},
+            OUTPUTS,
+            "--instance-type Standard_NC6s_v3 was retired by Azure on 2025-09-30; use ",
+        ),
+        (["--outputs", "outputs.json", "--nodes", "0"], {}, OUTPUTS, "--nodes 0: must be 1"),
+        (
+            ["--outputs", "outputs.json", "--gpus-per-node", "-1"],
+            {},
+            OUTPUTS,
+            "--gpus-per-node -1: must be 1 or more",
+        ),
+        (
+            ["--outputs", "outputs.json", "--instance-count", "21"],
+            {},
+            OUTPUTS,
+            "--instance-count 21: must be between 1 and 20",
+        ),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2_before_anything_is_sent(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    variables: dict[str, str],
+    outputs: dict[str, Any],
+    message: str,
+) -> None:
+    def never(*args: object) -> None:
+        raise AssertionError("signed in")
+
+    monkeypatch.setattr(doctor_cli, "signed_in", never)
+    monkeypatch.chdir(tmp_path)
+    for name in doctor_cli.SUBSCRIPTION_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    assert main(["doctor", "--project-dir", str(ROOT), *args]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"phi: error: {message}")
+    assert captured.out == ""

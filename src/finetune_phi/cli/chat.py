@@ -1,8 +1,10 @@
-"""`phi chat`: one question to the stack's endpoint (key fetched at run time) or a local server."""
+"""`phi chat`: one question to the stack's endpoint (key fetched at run time) or a server of
+your own by its URL (key, if any, from $PHI_ENDPOINT_KEY)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from finetune_phi.cli.options import (
     Commands,
@@ -16,6 +18,7 @@ from finetune_phi.core.errors import UsageError
 from finetune_phi.core.renames import renamed
 from finetune_phi.endpoint_client import history_messages
 from finetune_phi.local import agent_chat
+from finetune_phi.local.flow_connection import KEY_VARIABLE
 from finetune_phi.local.serve import local_client
 
 
@@ -26,7 +29,8 @@ def register(commands: Commands) -> None:
     parser.add_argument(
         "--url",
         metavar="URL",
-        help="a server of your own, e.g. `phi serve`'s http://127.0.0.1:5001",
+        help="a server of your own, e.g. `phi serve`'s http://127.0.0.1:5001; its key, if it "
+        f"needs one, is read from ${KEY_VARIABLE}",
     )
     parser.add_argument("--local", metavar="URL", dest="old_url", help=argparse.SUPPRESS)
     parser.add_argument("--system", help="a system message before the question")
@@ -53,11 +57,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "--url talks to that server: drop --stack/--outputs/--managed/--serverless"
         )
-    client = (
-        local_client(args.url, args.api)
-        if args.url
-        else endpoints.stack_client(read_outputs(args), kind=args.kind, api=args.api)
-    )
+    if args.url:
+        client = local_client(args.url, args.api)
+        client.key = os.environ.get(KEY_VARIABLE) or None
+    else:
+        outputs = read_outputs(args)
+        if not (args.stack or args.outputs or outputs.values):
+            raise UsageError("no endpoint to ask: pass --stack, --outputs or --url")
+        client = endpoints.stack_client(outputs, kind=args.kind, api=args.api)
     parameters = {
         "temperature": args.temperature,
         "top_p": args.top_p,

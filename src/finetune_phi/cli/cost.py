@@ -6,11 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from finetune_phi.cli.doctor import subscription
 from finetune_phi.cli.options import Commands, command, stack_file_config
 from finetune_phi.cloud import cost, prices
+from finetune_phi.cloud.deploy import check_instance_type
 from finetune_phi.core import azure_facts
 from finetune_phi.core.config import ConfigError
-from finetune_phi.core.errors import UsageError
+from finetune_phi.core.errors import PhiError, UsageError
 
 
 def register(commands: Commands) -> None:
@@ -26,13 +28,26 @@ def register(commands: Commands) -> None:
         "--project-dir", type=Path, default=Path(), help="folder of Pulumi.yaml (default: .)"
     )
     parser.add_argument(
-        "--prices", type=Path, help="a saved Retail Prices API page, or a JSON list of pages"
+        "--subscription",
+        help="the subscription ID, a GUID, for the names hashed from it (default: "
+        "$ARM_SUBSCRIPTION_ID, then $AZURE_SUBSCRIPTION_ID; without one those names are not "
+        "shown)",
+    )
+    parser.add_argument(
+        "--prices",
+        type=Path,
+        help="instead of asking the price list: the JSON it answered, one page or a list of "
+        "pages (for each VM size, the page at "
+        f"{prices.PRICE_API}?$filter=serviceName eq 'Virtual Machines' and armRegionName eq "
+        "'REGION' and armSkuName eq 'SIZE' and priceType eq 'Consumption', and each "
+        "NextPageLink's; without the network, the error lists these URLs)",
     )
     parser.add_argument("--json", action="store_true", help="print the items as JSON")
     parser.add_argument(
         "--instance-type",
         default=azure_facts.DEFAULT_SERVING_VM,
-        help="deployment size (default: %(default)s)",
+        help="deployment size, one of src/finetune_phi/core/azure_facts.py's "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--instance-count", type=int, default=1, help="deployment instances (default: 1)"
@@ -53,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "--instance-count and --train-nodes must be 1 or more, --train-hours above 0"
         )
+    check_instance_type(args.instance_type)
+    subscription_id = subscription(args.subscription)
     try:
-        # Names need a subscription; prices do not.
+        # Without a subscription the hashed names are wrong and not shown; prices need none.
         config = stack_file_config(
-            args.project_dir, args.stack, "00000000-0000-0000-0000-000000000000"
+            args.project_dir, args.stack, subscription_id or "00000000-0000-0000-0000-000000000000"
         )
     except ConfigError as error:
         raise UsageError(str(error)) from None
@@ -69,10 +86,26 @@ def run(args: argparse.Namespace) -> int:
         api = prices.PriceApi(args.price_api.rstrip("/"), prices.default_cache_dir())
 
         def lookup(size: str, region: str) -> prices.Meter | None:
-            return prices.vm_meter(api.items(prices.vm_filter(size, region)), size, region)
+            return prices.vm_meter(api.items(size, region), size, region)
 
-    items = cost.stack_items(config, lookup, args.instance_type, args.instance_count)
-    training = cost.fine_tuning_run(config, lookup, args.train_nodes, args.train_hours)
+    try:
+        items = cost.stack_items(
+            config,
+            lookup,
+            args.instance_type,
+            args.instance_count,
+            names_known=bool(subscription_id),
+        )
+        training = cost.fine_tuning_run(config, lookup, args.train_nodes, args.train_hours)
+    except prices.PriceListError as error:
+        pages = " ".join(
+            prices.page_url(size, config.location, args.price_api.rstrip("/"))
+            for size in cost.vm_sizes(config, args.instance_type)
+        )
+        raise PhiError(
+            f"{error}; save what each of these URLs answers (and the page each NextPageLink "
+            f"names) as a JSON list and pass --prices FILE: {pages}"
+        ) from None
     if args.json:
         print(
             json.dumps(

@@ -38,7 +38,11 @@ def register(commands: Commands) -> None:
         help=", ".join(f"{name}: {size}" for name, size in managed.INSTANCE_TYPES.items())
         + " (the tutorials' two paths)",
     )
-    deploy.add_argument("--instance-type", help="any VM size; overrides --profile")
+    deploy.add_argument(
+        "--instance-type",
+        help="a VM size of src/finetune_phi/core/azure_facts.py's table, not retired; "
+        "overrides --profile",
+    )
     deploy.add_argument("--instance-count", type=int, default=1)
     deploy.add_argument("--request-timeout-ms", type=int, default=90_000)
     deploy.add_argument("--model-name", default=managed.MODEL_NAME)
@@ -61,7 +65,10 @@ def register(commands: Commands) -> None:
     )
     check.add_argument("--no-verify", action="store_true", help="move traffic without the check")
     deploy.add_argument(
-        "--dry-run", action="store_true", help="print model, deployment and plan; send nothing"
+        "--dry-run",
+        action="store_true",
+        help="print what would be sent (model, deployment and plan; with --serverless the "
+        "endpoint, or with --delete what is deleted and archived); send nothing",
     )
     group = deploy.add_argument_group("serverless (after --method serverless)")
     group.add_argument(
@@ -175,6 +182,10 @@ def run_serverless(args: argparse.Namespace, outputs: StackOutputs) -> int:
         args.endpoint_name or f"phi-ft-{environment}", args.model_name, args.model_version
     )
     request.check()
+    if args.delete and args.dry_run:
+        project_name = outputs.require("foundryProjectName")["foundryProjectName"]
+        print(serverless.delete_plan_yaml(request, project_name), end="")
+        return 0
     found = outputs.require("location", "foundryProjectWorkspaceId")
     location, workspace_id = found["location"], found["foundryProjectWorkspaceId"]
     if args.dry_run:

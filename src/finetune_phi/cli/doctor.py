@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import requests
 
 from finetune_phi.cli.options import Commands, command, stack_file_config
 from finetune_phi.cloud import doctor
+from finetune_phi.cloud.deploy import check_instance_type
 from finetune_phi.core import azure_facts
 from finetune_phi.core.arm import ARM_ENDPOINT
 from finetune_phi.core.config import ConfigError, StackConfig, parse
@@ -18,6 +21,42 @@ from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.core.stack_outputs import from_file
 
 SUBSCRIPTION_VARIABLES = ("ARM_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_ID")
+_GUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def check_guid(source: str, value: str) -> str:
+    """`value`, or a UsageError naming `source` (an option, a variable, an output) and the rule."""
+    if _GUID.fullmatch(value) is None:
+        raise UsageError(
+            f"{source} {value!r}: must be a subscription ID, a GUID like "
+            "00000000-0000-0000-0000-000000000000"
+        )
+    return value
+
+
+def subscription(option: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """The subscription `--subscription` names, else $ARM_SUBSCRIPTION_ID, else
+    $AZURE_SUBSCRIPTION_ID, checked to be a GUID before anything is sent; "" when none is
+    given. Every command with --subscription (`phi doctor`, `phi cost`) reads it here."""
+    if option is not None:
+        return check_guid("--subscription", option)
+    for variable in SUBSCRIPTION_VARIABLES:
+        if environ.get(variable):
+            return check_guid(f"${variable}", environ[variable])
+    return ""
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """What will run, checked before anything is read or sent."""
+    for option, value in (
+        ("--nodes", args.nodes),
+        ("--gpus-per-node", args.gpus_per_node),
+    ):
+        if value < 1:
+            raise UsageError(f"{option} {value}: must be 1 or more")
+    if not 1 <= args.instance_count <= 20:
+        raise UsageError(f"--instance-count {args.instance_count}: must be between 1 and 20")
+    check_instance_type(args.instance_type)
 
 
 def register(commands: Commands) -> None:
@@ -36,7 +75,9 @@ def register(commands: Commands) -> None:
         "--project-dir", type=Path, default=Path(), help="folder of Pulumi.yaml (default: .)"
     )
     parser.add_argument(
-        "--subscription", help="with --stack: the subscription (default: $ARM_SUBSCRIPTION_ID)"
+        "--subscription",
+        help="with --stack: the subscription ID, a GUID (default: $ARM_SUBSCRIPTION_ID, "
+        "then $AZURE_SUBSCRIPTION_ID)",
     )
     job = parser.add_argument_group("what will run")
     job.add_argument("--nodes", type=int, default=1, help="fine-tune job nodes (default: 1)")
@@ -44,9 +85,10 @@ def register(commands: Commands) -> None:
     job.add_argument(
         "--instance-type",
         default=azure_facts.DEFAULT_SERVING_VM,
-        help="deployment VM size (default: %(default)s)",
+        help="deployment VM size, one of src/finetune_phi/core/azure_facts.py's "
+        "(default: %(default)s)",
     )
-    job.add_argument("--instance-count", type=int, default=1, help="default: 1")
+    job.add_argument("--instance-count", type=int, default=1, help="1 to 20 (default: 1)")
     parser.add_argument(
         "--arm-endpoint",
         default=ARM_ENDPOINT,
@@ -69,26 +111,29 @@ def stack_config(
 def preflight(args: argparse.Namespace) -> doctor.Preflight | list[str]:
     """What the checks look at, or the stack configuration's problems."""
     if args.stack:
-        subscription = args.subscription or next(
-            (os.environ[v] for v in SUBSCRIPTION_VARIABLES if os.environ.get(v)), ""
-        )
-        if not subscription:
+        subscription_id = subscription(args.subscription)
+        if not subscription_id:
             raise UsageError(
                 "--stack needs the subscription: --subscription ID or $ARM_SUBSCRIPTION_ID"
             )
         stack, outputs = args.stack, {}
     else:
+        if args.subscription is not None:
+            raise UsageError(
+                "--subscription goes with --stack; --outputs names its own subscriptionId"
+            )
         outputs = dict(from_file(args.outputs).values)
-        subscription = str(outputs.get("subscriptionId") or "")
+        subscription_id = str(outputs.get("subscriptionId") or "")
         stack = str(outputs.get("environment") or "dev")
-        if not subscription:
+        if not subscription_id:
             raise UsageError(f"--outputs {args.outputs}: no subscriptionId")
+        check_guid(f"--outputs {args.outputs}: subscriptionId", subscription_id)
     # After `pulumi up` the sizes still come from the stack file, when it is here.
     has_file = (args.project_dir / f"Pulumi.{stack}.yaml").is_file()
     config = (
-        stack_config(args, stack, subscription)
+        stack_config(args, stack, subscription_id)
         if args.stack or has_file
-        else parse({}, stack=stack, subscription_id=subscription)
+        else parse({}, stack=stack, subscription_id=subscription_id)
     )
     if isinstance(config, list):
         return config
@@ -103,7 +148,7 @@ def preflight(args: argparse.Namespace) -> doctor.Preflight | list[str]:
         named("foundryProjectName", names.foundry_project),
     )
     return doctor.Preflight(
-        subscription_id=subscription,
+        subscription_id=subscription_id,
         location=named("location", config.location),
         resource_group=named("resourceGroupName", names.resource_group),
         key_vault=named("keyVaultName", names.key_vault),
@@ -135,21 +180,28 @@ def signed_in(subscription_id: str, endpoint: str) -> doctor.Clients:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The config check first, which needs no sign-in, its row printed at once; then the
+    checks that read Azure. A sign-in that fails after it is one line on stderr (exit 2)."""
+    check_arguments(args)
     plan = preflight(args)
+    config_rows = doctor.check_config(plan if isinstance(plan, list) else [])
+    print(doctor.render_header(config_rows))
+    sys.stdout.flush()
     if isinstance(plan, list):
-        rows = doctor.check_config(plan)
-    else:
-        from azure.core.exceptions import ServiceRequestError
+        print(doctor.render_summary(config_rows))
+        return 1
+    from azure.core.exceptions import ServiceRequestError
 
-        clients = signed_in(plan.subscription_id, args.arm_endpoint.rstrip("/"))
-        try:
-            rows = doctor.run(plan, clients)
-        except (requests.RequestException, ServiceRequestError) as error:
-            sdk = isinstance(error, ServiceRequestError)  # azure-ai-ml, at the default
-            raise PhiError(
-                f"cannot reach Azure Resource Manager at {ARM_ENDPOINT if sdk else args.arm_endpoint}: "
-                f"{type(error).__name__}; check the network (or --arm-endpoint)"
-            ) from None
-    print(doctor.render(rows))
+    clients = signed_in(plan.subscription_id, args.arm_endpoint.rstrip("/"))
+    try:
+        rows = doctor.run(plan, clients)
+    except (requests.RequestException, ServiceRequestError) as error:
+        sdk = isinstance(error, ServiceRequestError)  # azure-ai-ml, at the default
+        raise PhiError(
+            f"cannot reach Azure Resource Manager at {ARM_ENDPOINT if sdk else args.arm_endpoint}: "
+            f"{type(error).__name__}; check the network (or --arm-endpoint)"
+        ) from None
+    print(doctor.render_rows(rows))
+    print(doctor.render_summary(config_rows + rows))
     sys.stdout.flush()
     return 1 if any(row.ok is False for row in rows) else 0

@@ -1,6 +1,11 @@
 """`phi cost`: what a stack bills per hour, from its config files and Azure's public prices:
 each cluster node, the endpoint deployment at `phi deploy`'s default size and count, the
-fixed and usage-based pieces, and a fine-tuning run of the nodes and hours given."""
+fixed and usage-based pieces, and a fine-tuning run of the nodes and hours given.
+
+Names that end in the stack's suffix (storage account, key vault, registry, endpoint) are
+hashed from the subscription: without it (--subscription, or $ARM_SUBSCRIPTION_ID), they
+are not shown. Without the network, save the price pages the error names and pass
+--prices."""
 
 from __future__ import annotations
 
@@ -33,10 +38,33 @@ class CostItem:
 Lookup = Callable[[str, str], Meter | None]
 
 
+UNKNOWN_NAME = "name needs --subscription"
+
+
+def vm_sizes(config: StackConfig, deployment_size: str) -> list[str]:
+    """The VM sizes whose prices the stack's items need, each once, in the order priced."""
+    sizes = [config.gpu.vm_size, *([config.cpu.vm_size] if config.cpu else []), deployment_size]
+    return list(dict.fromkeys(sizes))
+
+
 def stack_items(
-    config: StackConfig, lookup: Lookup, deployment_size: str, deployment_count: int
+    config: StackConfig,
+    lookup: Lookup,
+    deployment_size: str,
+    deployment_count: int,
+    *,
+    names_known: bool = True,
 ) -> list[CostItem]:
+    """The stack's items. Without `names_known` (the subscription is not known), a name
+    hashed from it is left out rather than shown as one it will not be."""
     region = config.location
+
+    def named(what: str, name: str) -> str:
+        return (
+            f"{what} {name}"
+            if names_known or config.suffix not in name
+            else f"{what} ({UNKNOWN_NAME})"
+        )
 
     def vm(resource: str, size: str, quantity: int, note: str) -> CostItem:
         meter = lookup(size, region)
@@ -47,7 +75,7 @@ def stack_items(
 
     items = [
         vm(
-            f"GPU cluster {config.names.gpu_compute} (at most)",
+            named("GPU cluster", config.names.gpu_compute) + " (at most)",
             config.gpu.vm_size,
             config.gpu.max_nodes,
             f"bills only while nodes run; {config.gpu.min_nodes} kept at rest",
@@ -56,7 +84,7 @@ def stack_items(
     if config.cpu is not None:
         items.append(
             vm(
-                f"CPU cluster {config.names.cpu_compute} (at most)",
+                named("CPU cluster", config.names.cpu_compute) + " (at most)",
                 config.cpu.vm_size,
                 config.cpu.max_nodes,
                 "bills only while nodes run; scales to zero",
@@ -64,13 +92,13 @@ def stack_items(
         )
     items += [
         vm(
-            f"endpoint {config.names.endpoint} deployment",
+            named("endpoint", config.names.endpoint) + " deployment",
             deployment_size,
             deployment_count,
             "bills for as long as the deployment exists",
         ),
         CostItem(
-            f"container registry {config.names.container_registry}",
+            named("container registry", config.names.container_registry),
             config.container_registry_sku,
             region,
             1,
@@ -78,7 +106,7 @@ def stack_items(
             "fixed daily price of its tier (not looked up)",
         ),
         CostItem(
-            f"storage account {config.names.storage_account}",
+            named("storage account", config.names.storage_account),
             config.storage_sku,
             region,
             1,
@@ -86,7 +114,7 @@ def stack_items(
             "usage-based: data stored and transactions",
         ),
         CostItem(
-            f"Log Analytics {config.names.log_analytics}",
+            named("Log Analytics", config.names.log_analytics),
             "PerGB2018",
             region,
             1,

@@ -390,10 +390,10 @@ def check_providers(plan: Preflight, arm: ArmClient) -> list[Row]:
 
 
 def run(plan: Preflight, clients: Clients) -> list[Row]:
-    """Every check, in order; a check that Azure refuses becomes a failed row of its own."""
+    """Every check after config (which needs no sign-in and runs before it), in order; a
+    check that Azure refuses becomes a failed row of its own."""
     arm = clients.arm
     checks: list[Callable[[], Iterable[Row]]] = [
-        lambda: check_config([]),
         lambda: check_quota(plan, clients.compute),
         lambda: check_models(plan),
         lambda: check_soft_deleted(plan, arm),
@@ -401,7 +401,7 @@ def run(plan: Preflight, clients: Clients) -> list[Row]:
         lambda: check_providers(plan, arm),
     ]
     rows: list[Row] = []
-    for name, check in zip(CHECKS, checks, strict=True):
+    for name, check in zip(CHECKS[1:], checks, strict=True):
         try:
             rows.extend(check())
         except ArmError as error:
@@ -416,9 +416,20 @@ def run(plan: Preflight, clients: Clients) -> list[Row]:
     return rows
 
 
-def render(rows: list[Row]) -> str:
+def render_header(rows: list[Row]) -> str:
+    """The table's head and its first rows (printed before the checks that need Azure)."""
     lines = ["| check | result | detail | fix |", "|---|---|---|---|"]
-    lines += [f"| {r.check} | {r.result} | {r.detail} | {r.fix} |" for r in rows]
+    return "\n".join([*lines, render_rows(rows)] if rows else lines)
+
+
+def render_rows(rows: list[Row]) -> str:
+    return "\n".join(f"| {r.check} | {r.result} | {r.detail} | {r.fix} |" for r in rows)
+
+
+def render_summary(rows: list[Row]) -> str:
     failed = sum(r.ok is False for r in rows)
-    lines.append(f"\n{failed} check(s) failed" if failed else "\nall checks passed")
-    return "\n".join(lines)
+    return f"\n{failed} check(s) failed" if failed else "\nall checks passed"
+
+
+def render(rows: list[Row]) -> str:
+    return f"{render_header(rows)}\n{render_summary(rows)}"

@@ -79,6 +79,16 @@ def saved_items(path: Path) -> list[dict[str, Any]]:
     return [item for page in pages for item in page["Items"]]
 
 
+class PriceListError(PhiError):
+    """The price list could not be read; a saved page (--prices) does without it."""
+
+
+def page_url(size: str, region: str, api: str = PRICE_API) -> str:
+    """The first page of `size`'s prices in `region`: what `phi cost` asks, and what to save
+    for --prices (with each page its NextPageLink names)."""
+    return f"{api}?{urllib.parse.urlencode({'$filter': vm_filter(size, region)})}"
+
+
 @dataclass
 class PriceApi:
     """The public API, page by page with NextPageLink, each page cached on disk."""
@@ -87,8 +97,8 @@ class PriceApi:
     cache_dir: Path | None = None
     timeout_seconds: float = 30.0
 
-    def items(self, filter_: str) -> Iterator[dict[str, Any]]:
-        link: str | None = f"{self.url}?{urllib.parse.urlencode({'$filter': filter_})}"
+    def items(self, size: str, region: str) -> Iterator[dict[str, Any]]:
+        link: str | None = page_url(size, region, self.url)
         for _ in range(MAX_PAGES):
             if link is None:
                 return
@@ -111,12 +121,13 @@ class PriceApi:
         try:
             response = requests.get(link, timeout=self.timeout_seconds, allow_redirects=False)
         except requests.RequestException as error:
-            raise PhiError(
-                f"cannot reach the Azure price list at {self.url} ({type(error).__name__}); "
-                "save a response and pass --prices FILE"
+            raise PriceListError(
+                f"cannot reach the Azure price list at {self.url} ({type(error).__name__})"
             ) from None
         if response.status_code != 200:
-            raise PhiError(f"the Azure price list answered HTTP {response.status_code} for {link}")
+            raise PriceListError(
+                f"the Azure price list answered HTTP {response.status_code} for {link}"
+            )
         page = dict(response.json())
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)

@@ -23,15 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from finetune_phi.cloud.deploy import check_instance_type
 from finetune_phi.cloud.environment import environment, tags
 from finetune_phi.cloud.finetune import MODEL_OUTPUT
 from finetune_phi.core import state
-from finetune_phi.core.azure_facts import (
-    DEFAULT_CPU_SERVING_VM,
-    DEFAULT_SERVING_VM,
-    VM_SIZES,
-    retirement_problem,
-)
+from finetune_phi.core.azure_facts import DEFAULT_CPU_SERVING_VM, DEFAULT_SERVING_VM, VM_SIZES
 from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.serving import DEFAULT_ENGINE, ENGINES
 from finetune_phi.serving.engine import Engine, ScoringCode
@@ -59,13 +55,7 @@ class DeployRequest:
     def check(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", self.job):
             raise UsageError(f"--job {self.job!r}: a job name holds letters, digits, '_' and '-'")
-        if not re.fullmatch(r"Standard_[A-Za-z0-9_]+", self.instance_type):
-            raise UsageError(
-                f"--instance-type {self.instance_type!r}: must be an Azure VM size, e.g. {DEFAULT_SERVING_VM}"
-            )
-        retired = retirement_problem("vm", self.instance_type)
-        if retired is not None:
-            raise UsageError(f"--instance-type {retired}")
+        check_instance_type(self.instance_type)
         if not 1 <= self.instance_count <= 20:
             raise UsageError(f"--instance-count {self.instance_count}: must be between 1 and 20")
         if not 1_000 <= self.request_timeout_ms <= 180_000:
@@ -77,8 +67,7 @@ class DeployRequest:
             raise UsageError(f"--model-name {self.model_name!r}: letters, digits, '_', '-' and '.'")
         if self.engine not in ENGINES:
             raise UsageError(f"--engine {self.engine!r}: one of {', '.join(sorted(ENGINES))}")
-        size = VM_SIZES.get(self.instance_type)
-        if ENGINES[self.engine].managed.needs_gpu and size is not None and not size.gpus:
+        if ENGINES[self.engine].managed.needs_gpu and not VM_SIZES[self.instance_type].gpus:
             raise UsageError(
                 f"--instance-type {self.instance_type}: --engine {self.engine} needs a GPU size, "
                 f"e.g. {DEFAULT_SERVING_VM}"

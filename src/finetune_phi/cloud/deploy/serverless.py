@@ -21,6 +21,7 @@ from finetune_phi.core.errors import UsageError
 from finetune_phi.core.naming import RULES
 
 LATEST = "<latest version at deploy time>"
+LATEST_AT_DELETE = "<latest version at delete time>"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,16 @@ def plan_yaml(request: ServerlessRequest, location: str, workspace_id: str) -> s
     return yaml.safe_dump(spec(request.endpoint_name, model), sort_keys=False)
 
 
+def delete_plan_yaml(request: ServerlessRequest, project: str) -> str:
+    """The dry run of --delete: what `delete` sends, in its order."""
+    version = str(request.model_version) if request.model_version else LATEST_AT_DELETE
+    steps = [
+        {"delete": "serverless endpoint", "name": request.endpoint_name, "project": project},
+        {"archive": "model", "name": request.model_name, "version": version},
+    ]
+    return yaml.safe_dump(steps, sort_keys=False)
+
+
 def chat_url(scoring_uri: str) -> str:
     uri = scoring_uri.rstrip("/")
     return uri if uri.endswith("/chat/completions") else f"{uri}/v1/chat/completions"
@@ -86,12 +97,17 @@ def deploy(
 
 
 def delete(ml_client: Any, request: ServerlessRequest, log: Callable[[str], None] = print) -> None:
-    """The endpoint first, then the model version it served."""
-    model = ml_client.models.get(name=request.model_name, label="latest")
+    """The endpoint first, then the model version it served (--model-version, or the
+    latest)."""
+    version = (
+        str(request.model_version)
+        if request.model_version
+        else ml_client.models.get(name=request.model_name, label="latest").version
+    )
     ml_client.serverless_endpoints.begin_delete(request.endpoint_name).result()
     log(f"deleted serverless endpoint {request.endpoint_name}")
-    ml_client.models.archive(name=model.name, version=model.version)
-    log(f"archived model {model.name}:{model.version}")
+    ml_client.models.archive(name=request.model_name, version=version)
+    log(f"archived model {request.model_name}:{version}")
 
 
 def target(ml_client: Any, endpoint_name: str) -> tuple[str, str]:
