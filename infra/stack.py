@@ -60,6 +60,7 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
             key_vault_retention_days=cfg.key_vault_retention_days,
             log_retention_days=cfg.log_retention_days,
             public_network_access=cfg.workspace_public_network_access,
+            isolation_mode=cfg.workspace_isolation_mode,
         ),
     )
     identity = RuntimeIdentity(
@@ -90,6 +91,7 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
                 description=description,
                 tags=tags,
                 depends_on=grants,
+                managed_network=cfg.workspace_isolation_mode != "Disabled",
             ),
         )
 
@@ -128,6 +130,7 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
                 endpoint_name=endpoint.name,
                 scoring_uri=endpoint.scoring_uri,
                 public_network_access=cfg.workspace_public_network_access,
+                isolation_mode=cfg.workspace_isolation_mode,
                 tags=tags,
             ),
         )

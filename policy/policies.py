@@ -47,6 +47,12 @@ UNTAGGED_TYPES = frozenset(
 DEFAULT_MAX_IDLE_SECONDS = 1800
 ENDPOINT_AUTH_MODES = ("Key", "AADToken")
 TLS_VERSIONS = ("TLS1_2", "TLS1_3")
+MANAGED_NETWORK_MODES = ("AllowInternetOutbound", "AllowOnlyApprovedOutbound")
+"""Isolation modes of an Azure ML managed virtual network that put compute inside it
+(azure-ai-docs articles/machine-learning/how-to-managed-network.md, ms.date 05/23/2025)."""
+# The Azure Policy built-in nearest to the managed-network rule, once the facts table has it:
+# it audits workspaces whose isolationMode is not one chosen mode, not the pairing checked here.
+_ISOLATION_BUILTIN = "ml-managed-network-isolation-mode"
 
 Props = Mapping[str, Any]
 Check = Callable[[Props, Mapping[str, Any]], Iterable[str]]
@@ -164,6 +170,19 @@ def _workspace_private(props: Props, config: Mapping[str, Any]) -> Iterable[str]
     if props.get("kind") == "Project":
         return
     yield from _equals((), "publicNetworkAccess", "Disabled")(props, config)
+
+
+def _private_workspace_on_managed_network(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
+    # A project inherits its hub's network; an open workspace's compute reaches it anyway.
+    if props.get("kind") == "Project" or props.get("publicNetworkAccess") != "Disabled":
+        return
+    mode = _section(props, "managedNetwork").get("isolationMode")
+    if mode not in MANAGED_NETWORK_MODES:
+        yield (
+            f"managedNetwork.isolationMode is {mode!r} while publicNetworkAccess is 'Disabled'; "
+            f"it must be {' or '.join(map(repr, MANAGED_NETWORK_MODES))}: compute outside the "
+            "network of a private workspace cannot reach it"
+        )
 
 
 def _required_tags(props: Props, config: Mapping[str, Any]) -> Iterable[str]:
@@ -311,6 +330,22 @@ POLICIES: list[ResourceValidationPolicy] = [
         + _builtin("ml-workspace-public-network-disabled"),
         _of(WORKSPACE),
         _workspace_private,
+        level=EnforcementLevel.ADVISORY,
+    ),
+    _rule(
+        "workspace-private-on-managed-network",
+        "Azure ML workspaces and Foundry hubs closed to public networks run their compute in "
+        "Azure ML's managed virtual network (managedNetwork.isolationMode AllowInternetOutbound "
+        "or AllowOnlyApprovedOutbound); otherwise their clusters and endpoint cannot reach them "
+        "(advisory; mandatory for prod). No Azure Policy built-in checks the pairing; the "
+        "nearest is "
+        + (
+            f"{_named(_ISOLATION_BUILTIN)}, which audits one chosen isolation mode."
+            if _ISOLATION_BUILTIN in POLICY_BUILTINS
+            else f"{_named('ml-compute-in-vnet')}."
+        ),
+        _of(WORKSPACE),
+        _private_workspace_on_managed_network,
         level=EnforcementLevel.ADVISORY,
     ),
 ]

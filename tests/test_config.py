@@ -71,6 +71,11 @@ def test_tags_carry_project_environment_owner_cost_centre_and_manager() -> None:
         ("storageSku", "Premium_Fast", "must be one of"),
         ("containerRegistrySku", "Gold", "Basic, Standard, Premium"),
         ("workspacePublicNetworkAccess", "Private", "one of Enabled, Disabled"),
+        (
+            "workspaceIsolationMode",
+            "Private",
+            "one of Disabled, AllowInternetOutbound, AllowOnlyApprovedOutbound",
+        ),
         ("storageAccountName", "My_Storage", "lowercase letters and digits only"),
         ("keyVaultName", "kv--double", "single hyphens"),
         ("keyVaultName", "this-vault-name-is-far-too-long", "3-24 characters"),
@@ -227,6 +232,7 @@ def test_a_newer_region_or_size_is_accepted_once_listed() -> None:
         ("resourceGroupName", "the derived name"),
         ("gpuComputeName", "the derived name"),
         ("endpointName", "the derived name"),
+        ("workspaceIsolationMode", "Disabled (derived from workspacePublicNetworkAccess)"),
     ],
 )
 def test_an_empty_value_is_refused_not_read_as_unset(key: str, default: str) -> None:
@@ -256,3 +262,45 @@ def test_ordinary_tag_values_still_pass(value: str) -> None:
     assert parse_dev(owner=value, costCenter=value).tags["owner"] == value
     [problem] = problems(owner="a" * 257)
     assert "must be 1-256 characters" in problem
+
+
+def test_a_private_workspace_gets_a_managed_network_unless_told_otherwise() -> None:
+    """The isolation mode's default follows workspacePublicNetworkAccess: an open workspace
+    keeps no managed network (dev unchanged), a private one gets AllowInternetOutbound."""
+    assert parse_dev().workspace_isolation_mode == "Disabled"
+    private = parse_dev(workspacePublicNetworkAccess="Disabled")
+    assert private.workspace_isolation_mode == "AllowInternetOutbound"
+    # An open workspace may still put its compute on a managed network.
+    assert (
+        parse_dev(workspaceIsolationMode="AllowInternetOutbound").workspace_isolation_mode
+        == "AllowInternetOutbound"
+    )
+
+
+def test_a_private_workspace_without_a_managed_network_is_refused_naming_both_keys() -> None:
+    assert problems(workspacePublicNetworkAccess="Disabled", workspaceIsolationMode="Disabled") == [
+        "finetune-phi:workspaceIsolationMode = 'Disabled': cannot be Disabled while "
+        "workspacePublicNetworkAccess is Disabled: the clusters and the endpoint would run "
+        "outside the private workspace's network and could not reach it; use "
+        "AllowInternetOutbound (the default for a private workspace) or "
+        "AllowOnlyApprovedOutbound, or set workspacePublicNetworkAccess to Enabled"
+    ]
+
+
+@pytest.mark.parametrize("registry", ["Basic", "Standard"])
+def test_approved_only_outbound_needs_a_premium_registry(registry: str) -> None:
+    """In that mode the managed network reaches the registry through a private endpoint,
+    which only a Premium registry takes."""
+    [problem] = problems(
+        workspacePublicNetworkAccess="Disabled",
+        workspaceIsolationMode="AllowOnlyApprovedOutbound",
+        containerRegistrySku=registry,
+    )
+    assert problem.startswith("finetune-phi:workspaceIsolationMode = 'AllowOnlyApprovedOutbound'")
+    assert f"needs containerRegistrySku Premium (it is {registry})" in problem
+    config = parse_dev(
+        workspacePublicNetworkAccess="Disabled",
+        workspaceIsolationMode="AllowOnlyApprovedOutbound",
+        containerRegistrySku="Premium",
+    )
+    assert config.workspace_isolation_mode == "AllowOnlyApprovedOutbound"

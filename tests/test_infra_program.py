@@ -116,13 +116,124 @@ def test_key_vault_uses_rbac_and_purge_protection_follows_config(
     assert prod_vault["softDeleteRetentionInDays"] == 90
 
 
-def test_workspace_network_access_follows_config(dev: Deployment, prod: Deployment) -> None:
+def test_workspace_network_access_follows_config(
+    dev: Deployment, prod: Deployment, prod_foundry: Deployment
+) -> None:
     workspace = f"{ML}:Workspace"
     assert dev.recording.one(workspace).inputs["publicNetworkAccess"] == "Enabled"
     assert prod.recording.one(workspace).inputs["publicNetworkAccess"] == "Disabled"
-    foundry = deploy("prod", {**stack_config("prod"), "foundry": "true"}).recording
-    hub = next(r for r in foundry.of_type(workspace) if r.inputs["kind"] == "Hub")
+    hub = prod_foundry.recording.one(workspace, "foundry-hub")
     assert hub.inputs["publicNetworkAccess"] == "Disabled"
+
+
+@pytest.fixture(scope="module")
+def prod_foundry() -> Deployment:
+    return deploy("prod", {**stack_config("prod"), "foundry": "true"})
+
+
+def _managed_networks(deployment: Deployment) -> dict[str, Any]:
+    """Workspace kind -> the managedNetwork it is declared with (None: not sent)."""
+    return {
+        r.inputs["kind"]: r.inputs.get("managedNetwork")
+        for r in deployment.recording.of_type(f"{ML}:Workspace")
+    }
+
+
+def test_prod_workspace_and_hub_run_their_compute_on_a_managed_network(
+    prod_foundry: Deployment,
+) -> None:
+    """Closed to public networks, prod's workspace and hub get Azure ML's managed virtual
+    network in the mode Pulumi.prod.yaml states, built with them (provisionNetworkNow)
+    rather than by the first cluster; the project inherits its hub's."""
+    assert stack_config("prod")["workspaceIsolationMode"] == "AllowInternetOutbound"
+    networks = _managed_networks(prod_foundry)
+    for kind in ("Default", "Hub"):
+        # Azure refuses FQDN rules (and so a firewall) outside AllowOnlyApprovedOutbound.
+        assert networks[kind] == {
+            "isolationMode": "AllowInternetOutbound",
+            "enableNetworkMonitor": False,
+        }, kind
+    assert networks["Project"] is None
+    for workspace in prod_foundry.recording.of_type(f"{ML}:Workspace"):
+        expected = None if workspace.inputs["kind"] == "Project" else True
+        assert workspace.inputs.get("provisionNetworkNow") is expected, workspace.name
+
+
+def test_dev_has_no_managed_network(dev: Deployment, foundry: Deployment) -> None:
+    """dev's public workspace is declared exactly as before: no managedNetwork, no
+    provisionNetworkNow, and clusters with public IPs (the SDK's default, always sent)."""
+    assert set(_managed_networks(foundry).values()) == {None}
+    workspaces = [
+        *dev.recording.of_type(f"{ML}:Workspace"),
+        *foundry.recording.of_type(f"{ML}:Workspace"),
+    ]
+    for workspace in workspaces:
+        assert "provisionNetworkNow" not in workspace.inputs, workspace.name
+    for cluster in dev.recording.of_type(f"{ML}:Compute"):
+        assert cluster.inputs["properties"]["properties"]["enableNodePublicIp"] is True
+
+
+def test_clusters_on_a_managed_network_have_no_public_ip(prod: Deployment) -> None:
+    """A cluster made before the managed network has no path into it, so a change of its
+    public IP setting (the sign of that move) replaces it."""
+    gpu = prod.recording.one(f"{ML}:Compute", "gpu")
+    properties = gpu.inputs["properties"]["properties"]
+    assert properties["enableNodePublicIp"] is False
+    assert "subnet" not in properties  # a managed network takes no subnet of ours
+    assert "properties.properties.enableNodePublicIp" in gpu.replace_on_changes
+    assert gpu.delete_before_replace
+
+
+def test_approved_outbound_opens_only_the_hosts_the_jobs_need() -> None:
+    deployment = deploy(
+        "prod",
+        {
+            **stack_config("prod"),
+            "foundry": "true",
+            "workspaceIsolationMode": "AllowOnlyApprovedOutbound",
+            "containerRegistrySku": "Premium",
+        },
+    )
+    networks = _managed_networks(deployment)
+    packages = {
+        "pypi.org",
+        "*.pythonhosted.org",
+        "anaconda.com",
+        "*.anaconda.com",
+        "*.anaconda.org",
+    }
+    hugging_face = {"huggingface.co", "*.huggingface.co", "*.hf.co"}
+    for kind, hosts in (("Default", packages | hugging_face), ("Hub", packages)):
+        network = networks[kind]
+        assert network["isolationMode"] == "AllowOnlyApprovedOutbound", kind
+        # FQDN rules are an Azure Firewall: its SKU is stated, not left to a default.
+        assert network["firewallSku"] == "Standard", kind
+        rules = network["outboundRules"].values()
+        assert {rule["destination"] for rule in rules} == hosts, kind
+        assert {(rule["type"], rule["category"]) for rule in rules} == {("FQDN", "UserDefined")}
+
+
+@pytest.mark.parametrize(
+    ("config", "other_key"),
+    [
+        ({"workspaceIsolationMode": "Disabled"}, "workspacePublicNetworkAccess"),
+        ({"workspaceIsolationMode": "AllowOnlyApprovedOutbound"}, "containerRegistrySku"),
+    ],
+)
+def test_a_private_workspace_without_a_working_network_is_refused(
+    config: dict[str, str], other_key: str
+) -> None:
+    """prod with its isolation mode Disabled would leave the GPU cluster unable to reach the
+    private workspace; approved-only outbound on a Standard registry could not reach the
+    registry. Either stops the program with one problem naming both keys."""
+    recording = Recording()
+    with pytest.raises(ConfigError) as caught:
+        deploy("prod", {**stack_config("prod"), **config}, recording)
+    [problem] = caught.value.problems
+    value = config["workspaceIsolationMode"]
+    assert problem.startswith(f"finetune-phi:workspaceIsolationMode = {value!r}: ")
+    assert other_key in problem
+    assert recording.registrations == []
 
 
 def test_application_insights_is_workspace_based(dev: Deployment) -> None:

@@ -48,7 +48,14 @@ from tests.support import ROOT
 
 DEV_CONFIG = json.loads((ROOT / "policy" / "dev.json").read_text())
 PROD_CONFIG = json.loads((ROOT / "policy" / "prod.json").read_text())
-ADVISORY = {"key-vault-purge-protection", "workspace-public-network-disabled"}
+ADVISORY = {
+    "key-vault-purge-protection",
+    "workspace-public-network-disabled",
+    "workspace-private-on-managed-network",
+}
+DEV_WARNINGS = {"key-vault-purge-protection", "workspace-public-network-disabled"}
+"""The advisories dev's resources fire: its workspace is open, so its lack of a managed
+network is no problem."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ def pack_violations(
 
 @pytest.mark.parametrize(
     ("stack", "pack_config", "advisories"),
-    [("dev", DEV_CONFIG, ADVISORY), ("prod", PROD_CONFIG, set())],
+    [("dev", DEV_CONFIG, DEV_WARNINGS), ("prod", PROD_CONFIG, set())],
 )
 def test_example_stacks_pass_every_rule(
     stack: str, pack_config: dict[str, Any], advisories: set[str]
@@ -259,6 +266,18 @@ MUTATIONS: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
         _set("publicNetworkAccess", value="Enabled"),
         "'Enabled'",
     ),
+    (
+        "workspace-private-on-managed-network",
+        WORKSPACE,
+        _set("managedNetwork", "isolationMode", value="Disabled"),
+        "managedNetwork.isolationMode is 'Disabled' while publicNetworkAccess is 'Disabled'",
+    ),
+    (
+        "workspace-private-on-managed-network",
+        WORKSPACE,
+        _drop("managedNetwork"),
+        "managedNetwork.isolationMode is None",
+    ),
 ]
 
 
@@ -317,6 +336,30 @@ def test_rules_skip_what_they_do_not_govern() -> None:
         "azure-native:machinelearningservices:Workspace", "p", "urn:p", {"kind": "Project"}
     )
     assert violations(policy_named("workspace-public-network-disabled"), project) == []
+    on_network = policy_named("workspace-private-on-managed-network")
+    assert violations(on_network, project) == []
+    # an open workspace (dev's) needs no managed network: its compute reaches it anyway
+    dev_workspace = _one("dev", WORKSPACE)
+    assert "managedNetwork" not in dev_workspace.props
+    assert violations(on_network, dev_workspace) == []
+
+
+def test_every_private_workspace_and_hub_of_prod_is_on_a_managed_network() -> None:
+    """prod's workspace and Foundry hub are private and on the managed network; the rule
+    would refuse either one without it."""
+    rule = policy_named("workspace-private-on-managed-network")
+    closed = [
+        r
+        for r in rendered("prod", foundry=True)
+        if r.type == WORKSPACE and r.props.get("kind") != "Project"
+    ]
+    assert {r.props["kind"] for r in closed} == {"Default", "Hub"}
+    for resource in closed:
+        assert resource.props["publicNetworkAccess"] == "Disabled"
+        assert violations(rule, resource) == []
+        props = {k: v for k, v in resource.props.items() if k != "managedNetwork"}
+        [problem] = violations(rule, Resource(resource.type, resource.name, resource.urn, props))
+        assert "'AllowInternetOutbound' or 'AllowOnlyApprovedOutbound'" in problem
 
 
 def test_a_retired_deployment_size_is_refused() -> None:
@@ -430,14 +473,14 @@ def test_the_served_pack_warns_dev_and_passes_prod(
 ) -> None:
     configure(analyzer, DEV_CONFIG)
     dev = analyze(analyzer, rendered("dev"))
-    assert {d.policyName for d in dev} == ADVISORY
+    assert {d.policyName for d in dev} == DEV_WARNINGS
     assert {d.enforcementLevel for d in dev} == {analyzer_pb2.ADVISORY}
 
     configure(analyzer, PROD_CONFIG)
     assert analyze(analyzer, rendered("prod")) == []
     # with prod's config, dev's advisories become mandatory: `pulumi preview` would stop
     mandatory = analyze(analyzer, rendered("dev"))
-    assert {d.policyName for d in mandatory} == ADVISORY
+    assert {d.policyName for d in mandatory} == DEV_WARNINGS
     assert {d.enforcementLevel for d in mandatory} == {analyzer_pb2.MANDATORY}
 
 

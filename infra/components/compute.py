@@ -33,6 +33,8 @@ class ComputeClusterArgs:
     """Tags for the cluster."""
     depends_on: Sequence[pulumi.Resource] = ()
     """Role assignments the nodes need before their first job."""
+    managed_network: bool = False
+    """The workspace has a managed virtual network: the nodes run in it, without public IPs."""
 
 
 class ComputeCluster(pulumi.ComponentResource):
@@ -62,6 +64,10 @@ class ComputeCluster(pulumi.ComponentResource):
                     vm_priority=spec.priority,
                     os_type=ml.OsType.LINUX,
                     remote_login_port_public_access=ml.RemoteLoginPortPublicAccess.DISABLED,
+                    # In a managed network a cluster takes no subnet (a custom-VNet one is not
+                    # allowed) and may drop its public IPs (azure-ai-docs articles/machine-
+                    # learning/how-to-managed-network-compute.md, ms.date 01/30/2025).
+                    enable_node_public_ip=not args.managed_network,
                     scale_settings=ml.ScaleSettingsArgs(
                         min_node_count=spec.min_nodes,
                         max_node_count=spec.max_nodes,
@@ -72,10 +78,13 @@ class ComputeCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=list(args.depends_on),
-                # Azure refuses to change a cluster's VM size or priority in place.
+                # Azure refuses to change a cluster's VM size or priority in place, and a cluster
+                # made before the workspace's managed network has no path into it: it is made
+                # again, which its public IP setting marks.
                 replace_on_changes=[
                     "properties.properties.vmSize",
                     "properties.properties.vmPriority",
+                    "properties.properties.enableNodePublicIp",
                 ],
                 delete_before_replace=True,
             ),

@@ -9,6 +9,7 @@ import pulumi
 from pulumi_azure_native import machinelearningservices as ml
 
 from finetune_phi.core.contract import FLOW_CONNECTION, PROJECT
+from infra.components.network import PACKAGE_HOSTS, managed_network
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class FoundryProjectArgs:
     """Its scoring URI."""
     public_network_access: str
     """Enabled or Disabled, for the hub; its projects inherit the hub's network settings."""
+    isolation_mode: str
+    """The hub's managed virtual network (its projects inherit it): Disabled (none),
+    AllowInternetOutbound or AllowOnlyApprovedOutbound (then with FQDN rules for pip and conda,
+    which the flows' compute sessions install from)."""
     tags: Mapping[str, str]
     """Tags for hub and project."""
 
@@ -62,6 +67,7 @@ class FoundryProject(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         identity = ml.ManagedServiceIdentityArgs(type=ml.ManagedServiceIdentityType.SYSTEM_ASSIGNED)
         sku = ml.SkuArgs(name="Basic", tier=ml.SkuTier.BASIC)
+        network = managed_network(args.isolation_mode, PACKAGE_HOSTS)
         hub = ml.Workspace(
             f"{name}-hub",
             workspace_name=args.hub_name,
@@ -74,6 +80,8 @@ class FoundryProject(pulumi.ComponentResource):
             application_insights=args.application_insights_id,
             container_registry=args.container_registry_id,
             public_network_access=args.public_network_access,
+            managed_network=network,
+            provision_network_now=True if network is not None else None,
             resource_group_name=args.resource_group_name,
             location=args.location,
             tags=dict(args.tags),

@@ -17,6 +17,7 @@ from pulumi_azure_native import (
 
 from finetune_phi.core.config import ResourceNames
 from finetune_phi.core.contract import PROJECT
+from infra.components.network import HUGGING_FACE_HOSTS, PACKAGE_HOSTS, managed_network
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class MlWorkspaceArgs:
     """Retention of the Log Analytics workspace."""
     public_network_access: str
     """Enabled or Disabled: whether the workspace answers on public networks."""
+    isolation_mode: str
+    """Its managed virtual network, where the clusters and the endpoint run: Disabled (none),
+    AllowInternetOutbound or AllowOnlyApprovedOutbound (then with FQDN rules for the fine-tune
+    job's package and Hugging Face hosts)."""
 
 
 class MlWorkspace(pulumi.ComponentResource):
@@ -128,6 +133,7 @@ class MlWorkspace(pulumi.ComponentResource):
             **common,
             opts=child,
         )
+        network = managed_network(args.isolation_mode, {**PACKAGE_HOSTS, **HUGGING_FACE_HOSTS})
         workspace = machinelearningservices.Workspace(
             f"{name}-workspace",
             workspace_name=args.names.workspace,
@@ -144,6 +150,10 @@ class MlWorkspace(pulumi.ComponentResource):
             application_insights=insights.id,
             container_registry=registry.id,
             public_network_access=args.public_network_access,
+            managed_network=network,
+            # Built with the workspace, not by the first cluster (about 30 minutes, which can
+            # time that cluster out); an online deployment needs it built first.
+            provision_network_now=True if network is not None else None,
             **common,
             opts=child,
         )

@@ -34,6 +34,9 @@ _TAG_VALUE_RULE = (
 _REGISTRY_SKUS = ("Basic", "Standard", "Premium")
 _PRIORITIES = ("Dedicated", "LowPriority")
 _NETWORK_ACCESS = ("Enabled", "Disabled")
+# Azure ML's managed virtual network modes (azure-ai-docs articles/machine-learning/
+# how-to-managed-network.md, ms.date 05/23/2025; pulumi-azure-native's IsolationMode enum).
+ISOLATION_MODES = ("Disabled", "AllowInternetOutbound", "AllowOnlyApprovedOutbound")
 
 
 class ConfigError(ValueError):
@@ -96,6 +99,8 @@ class StackConfig:
     key_vault_retention_days: int
     log_retention_days: int
     workspace_public_network_access: str
+    workspace_isolation_mode: str
+    """Managed virtual network of the workspace and hub: one of ISOLATION_MODES."""
     gpu: ClusterConfig
     cpu: ClusterConfig | None
     foundry: bool
@@ -256,6 +261,9 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
             source = "" if overridden else " (derived from namePrefix and environment)"
             read.fail(key, name, f"{broken}{source}")
 
+    registry_sku = read.choice("containerRegistrySku", _REGISTRY_SKUS)
+    public_access = read.choice("workspacePublicNetworkAccess", _NETWORK_ACCESS)
+    isolation_mode = _isolation_mode(read, public_access, registry_sku)
     gpu = _gpu_cluster(read)
     cpu_enabled = read.boolean("cpuCluster")
     cpu_vm = read.vm_size("cpuVmSize")
@@ -276,13 +284,12 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
         },
         existing_resource_group=existing_group,
         storage_sku=read.choice("storageSku", _STORAGE_SKUS),
-        container_registry_sku=read.choice("containerRegistrySku", _REGISTRY_SKUS),
+        container_registry_sku=registry_sku,
         key_vault_purge_protection=read.boolean("keyVaultPurgeProtection"),
         key_vault_retention_days=read.integer("keyVaultRetentionDays", 7, 90, " days"),
         log_retention_days=read.integer("logRetentionDays", 30, 730, " days"),
-        workspace_public_network_access=read.choice(
-            "workspacePublicNetworkAccess", _NETWORK_ACCESS
-        ),
+        workspace_public_network_access=public_access,
+        workspace_isolation_mode=isolation_mode,
         gpu=gpu,
         cpu=ClusterConfig(cpu_vm, 0, cpu_max, gpu.idle_seconds, "Dedicated")
         if cpu_enabled
@@ -317,6 +324,41 @@ def _distinct_within_scope(
             other = seen.setdefault(names[key].lower(), key)
             if other != key:
                 read.fail(key, names[key], f"is also {other}: the {scope} need distinct names")
+
+
+def _isolation_mode(read: _Reader, public_access: str, registry_sku: str) -> str:
+    """The managed network's mode: as set, or derived from workspacePublicNetworkAccess.
+
+    A private workspace gets AllowInternetOutbound unless told otherwise: Azure ML says compute
+    outside the network of the workspace's private endpoint "will not work" (azure-ai-docs
+    articles/machine-learning/how-to-configure-private-link.md, ms.date 09/05/2024), and the
+    managed network is where the clusters and the endpoint then run.
+    """
+    key = "workspaceIsolationMode"
+    derived = "AllowInternetOutbound" if public_access == "Disabled" else "Disabled"
+    if read.given_empty(key, f"{derived} (derived from workspacePublicNetworkAccess)"):
+        return derived
+    mode = read.raw(key) or derived
+    if mode not in ISOLATION_MODES:
+        read.fail(key, mode, f"must be one of {', '.join(ISOLATION_MODES)}")
+    elif mode == "Disabled" and public_access == "Disabled":
+        read.fail(
+            key,
+            mode,
+            "cannot be Disabled while workspacePublicNetworkAccess is Disabled: the clusters and "
+            "the endpoint would run outside the private workspace's network and could not reach "
+            "it; use AllowInternetOutbound (the default for a private workspace) or "
+            "AllowOnlyApprovedOutbound, or set workspacePublicNetworkAccess to Enabled",
+        )
+    elif mode == "AllowOnlyApprovedOutbound" and registry_sku != "Premium":
+        read.fail(
+            key,
+            mode,
+            f"needs containerRegistrySku Premium (it is {registry_sku}): in this mode the managed "
+            "network reaches the registry only through a private endpoint, and only Premium "
+            "registries take one",
+        )
+    return mode
 
 
 def _gpu_cluster(read: _Reader) -> ClusterConfig:

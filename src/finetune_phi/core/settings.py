@@ -129,6 +129,18 @@ SETTINGS: tuple[Setting, ...] = (
         "public networks. Disabled needs a private endpoint for every client, `phi` included.",
     ),
     Setting(
+        "workspaceIsolationMode",
+        Kind.STRING,
+        None,
+        "Outbound isolation of Azure ML's managed virtual network, where the workspace's (and the "
+        "AI Foundry hub's) clusters and endpoint run: Disabled (no managed network), "
+        "AllowInternetOutbound or AllowOnlyApprovedOutbound (FQDN rules for PyPI, conda and Hugging "
+        "Face, through an Azure Firewall billed by the hour; needs containerRegistrySku Premium). "
+        "Defaults to AllowInternetOutbound when workspacePublicNetworkAccess is Disabled, else "
+        "Disabled; Disabled beside a private workspace is refused. Once on, a managed network "
+        "cannot be turned off, nor AllowOnlyApprovedOutbound loosened.",
+    ),
+    Setting(
         "gpuVmSize",
         Kind.STRING,
         DEFAULT_TRAINING_VM,
