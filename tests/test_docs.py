@@ -343,3 +343,13 @@ def test_site_cli_page_documents_every_command_and_option(site: Path) -> None:
                 continue
             for shown in action.option_strings or [str(action.metavar or action.dest)]:
                 assert f"<code>{shown}</code>" in body, (prog, shown)
+
+
+def test_the_readmes_exit_codes_are_the_ones_phi_uses() -> None:
+    from finetune_phi.core.errors import PhiError, UsageError
+
+    rows = re.findall(r"^\| ([\d, ]+) \| (.+) \|$", section(README, "Exit codes"), re.M)
+    codes = {int(code) for cell, _ in rows for code in cell.split(",")}
+    assert codes == {0, PhiError.exit_code, UsageError.exit_code, 130, 143}
+    documented = (DOCS / "reference" / "exit-codes.md").read_text()
+    assert all(f"`{code}`" in documented for code in (0, 1, 2, 130, 143))
