@@ -655,33 +655,30 @@ def test_without_a_terminal_it_asks_for_yes_and_sends_nothing(
     assert user.files() == before
 
 
-@pytest.mark.parametrize("answer", ["y\n", "Y\n", "yes\n", "YES\n", " Yes \n"])
-def test_y_and_yes_in_any_case_confirm(
-    tmp_path: Path, no_managed_identity: str, proxy: tuple[str, list[str]], answer: str
+@pytest.mark.parametrize(
+    ("answer", "confirmed"),
+    [
+        *((yes, True) for yes in ("y\n", "Y\n", "yes\n", "YES\n", " Yes \n")),
+        *((other, False) for other in ("n\n", "\n", "no\n", "yess\n", "y es\n", "\x04")),
+    ],
+)
+def test_y_and_yes_in_any_case_confirm_and_anything_else_does_nothing(
+    tmp_path: Path,
+    no_managed_identity: str,
+    proxy: tuple[str, list[str]],
+    answer: str,
+    confirmed: bool,
 ) -> None:
     pulumi = FakePulumi.make(tmp_path)
     user = User.at(tmp_path, no_managed_identity, proxy[0], pulumi)
     result = user.answering(answer, "--stack", "dev")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    assert result.stdout.startswith("Destroy stack dev and everything in it? [y/N] ")
-    assert result.stdout.splitlines()[-1] == "pulumi destroy --stack dev: done"
-    assert pulumi.calls() == [DESTROY]
-
-
-@pytest.mark.parametrize("answer", ["n\n", "\n", "no\n", "yess\n", "y es\n", "\x04"])
-def test_anything_else_does_nothing(
-    tmp_path: Path, no_managed_identity: str, proxy: tuple[str, list[str]], answer: str
-) -> None:
-    pulumi = FakePulumi.make(tmp_path)
-    user = User.at(tmp_path, no_managed_identity, proxy[0], pulumi)
-    result = user.answering(answer, "--stack", "dev")
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == (0 if confirmed else 1), result.stderr
     assert result.stderr == ""
     # The answer is echoed on the terminal, not into stdout (a pipe here).
     assert result.stdout.startswith("Destroy stack dev and everything in it? [y/N] ")
-    assert result.stdout.endswith("nothing done\n")
-    assert pulumi.calls() == []
+    last = "\npulumi destroy --stack dev: done\n" if confirmed else "nothing done\n"
+    assert result.stdout.endswith(last)
+    assert pulumi.calls() == ([DESTROY] if confirmed else [])
 
 
 def test_ctrl_c_at_the_prompt_is_phis_one_line(
