@@ -134,7 +134,8 @@ def context(model: Any, torch: Any) -> tuple[int, str]:
     if torch.cuda.is_available():
         weights = sum(p.numel() * p.element_size() for p in model.parameters())
         gpu = int(torch.cuda.get_device_properties(0).total_memory)
-        held = gpu_context(model.config, model.dtype.itemsize, weights, gpu)
+        dtype_bytes = next(model.parameters()).element_size()  # the KV cache's, too
+        held = gpu_context(model.config, dtype_bytes, weights, gpu)
         limits.append((held, f"what the GPU of {where} holds next to the weights"))
     if os.environ.get(CONTEXT_VARIABLE):
         limits.append((int(os.environ[CONTEXT_VARIABLE]), f"{CONTEXT_VARIABLE} on {where}"))
