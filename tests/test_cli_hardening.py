@@ -323,3 +323,19 @@ def test_a_missing_command_shows_the_help_and_exits_2(
     for name in commands:
         assert f"    {name} " in result.stdout or f"    {name}\n" in result.stdout, name
     assert "required" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code"), [(["--help"], 0), (["data", "validate", str(SAMPLE)], 141)]
+)
+def test_a_reader_that_leaves_early_ends_phi_quietly(args: list[str], code: int) -> None:
+    """`phi ... | head -1`: the pipe's reader is gone before phi writes; no traceback, and
+    no "Exception ignored" from Python at exit."""
+    process = subprocess.Popen(
+        [*PHI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code
+    assert stderr == ""

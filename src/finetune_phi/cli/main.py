@@ -23,6 +23,7 @@ nothing ran.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -172,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.command_parser.error(f"unrecognized argument {unknown}{closest(unknown, known)}")
         args.trl_args = tuple(extra)
         return int(args.handler(args))
+    except BrokenPipeError:
+        return reader_gone()
     except KeyboardInterrupt:
         return interrupted("Ctrl-C", 130)
     except Terminated:
@@ -191,6 +194,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.disable(logging.NOTSET)
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            reader_gone()
+
+
+def reader_gone() -> int:
+    """The reader of our output left (`phi cost | head -1`): stop quietly, as `cat` does, and
+    keep Python from reporting the unwritable stdout again at exit. 141: 128 + SIGPIPE."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
 
 
 def interrupted(what: str, code: int) -> int:
