@@ -394,3 +394,19 @@ def test_the_old_module_name_still_answers_and_names_the_new_one() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2 messages; last: Hi"
     assert "`python -m flow.maf` is now `phi chat --agent`" in result.stderr
+
+
+def test_the_old_module_names_where_its_outputs_option_went() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flow.maf", "--outputs", "outputs.json"],
+        cwd=AGENT_CHAT.parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    *_, line = result.stderr.strip().splitlines()  # after the alias's note
+    assert line.startswith(
+        'flow.maf: error: --outputs is now `phi chat --agent --outputs FILE "QUESTION"`'
+    )
