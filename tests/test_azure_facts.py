@@ -4,6 +4,7 @@ a source and a date, and retired choices are refused before anything is sent."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -188,3 +189,42 @@ def test_the_scoring_script_picks_precision_from_the_gpu(
         bfloat16="bfloat16",
     )
     assert load_score().precision(fake) == expected
+
+
+def test_exactly_the_sizes_azure_exempts_skip_the_deployment_reserve() -> None:
+    """The SKU list's "Skip 20% Reservation" column (azure_facts.SKIPS_RESERVATION), row by
+    row: an exempt size counted with the reserve asks for quota it does not need, and the
+    other way round `phi doctor` passes a deployment Azure refuses."""
+    assert len(azure_facts.SKIPS_RESERVATION) == 10
+    assert {name: size.skips_reservation for name, size in VM_SIZES.items()} == {
+        name: name in azure_facts.SKIPS_RESERVATION for name in VM_SIZES
+    }
+
+
+DATED = re.compile(r"\b\d{2}/\d{2}/\d{4}\b|\b\d{4}-\d{2}-\d{2}\b")
+MOVED_OR_MISNAMED = [
+    "sizes/gpu-accelerated/nc-a100-v4-series.md",  # the file is nca100v4-series.md
+    "sizes/gpu-accelerated/ndm-a100-v4-series.md",  # the file is ndma100v4-series.md
+    "articles/ai-foundry/concepts/model-lifecycle-retirement.md (",  # the table moved
+    "articles/ai-foundry/includes/region-availability-maas.md",  # now foundry-classic
+]
+
+
+def test_every_source_is_dated_and_none_cites_a_moved_or_misnamed_file() -> None:
+    rows: list[Any] = [*VM_SIZES.values(), *MODELS.values(), *BASE_IMAGES.values()]
+    for row in rows:
+        assert DATED.search(row.source), row
+        for wrong in MOVED_OR_MISNAMED:
+            assert wrong not in row.source, (row, wrong)
+    assert "concepts-model-retirement-schedule-content.md (ms.date 07/07/2026" in (
+        MODELS["Phi-3.5-mini-instruct"].source
+    )
+    assert "(ms.date 10/18/2025" in VM_SIZES["Standard_NC4as_T4_v3"].source
+
+
+def test_each_base_image_names_where_mcr_lists_its_tags() -> None:
+    image = azure_facts.DEFAULT_BASE_IMAGE
+    assert image.tags_url == (
+        "https://mcr.microsoft.com/v2/azureml/openmpi5.0-cuda12.8-ubuntu24.04/tags/list"
+    )
+    assert azure_facts.BASE_IMAGE_MAX_AGE_DAYS == 180

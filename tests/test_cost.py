@@ -12,8 +12,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
+import requests.adapters
 
 from finetune_phi.cli.main import main
+from finetune_phi.core.errors import PhiError
 from tests.support import ROOT, http_server
 
 
@@ -255,3 +258,167 @@ def test_an_unreachable_price_list_names_the_exact_pages_to_save(
         "%27+and+priceType+eq+%27Consumption%27"
     )
     assert PRICE_API == "https://prices.azure.com/api/retail/prices"
+
+
+def test_a_foundry_stack_shows_the_serverless_hosting_fee_as_a_named_row_without_a_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A serverless deployment of a fine-tuned model bills by the hour even when idle
+    (azure-ai-docs foundry-classic/how-to/fine-tune-serverless.md, 01/28/2026); no public
+    source gives the fee, so the row names it and invents no number."""
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        (ROOT / "Pulumi.dev.yaml").read_text() + "  finetune-phi:foundry: true\n"
+    )
+    (tmp_path / "page.json").write_text(json.dumps(PAGE))
+    run = ["cost", "--stack", "dev", "--project-dir", str(tmp_path), "--prices"]
+    assert main([*run, str(tmp_path / "page.json"), "--json"]) == 0
+    [hosting] = [
+        item
+        for item in json.loads(capsys.readouterr().out)["items"]
+        if item["resource"].startswith("serverless deployment")
+    ]
+    assert hosting["hourly_usd"] is None
+    assert hosting["total_hourly_usd"] is None
+    assert hosting["note"].startswith("hourly hosting fee, see the model's pricing page")
+    assert "even when idle" in hosting["note"]
+    assert "phi deploy --serverless --delete" in hosting["note"]
+    assert main([*run, str(tmp_path / "page.json")]) == 0
+    out = capsys.readouterr().out
+    [row] = [line for line in out.splitlines() if line.startswith("| serverless deployment")]
+    assert "| hosting fee, not public | hosting fee, not public |" in row
+    assert "At most $5.21 an hour" in out  # nothing invented for it
+    assert "a serverless deployment's hosting fee (billed even when idle)" in out
+
+
+def test_a_stack_without_foundry_has_no_serverless_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "page.json").write_text(json.dumps(PAGE))
+    assert cost("--prices", str(tmp_path / "page.json"), "--json") == 0
+    resources = [item["resource"] for item in json.loads(capsys.readouterr().out)["items"]]
+    assert not [name for name in resources if "serverless" in name]
+
+
+# Paging as the API pages: its NextPageLink names port 443 ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("link", "followed"),
+    [
+        ("https://prices.azure.com:443/api/retail/prices?$filter=x&$skip=100", True),
+        ("https://prices.azure.com/api/retail/prices?$skip=200", True),
+        ("https://PRICES.azure.com:443/api/retail/prices?$skip=100", True),
+        ("http://prices.azure.com:443/api/retail/prices?$skip=100", False),
+        ("http://prices.azure.com/api/retail/prices?$skip=100", False),
+        ("https://prices.azure.com:8443/api/retail/prices?$skip=100", False),
+        ("https://prices.azure.com:80/api/retail/prices?$skip=100", False),
+        ("https://prices.azure.com.example.com/api/retail/prices?$skip=100", False),
+        ("https://example.com/api/retail/prices?$skip=100", False),
+        ("https://prices.azure.com/api/retail/prices/../../steal?$skip=100", False),
+        ("https://prices.azure.com/api/retail/pricesx?$skip=100", False),
+        ("https://user:pw@prices.azure.com/api/retail/prices?$skip=100", False),
+        ("https://prices.azure.com:99999/api/retail/prices", False),
+        ("//prices.azure.com/api/retail/prices", False),
+    ],
+)
+def test_a_next_page_is_followed_only_on_the_price_list_itself(link: str, followed: bool) -> None:
+    from finetune_phi.cloud.prices import PRICE_API, same_api
+
+    assert same_api(link, PRICE_API) is followed
+
+
+class _PricesToStandIn(requests.adapters.HTTPAdapter):
+    """Sends what is addressed to the Retail Prices API (with or without `:443`) to the
+    stand-in, and refuses every other address."""
+
+    def __init__(self, stand_in: str, refused: list[str]) -> None:
+        super().__init__()
+        self.stand_in = stand_in
+        self.refused = refused
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        url = request.url or ""
+        for prefix in ("https://prices.azure.com:443/", "https://prices.azure.com/"):
+            if url.startswith(prefix):
+                request.url = f"{self.stand_in}/{url.removeprefix(prefix)}"
+                return super().send(request, *args, **kwargs)
+        self.refused.append(url)
+        raise requests.ConnectionError(f"the test refused to reach {url}")
+
+
+@contextmanager
+def azure_price_list(
+    pages: list[dict[str, Any]],
+) -> Iterator[tuple[requests.Session, list[str], list[str]]]:
+    """A stand-in answering as https://prices.azure.com/api/retail/prices: page N+1 at
+    `$skip=100*N`, its NextPageLink written as the API writes it, with `:443`."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            url = urlsplit(self.path)
+            query = parse_qs(url.query)
+            index = int(query.get("$skip", ["0"])[0]) // 100
+            page = dict(pages[index])
+            if index + 1 < len(pages):
+                page["NextPageLink"] = (
+                    f"https://prices.azure.com:443{url.path}?"
+                    f"$filter={query['$filter'][0].replace(' ', '%20')}&$skip={100 * (index + 1)}"
+                )
+            body = json.dumps(page).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    refused: list[str] = []
+    with http_server(Handler) as url:
+        session = requests.Session()
+        session.mount("https://", _PricesToStandIn(url, refused))
+        session.mount("http://", _PricesToStandIn(url, refused))
+        yield session, seen, refused
+
+
+def test_three_pages_are_followed_through_their_443_links() -> None:
+    from finetune_phi.cloud.prices import PRICE_API, PriceApi, vm_meter
+
+    pages = [
+        {"Items": [meter(A100, 9.9, type="DevTestConsumption")], "NextPageLink": None},
+        {"Items": [meter(A100, 0.7, skuName="NC24ads A100 v4 Spot")], "NextPageLink": None},
+        {"Items": [meter(A100, 3.673)], "NextPageLink": None},
+    ]
+    with azure_price_list(pages) as (session, seen, refused):
+        api = PriceApi(PRICE_API, None, session=session)
+        items = list(api.items(A100, "eastus2"))
+    assert refused == []
+    assert [parse_qs(urlsplit(path).query).get("$skip") for path in seen] == [
+        None,
+        ["100"],
+        ["200"],
+    ]
+    assert len(items) == 3
+    found = vm_meter(items, A100, "eastus2")
+    assert found is not None
+    assert found.hourly_usd == 3.673  # on the third page
+
+
+def test_a_next_page_off_the_price_list_is_refused_before_any_request() -> None:
+    from finetune_phi.cloud.prices import PRICE_API, PriceApi
+
+    pages = [{"Items": [meter(A100, 9.9)], "NextPageLink": "https://example.com/steal?$skip=100"}]
+
+    with azure_price_list(pages) as (session, seen, refused):
+        # the stand-in writes no link of its own for a last page: this one stays
+        api = PriceApi(PRICE_API, None, session=session)
+        with pytest.raises(PhiError) as caught:
+            list(api.items(A100, "eastus2"))
+    assert (
+        "https://example.com/steal?$skip=100 leaves https://prices.azure.com/api/retail/prices"
+        in str(caught.value)
+    )
+    assert len(seen) == 1
+    assert refused == []

@@ -492,3 +492,61 @@ def test_serverless_delete_archives_the_version_its_dry_run_names() -> None:
 
     delete(Service(), ServerlessRequest("phi-ft-dev", model_version=4), log=lambda _: None)
     assert events == ["delete phi-ft-dev", "archive phi-finetuned:4"]
+
+
+SERVERLESS_OUTPUTS = {
+    **OUTPUTS,
+    "environment": "dev",
+    "location": "eastus2",
+    "foundryProjectName": "proj-phi-dev",
+    "foundryProjectWorkspaceId": "0f8fad5b-d9cb-469f-a165-70867728950e",
+}
+
+
+def test_serverless_deploy_says_the_hourly_hosting_fee_on_stderr_before_creating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deployed fine-tuned model bills an hourly hosting fee even when idle (azure-ai-docs
+    foundry-classic/how-to/fine-tune-serverless.md, 01/28/2026): one line says so, before
+    the endpoint is created, and how to delete it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PHI_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "outputs.json").write_text(json.dumps(SERVERLESS_OUTPUTS))
+    said_before: list[str] = []
+
+    class Endpoint:
+        scoring_uri = "https://phi-ft-dev.eastus2.models.ai.azure.com"
+
+    class Service:
+        class models:  # noqa: N801 - azure-ai-ml's attribute name
+            @staticmethod
+            def get(name: str, label: str) -> Any:
+                return type("Model", (), {"version": "3"})()
+
+        class serverless_endpoints:  # noqa: N801
+            @staticmethod
+            def begin_create_or_update(endpoint: Any) -> Poller:
+                said_before.append(capsys.readouterr().err)
+                return Poller(lambda: Endpoint())
+
+    monkeypatch.setattr("finetune_phi.core.stack_outputs.Workspace.client", lambda _: Service())
+    assert main(["deploy", "--outputs", "outputs.json", "--serverless"]) == 0
+    [line] = said_before[0].splitlines()
+    assert line.startswith("phi: note: a serverless deployment of a fine-tuned model bills an ")
+    assert "hourly hosting fee for as long as it exists, even when idle" in line
+    assert "see the model's pricing page" in line
+    assert line.endswith("phi deploy --serverless --delete --endpoint-name phi-ft-dev")
+    assert "serverless endpoint phi-ft-dev: https://" in capsys.readouterr().out
+
+
+def test_the_serverless_dry_run_says_the_fee_too_but_delete_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs.json").write_text(json.dumps(SERVERLESS_OUTPUTS))
+    base = ["deploy", "--outputs", "outputs.json", "--serverless", "--dry-run"]
+    assert main(base) == 0
+    [line] = capsys.readouterr().err.splitlines()
+    assert "hourly hosting fee" in line
+    assert main([*base, "--delete"]) == 0
+    assert capsys.readouterr().err == ""

@@ -188,6 +188,8 @@ def run_serverless(args: argparse.Namespace, outputs: StackOutputs) -> int:
         return 0
     found = outputs.require("location", "foundryProjectWorkspaceId")
     location, workspace_id = found["location"], found["foundryProjectWorkspaceId"]
+    if not args.delete:
+        print(serverless.hosting_fee_notice(request), file=sys.stderr, flush=True)
     if args.dry_run:
         print(serverless.plan_yaml(request, location, workspace_id), end="")
         return 0

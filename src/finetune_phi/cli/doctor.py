@@ -62,7 +62,8 @@ def check_arguments(args: argparse.Namespace) -> None:
 def register(commands: Commands) -> None:
     parser = commands.add_parser(
         "doctor",
-        help="read-only preflight of a stack: quota, models, soft-deleted names, roles, providers",
+        help="read-only preflight of a stack: quota, models, soft-deleted names, roles, providers, "
+        "images",
         description=doctor.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -167,6 +168,8 @@ def preflight(args: argparse.Namespace) -> doctor.Preflight | list[str]:
         job_gpus_per_node=args.gpus_per_node,
         deployment_vm_size=args.instance_type,
         deployment_instances=args.instance_count,
+        gpu_priority=config.gpu.priority,
+        stack=stack,
     )
 
 

@@ -1,6 +1,8 @@
 """`phi cost`: what a stack bills per hour, from its config files and Azure's public prices:
 each cluster node, the endpoint deployment at `phi deploy`'s default size and count, the
-fixed and usage-based pieces, and a fine-tuning run of the nodes and hours given.
+fixed and usage-based pieces, a serverless deployment's hourly hosting fee (a stack with a
+Foundry project: no figure is public, the row names it), and a fine-tuning run of the nodes
+and hours given.
 
 Names that end in the stack's suffix (storage account, key vault, registry, endpoint) are
 hashed from the subscription: without it (--subscription, or $ARM_SUBSCRIPTION_ID), they
@@ -14,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from finetune_phi.cloud.prices import Meter
+from finetune_phi.core.azure_facts import DEFAULT_CATALOG_MODEL, SERVERLESS_HOSTING_FEE
 from finetune_phi.core.config import StackConfig
 
 
@@ -26,6 +29,8 @@ class CostItem:
     hourly_usd: float | None
     """Per unit; None where the bill depends on use, or the price is not looked up."""
     note: str = ""
+    unpriced: str = "usage-based"
+    """What the price columns say where `hourly_usd` is None."""
 
     @property
     def total_hourly_usd(self) -> float | None:
@@ -39,6 +44,7 @@ Lookup = Callable[[str, str], Meter | None]
 
 
 UNKNOWN_NAME = "name needs --subscription"
+SERVERLESS = "serverless deployment (`phi deploy --serverless`)"
 
 
 def vm_sizes(config: StackConfig, deployment_size: str) -> list[str]:
@@ -122,6 +128,19 @@ def stack_items(
             "usage-based: data ingested and retained",
         ),
     ]
+    if config.foundry:
+        items.append(
+            CostItem(
+                SERVERLESS,
+                f"fine-tuned {DEFAULT_CATALOG_MODEL} (the default)",
+                region,
+                1,
+                None,
+                f"hourly hosting fee, see the model's pricing page: {SERVERLESS_HOSTING_FEE}; "
+                "delete it with `phi deploy --serverless --delete`",
+                unpriced="hosting fee, not public",
+            )
+        )
     return items
 
 
@@ -140,8 +159,8 @@ def fine_tuning_run(
 
 
 def render(items: list[CostItem], run: dict[str, Any]) -> str:
-    def usd(value: float | None) -> str:
-        return "usage-based" if value is None else f"${value:,.2f}"
+    def usd(value: float | None, unpriced: str = "usage-based") -> str:
+        return unpriced if value is None else f"${value:,.2f}"
 
     lines = [
         "| resource | sku | region | quantity | $/h each | $/h in all | note |",
@@ -150,12 +169,16 @@ def render(items: list[CostItem], run: dict[str, Any]) -> str:
     for item in items:
         lines.append(
             f"| {item.resource} | {item.sku} | {item.region} | {item.quantity:g} | "
-            f"{usd(item.hourly_usd)} | {usd(item.total_hourly_usd)} | {item.note} |"
+            f"{usd(item.hourly_usd, item.unpriced)} | {usd(item.total_hourly_usd, item.unpriced)} "
+            f"| {item.note} |"
         )
     priced = sum(item.total_hourly_usd or 0.0 for item in items)
+    hosting = any(item.resource == SERVERLESS for item in items)
     lines.append(
         f"\nAt most ${priced:,.2f} an hour while every node and the deployment run, plus "
-        "the usage-based items; clusters at rest cost nothing."
+        "the usage-based items"
+        + (" and a serverless deployment's hosting fee (billed even when idle)" if hosting else "")
+        + "; clusters at rest cost nothing."
     )
     lines.append(
         f"A fine-tuning run of {run['nodes']} x {run['sku']} for {run['hours']:g} h: "

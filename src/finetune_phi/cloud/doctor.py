@@ -4,14 +4,19 @@ and `phi deploy`. It sends only GET requests to Azure Resource Manager.
 Checks, one row each, with the fix when one fails:
 
 - config: the stack's configuration is valid (retired VM sizes included);
-- quota: free vCPU quota of each VM family the fine-tune job and the deployment need, in the
-  stack's region (azure-ai-ml's compute usage; deployments reserve 20 % extra on most sizes);
+- quota: free vCPU quota in the stack's region, as Azure ML counts it (azure-ai-ml's compute
+  usage): each VM family's dedicated vCPUs and the regional total of dedicated vCPUs the
+  fine-tune job and the deployment need, or the regional low-priority pool for the job on a
+  LowPriority cluster; a managed online deployment needs ceil(1.2 x instances) x vCPUs, all
+  but the sizes Azure exempts from that reserve;
 - models: what each fine-tuning method needs (its model offered in the region, a Foundry
   project);
 - soft-deleted: a key vault or Log Analytics workspace with this stack's names that Azure
   keeps soft-deleted blocks `pulumi up`; ML workspaces are listed by the portal only;
 - roles: the identity holds Contributor, Storage Blob Data Reader and AcrPull (after up);
-- providers: the resource providers the stack needs are registered.
+- providers: the resource providers the stack needs are registered;
+- images: the base images' tags were checked within the last 180 days (older: a warning,
+  with where to look for a newer tag).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -28,13 +35,21 @@ from finetune_phi.cloud import ml_client
 from finetune_phi.cloud.finetune.method import Site
 from finetune_phi.cloud.finetune.methods import METHODS
 from finetune_phi.core.arm import ARM_ENDPOINT, ARM_SCOPE, ArmClient, ArmError, segment
-from finetune_phi.core.azure_facts import API_VERSIONS, VM_SIZES
+from finetune_phi.core.azure_facts import (
+    API_VERSIONS,
+    BASE_IMAGE_CHECKED,
+    BASE_IMAGE_MAX_AGE_DAYS,
+    BASE_IMAGES,
+    QUOTA_REQUEST,
+    VM_SIZES,
+    VmSize,
+)
 from finetune_phi.core.roles import BuiltInRole
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-CHECKS = ("config", "quota", "models", "soft-deleted", "roles", "providers")
+CHECKS = ("config", "quota", "models", "soft-deleted", "roles", "providers", "images")
 PROVIDERS = (
     "Microsoft.MachineLearningServices",
     "Microsoft.Storage",
@@ -46,8 +61,9 @@ PROVIDERS = (
 )
 # Serverless fine-tuning also needs Microsoft.Network (azure-ai-docs fine-tune-serverless.md).
 FOUNDRY_PROVIDERS = ("Microsoft.Network",)
-DEPLOYMENT_RESERVE = 1.2
-"""Managed online deployments reserve 20 % extra vCPUs, except on sizes that skip it."""
+DEPLOYMENT_RESERVE = Fraction(6, 5)
+"""Managed online deployments reserve 20 % more whole instances, except on sizes that skip it
+(exact: 1.2 as a float would make ceil(1.2 x 5) seven)."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +73,12 @@ class Row:
     """True passed, False failed, None not checked (the detail says why)."""
     detail: str
     fix: str = ""
+    warning: bool = False
+    """Worth acting on, but not a failure (ok is None)."""
 
     @property
     def result(self) -> str:
-        return {True: "pass", False: "FAIL", None: "skip"}[self.ok]
+        return "warn" if self.warning else {True: "pass", False: "FAIL", None: "skip"}[self.ok]
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,10 @@ class Preflight:
     job_gpus_per_node: int = 1
     deployment_vm_size: str = ""
     deployment_instances: int = 1
+    gpu_priority: str = "Dedicated"
+    """The GPU cluster's `gpuPriority`: LowPriority nodes count against the regional
+    low-priority pool instead of their family's dedicated vCPUs."""
+    stack: str = "dev"
 
 
 def normalized(name: str) -> str:
@@ -95,27 +117,75 @@ def check_config(problems: list[str]) -> list[Row]:
     return [Row("config", True, "the stack configuration is valid")]
 
 
-def quota_needs(plan: Preflight) -> tuple[dict[str, list[str]], dict[str, int], list[Row]]:
-    """(family -> what needs it, family -> vCPUs needed, rows for sizes that cannot be counted)."""
-    needs: dict[str, int] = {}
-    reasons: dict[str, list[str]] = {}
+@dataclass(frozen=True)
+class Pool:
+    """One quota Azure ML counts vCPUs against: a VM family's dedicated vCPUs, the regional
+    total of dedicated vCPUs, or the regional pool of low-priority vCPUs."""
+
+    kind: str
+    """"family", "dedicated" or "lowpriority"."""
+    family: str = ""
+    """The VM family, for kind "family"."""
+
+    @property
+    def label(self) -> str:
+        return {
+            "family": f"{self.family} dedicated vCPUs",
+            "dedicated": REGIONAL_DEDICATED,
+            "lowpriority": REGIONAL_LOW_PRIORITY,
+        }[self.kind]
+
+
+REGIONAL_DEDICATED = "Total Cluster Dedicated Regional vCPUs"
+REGIONAL_LOW_PRIORITY = "Total Cluster LowPriority Regional vCPUs"
+"""The regional rows' names in Azure ML's usage list (azure-rest-api-specs
+Microsoft.MachineLearningServices stable/2024-10-01 examples/Usage/list.json)."""
+
+
+DEDICATED = Pool("dedicated")
+
+
+@dataclass
+class Need:
+    """The vCPUs a pool must have free, what needs them, and how to need fewer."""
+
+    vcpus: int = 0
+    reasons: list[str] = field(default_factory=list)
+    smaller: list[str] = field(default_factory=list)
+
+
+def deployment_vcpus(size: VmSize, instances: int) -> int:
+    """The quota a managed online deployment of `instances` x `size` needs: Azure reserves
+    20 % more whole instances, `ceil(1.2 x instances) x vCPUs`, except on the sizes that skip
+    the reserve (`azure_facts.SKIPS_RESERVATION`)."""
+    if size.skips_reservation:
+        return instances * size.vcpus
+    return math.ceil(DEPLOYMENT_RESERVE * instances) * size.vcpus
+
+
+def quota_needs(plan: Preflight) -> tuple[dict[Pool, Need], list[Row]]:
+    """(pool -> its need, rows for what cannot be counted or cannot run)."""
+    needs: dict[Pool, Need] = {}
     rows = []
 
-    def need(size_name: str, vcpus: float, what: str) -> None:
-        size = VM_SIZES[size_name]
-        needs[size.family] = needs.get(size.family, 0) + math.ceil(vcpus)
-        reasons.setdefault(size.family, []).append(what)
+    def need(pools: Iterable[Pool], vcpus: int, what: str, smaller: str) -> None:
+        for pool in pools:
+            found = needs.setdefault(pool, Need())
+            found.vcpus += vcpus
+            found.reasons.append(what)
+            found.smaller.append(smaller)
+
+    def unknown(size: str) -> Row:
+        return Row(
+            "quota",
+            None,
+            f"{size} is not in the table of Azure facts",
+            "add it to src/finetune_phi/core/azure_facts.py to have its quota checked",
+        )
 
     train = VM_SIZES.get(plan.gpu_vm_size)
     if train is None:
-        rows.append(
-            Row(
-                "quota",
-                None,
-                f"{plan.gpu_vm_size} is not in the table of Azure facts",
-                "add it to src/finetune_phi/core/azure_facts.py to have its quota checked",
-            )
-        )
+        rows.append(unknown(plan.gpu_vm_size))
     else:
         if plan.job_nodes > plan.gpu_max_nodes:
             rows.append(
@@ -135,30 +205,31 @@ def quota_needs(plan: Preflight) -> tuple[dict[str, list[str]], dict[str, int], 
                     "--gpus-per-node at most the size's GPUs, or a larger gpuVmSize",
                 )
             )
+        low_priority = plan.gpu_priority == "LowPriority"
         need(
-            train.name,
+            [Pool("lowpriority")] if low_priority else [Pool("family", train.family), DEDICATED],
             plan.job_nodes * train.vcpus,
-            f"fine-tune job {plan.job_nodes} x {train.name} ({train.vcpus} vCPUs)",
+            f"fine-tune job {plan.job_nodes} x {train.name} ({train.vcpus} vCPUs"
+            + (", low priority)" if low_priority else ")"),
+            "a smaller gpuVmSize or fewer --nodes",
         )
     serving = VM_SIZES.get(plan.deployment_vm_size)
     if serving is None:
-        rows.append(
-            Row(
-                "quota",
-                None,
-                f"{plan.deployment_vm_size} is not in the table of Azure facts",
-                "add it to src/finetune_phi/core/azure_facts.py to have its quota checked",
-            )
-        )
+        rows.append(unknown(plan.deployment_vm_size))
     else:
-        reserve = 1.0 if serving.skips_reservation else DEPLOYMENT_RESERVE
         need(
-            serving.name,
-            plan.deployment_instances * serving.vcpus * reserve,
-            f"deployment {plan.deployment_instances} x {serving.name}"
-            + ("" if serving.skips_reservation else " (+20 % reserved)"),
+            [Pool("family", serving.family), DEDICATED],
+            deployment_vcpus(serving, plan.deployment_instances),
+            f"deployment {plan.deployment_instances} x {serving.name} ({serving.vcpus} vCPUs; "
+            + (
+                "Azure holds no reserve on this size)"
+                if serving.skips_reservation
+                else f"Azure holds ceil(1.2 x {plan.deployment_instances}) = "
+                f"{math.ceil(DEPLOYMENT_RESERVE * plan.deployment_instances)} instances)"
+            ),
+            "a smaller --instance-type or a lower --instance-count",
         )
-    return reasons, needs, rows
+    return needs, rows
 
 
 @dataclass(frozen=True)
@@ -187,9 +258,10 @@ class Clients:
 
 @dataclass(frozen=True)
 class Usage:
-    """One row of Azure ML's usage list: a quota and how much of it is used."""
+    """One row of Azure ML's usage list: a quota, its scope and how much of it is used."""
 
     name: str
+    type: str
     limit: int
     current: int
 
@@ -203,9 +275,36 @@ class Usage:
         current = fields.get("current_value")
         return cls(
             str(name.get("value", "") if isinstance(name, dict) else name.value),
+            str(fields.get("type") or ""),
             int(fields.get("limit") or 0),
-            int(fields.get("currentValue", 0) if current is None else current),
+            int(fields.get("currentValue") or 0) if current is None else int(current),
         )
+
+    @property
+    def scope(self) -> str:
+        """What the row counts, from its type: "family", "dedicated", "lowpriority", "total"
+        (the subscription's, in the region), "workspace" or "compute" (one workspace's or one
+        cluster's share, under the same names; Azure spells some `workspace/...`)."""
+        kind = self.type.lower().removeprefix("microsoft.machinelearningservices/")
+        if re.fullmatch(r"workspaces?/computes/usages", kind):
+            return "compute"
+        if re.fullmatch(r"workspaces?/usages", kind):
+            return "workspace"
+        return {
+            "vmfamily/usages": "family",
+            "dedicatedcores/usages": "dedicated",
+            "lowprioritycores/usages": "lowpriority",
+            "totalcores/usages": "total",
+        }.get(kind, "other")
+
+    def counts(self, pool: Pool) -> bool:
+        """Whether this row is the subscription's quota for `pool`, by its type and name."""
+        name = normalized(self.name)
+        if self.scope != pool.kind:
+            return False
+        if pool.kind == "family":
+            return name.startswith(normalized(pool.family)) and "dedicated" in name
+        return name == normalized(pool.label)
 
 
 def usages(compute: Any, location: str) -> list[Usage]:
@@ -232,41 +331,76 @@ def usages(compute: Any, location: str) -> list[Usage]:
 
 
 def check_quota(plan: Preflight, compute: Any) -> list[Row]:
-    reasons, needs, rows = quota_needs(plan)
+    """One row per quota the plan needs: which quota, how much is free, how much is needed,
+    and the fix when it is short (a quota request, or a smaller size)."""
+    needs, rows = quota_needs(plan)
     found = usages(compute, plan.location)
-    for family, vcpus in needs.items():
-        usage = next(
-            (
-                u
-                for u in found
-                if normalized(u.name).startswith(normalized(family))
-                and "lowpriority" not in normalized(u.name)
-            ),
-            None,
-        )
-        what = "; ".join(reasons[family])
+    for pool, need in needs.items():
+        what = "; ".join(need.reasons)
+        smaller = ", or ".join(dict.fromkeys(need.smaller))
+        usage = next((u for u in found if u.counts(pool)), None)
         if usage is None:
             rows.append(
                 Row(
                     "quota",
                     False,
-                    f"{family}: no quota in {plan.location} ({what})",
-                    f"request {vcpus} vCPUs of {family} in {plan.location} (portal: Quotas > Machine learning)",
+                    f"{pool.label}: Azure lists no such quota in {plan.location}; "
+                    f"{need.vcpus} vCPUs needed ({what})",
+                    f"request {need.vcpus} vCPUs of {pool.label} in {plan.location} "
+                    f"({QUOTA_REQUEST}), or {smaller}",
+                )
+            )
+            continue
+        if usage.limit < 0:
+            rows.append(
+                Row(
+                    "quota",
+                    None,
+                    f"{usage.name}: Azure gives no limit (-1); {need.vcpus} vCPUs needed ({what})",
                 )
             )
             continue
         free = usage.limit - usage.current
-        detail = f"{usage.name}: {vcpus} vCPUs needed, {free} free ({what})"
-        fix = (
-            ""
-            if free >= vcpus
-            else (
-                f"request {vcpus - free} more vCPUs of {family} in {plan.location} "
-                "(portal: Quotas > Machine learning), or choose a smaller size"
+        enough = free >= need.vcpus
+        rows.append(
+            Row(
+                "quota",
+                enough,
+                f"{usage.name}: {need.vcpus} vCPUs needed, {free} free ({what})",
+                ""
+                if enough
+                else f"request {need.vcpus - free} more vCPUs of {usage.name} in "
+                f"{plan.location} ({QUOTA_REQUEST}), or {smaller}",
             )
         )
-        rows.append(Row("quota", free >= vcpus, detail, fix))
     return rows
+
+
+def check_images(today: date) -> list[Row]:
+    """The base images' tags were checked at most BASE_IMAGE_MAX_AGE_DAYS ago; older, a
+    warning (never a failure): Azure ships fixes only as new tags, listed by MCR."""
+    age = (today - BASE_IMAGE_CHECKED).days
+    current = [image for image in BASE_IMAGES.values() if image.deprecated is None]
+    if age <= BASE_IMAGE_MAX_AGE_DAYS:
+        return [
+            Row(
+                "images",
+                True,
+                f"base image tags checked on {BASE_IMAGE_CHECKED:%Y-%m-%d}, {age} days ago",
+            )
+        ]
+    return [
+        Row(
+            "images",
+            None,
+            f"{image.reference}: its tag was checked on {BASE_IMAGE_CHECKED:%Y-%m-%d}, "
+            f"{age} days ago (more than {BASE_IMAGE_MAX_AGE_DAYS}); a newer tag may carry fixes",
+            f"look for a newer tag at {image.tags_url} and update "
+            "src/finetune_phi/core/azure_facts.py",
+            warning=True,
+        )
+        for image in current
+    ]
 
 
 def check_models(plan: Preflight) -> list[Row]:
@@ -321,7 +455,8 @@ def check_soft_deleted(plan: Preflight, arm: ArmClient) -> list[Row]:
             "soft-deleted",
             None,
             f"ML workspaces {', '.join(plan.ml_workspaces)}: Azure lists soft-deleted ones in the portal only",
-            "Azure ML studio > Recently deleted workspaces; `python -m finetune_phi.cloud.cleanup --purge` avoids them",
+            "Azure ML studio > Recently deleted workspaces; "
+            f"`phi cleanup --stack {plan.stack} --purge` avoids them",
         )
     )
     return rows
@@ -389,6 +524,10 @@ def check_providers(plan: Preflight, arm: ArmClient) -> list[Row]:
     return rows
 
 
+def today() -> date:
+    return date.today()
+
+
 def run(plan: Preflight, clients: Clients) -> list[Row]:
     """Every check after config (which needs no sign-in and runs before it), in order; a
     check that Azure refuses becomes a failed row of its own."""
@@ -399,6 +538,7 @@ def run(plan: Preflight, clients: Clients) -> list[Row]:
         lambda: check_soft_deleted(plan, arm),
         lambda: check_roles(plan, arm),
         lambda: check_providers(plan, arm),
+        lambda: check_images(today()),
     ]
     rows: list[Row] = []
     for name, check in zip(CHECKS[1:], checks, strict=True):
@@ -428,7 +568,9 @@ def render_rows(rows: list[Row]) -> str:
 
 def render_summary(rows: list[Row]) -> str:
     failed = sum(r.ok is False for r in rows)
-    return f"\n{failed} check(s) failed" if failed else "\nall checks passed"
+    warned = sum(r.warning for r in rows)
+    also = f" ({warned} warning(s))" if warned else ""
+    return f"\n{failed} check(s) failed{also}" if failed else f"\nall checks passed{also}"
 
 
 def render(rows: list[Row]) -> str:

@@ -18,7 +18,9 @@ from finetune_phi.core.errors import PhiError, UsageError
 
 PRICE_API = "https://prices.azure.com/api/retail/prices"
 """Microsoft's documented Retail Prices API (learn.microsoft.com "Azure Retail Prices REST API";
-its filters are case-sensitive), as recorded in DESIGN.md §3, checked 2026-11-21."""
+its filters are case-sensitive), as recorded in DESIGN.md §3, checked 2026-11-21. Its
+next-page links name the port: `"NextPageLink": https://prices.azure.com:443/api/retail/prices
+?...&$skip=100` (that page's section "API response pagination", read 2026-12-05)."""
 CACHE_SECONDS = 24 * 3600
 MAX_PAGES = 20
 EXCLUDED_SUFFIXES = (" Spot", " Low Priority")
@@ -97,6 +99,9 @@ class PriceApi:
     cache_dir: Path | None = None
     timeout_seconds: float = 30.0
 
+    session: Any = None
+    """A `requests.Session` to send through (default: a plain `requests.get`)."""
+
     def items(self, size: str, region: str) -> Iterator[dict[str, Any]]:
         link: str | None = page_url(size, region, self.url)
         for _ in range(MAX_PAGES):
@@ -104,8 +109,8 @@ class PriceApi:
                 return
             page = self._page(link)
             yield from page.get("Items", [])
-            link = page.get("NextPageLink")
-            if link is not None and not link.startswith(self.url):
+            link = page.get("NextPageLink") or None
+            if link is not None and not same_api(link, self.url):
                 raise PhiError(f"the price list's next page {link} leaves {self.url}; not followed")
 
     def _page(self, link: str) -> dict[str, Any]:
@@ -118,8 +123,9 @@ class PriceApi:
             return dict(json.loads(cache.read_text()))
         import requests
 
+        get = requests.get if self.session is None else self.session.get
         try:
-            response = requests.get(link, timeout=self.timeout_seconds, allow_redirects=False)
+            response = get(link, timeout=self.timeout_seconds, allow_redirects=False)
         except requests.RequestException as error:
             raise PriceListError(
                 f"cannot reach the Azure price list at {self.url} ({type(error).__name__})"
@@ -138,6 +144,31 @@ class PriceApi:
         if self.cache_dir is None:
             return None
         return self.cache_dir / f"{hashlib.sha256(link.encode()).hexdigest()[:32]}.json"
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def same_api(link: str, api: str) -> bool:
+    """Whether a next-page `link` is on the price list at `api`: the same scheme, host and
+    path, on the same port (the scheme's default, 443 for https, may be written or not), with
+    no user name or password; only its query differs."""
+    try:
+        to, base = urllib.parse.urlsplit(link), urllib.parse.urlsplit(api)
+        ports = [
+            url.port or _DEFAULT_PORTS.get(url.scheme.lower())
+            for url in (to, base)  # .port raises ValueError on a bad port
+        ]
+    except ValueError:
+        return False
+    return (
+        to.scheme.lower() == base.scheme.lower()
+        and (to.hostname or "") == (base.hostname or "")
+        and to.path == base.path
+        and ports[0] == ports[1]
+        and to.username is None
+        and to.password is None
+    )
 
 
 def default_cache_dir() -> Path:

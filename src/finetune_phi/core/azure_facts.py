@@ -19,6 +19,7 @@ CHECKED = date(2026, 11, 21)
 """When every row below was last checked against its source."""
 
 _COMPUTE_DOCS = "MicrosoftDocs/azure-compute-docs articles/virtual-machines/sizes/gpu-accelerated/"
+"""Each size page below is a file listed there (read 2026-12-05)."""
 REGIONS = frozenset(
     [
         "australiacentral",
@@ -85,11 +86,37 @@ key `extraRegions`."""
 
 _SKU_LIST = (
     "MicrosoftDocs/azure-ai-docs articles/machine-learning/"
-    "reference-managed-online-endpoints-vm-sku-list.md (10/18/2025)"
+    "reference-managed-online-endpoints-vm-sku-list.md (ms.date 10/18/2025, read 2026-12-05)"
 )
+SKIPS_RESERVATION = frozenset(
+    [
+        "Standard_NC24ads_A100_v4",
+        "Standard_NC48ads_A100_v4",
+        "Standard_NC96ads_A100_v4",
+        "Standard_NC40ads_H100_v5",
+        "Standard_NC80adis_H100_v5",
+        "Standard_ND96amsr_A100_v4",
+        "Standard_ND96asr_v4",
+        "Standard_ND40rs_v2",
+        "Standard_ND96is_H100_v5",
+        "Standard_ND96isr_H100_v5",
+    ]
+)
+"""Every size `_SKU_LIST` marks "Skip 20% Reservation": a managed online deployment on one
+needs exactly its vCPUs of quota. Every other size needs `ceil(1.2 x instances) x vCPUs`
+(MicrosoftDocs/azure-ai-docs articles/machine-learning/includes/
+quota-allocation-online-deployment.md, ms.date 12/07/2023; how-to-manage-quotas.md, ms.date
+01/27/2026; both read 2026-12-05). `VmSize.skips_reservation` agrees with this set (a test
+holds it to it)."""
+QUOTA_REQUEST = (
+    "https://learn.microsoft.com/azure/machine-learning/how-to-manage-quotas#vm-quota-increases"
+)
+"""How to ask for more Azure ML vCPU quota (workspace > Usage + quotas, select the VM family,
+Submit): MicrosoftDocs/azure-ai-docs articles/machine-learning/how-to-manage-quotas.md,
+section "VM quota increases" (ms.date 01/27/2026, read 2026-12-05)."""
 _RETIRED_SIZES = (
     "MicrosoftDocs/azure-compute-docs articles/virtual-machines/sizes/retirement/"
-    "retired-sizes-list.md (06/13/2025)"
+    "retired-sizes-list.md (06/13/2025; file read 2026-12-05)"
 )
 
 
@@ -135,7 +162,7 @@ def _a100(name: str, vcpus: int, gpus: int) -> VmSize:
         "A100 80GB",
         80,
         True,
-        f"{_COMPUTE_DOCS}nc-a100-v4-series.md; {_SKU_LIST}",
+        f"{_COMPUTE_DOCS}nca100v4-series.md (ms.date 07/31/2024); {_SKU_LIST}",
         skips_reservation=True,
     )
 
@@ -150,7 +177,7 @@ def _v100_retired(name: str, vcpus: int, gpus: int) -> VmSize:
         16,
         False,
         "MicrosoftDocs/azure-compute-docs articles/virtual-machines/ncv3-retirement.md "
-        f"(05/28/2025); {_RETIRED_SIZES}",
+        f"(05/28/2025; file read 2026-12-05); {_RETIRED_SIZES}",
         retired=date(2025, 9, 30),
         replacement="Standard_NC24ads_A100_v4 (training) or Standard_NC4as_T4_v3 (serving)",
     )
@@ -185,7 +212,8 @@ VM_SIZES: dict[str, VmSize] = {
         VmSize("Standard_NC80adis_H100_v5", "standardNCADSH100v5Family", 80, 2, "H100 NVL", 94,
                True, f"{_COMPUTE_DOCS}ncadsh100v5-series.md; {_SKU_LIST}", skips_reservation=True),
         VmSize("Standard_ND96amsr_A100_v4", "standardNDAMSv4_A100Family", 96, 8, "A100 80GB", 80,
-               True, f"{_COMPUTE_DOCS}ndm-a100-v4-series.md; {_SKU_LIST}", skips_reservation=True),
+               True, f"{_COMPUTE_DOCS}ndma100v4-series.md (ms.date 07/31/2024); {_SKU_LIST}",
+               skips_reservation=True),
         VmSize("Standard_NV36ads_A10_v5", "standardNVADSA10v5Family", 36, 1, "A10", 24, True,
                f"{_COMPUTE_DOCS}nvadsa10v5-series.md; {_SKU_LIST}"),
         _v100_retired("Standard_NC6s_v3", 6, 1),
@@ -221,13 +249,16 @@ class Model:
 
 
 _LIFECYCLE = (
-    "MicrosoftDocs/azure-ai-docs articles/ai-foundry/concepts/model-lifecycle-retirement.md "
-    "(06/17/2025); azureml-assets assets/models/system/phi-3.5-mini-128k-instruct/spec.yaml"
+    "MicrosoftDocs/azure-ai-docs articles/foundry/openai/includes/"
+    "concepts-model-retirement-schedule-content.md (ms.date 07/07/2026, read 2026-12-05; the "
+    "table moved there from ai-foundry/concepts/model-lifecycle-retirement.md); "
+    "Azure/azureml-assets assets/models/system/phi-3.5-mini-128k-instruct/spec.yaml"
 )
 _PHI4_REGIONS = ("eastus2", "eastus", "northcentralus", "southcentralus", "westus", "westus3")
 _MAAS = (
-    "MicrosoftDocs/azure-ai-docs articles/ai-foundry/includes/region-availability-maas.md "
-    "(11/24/2025); Azure/azureml-examples sdk/python/jobs/finetuning/standalone/"
+    "MicrosoftDocs/azure-ai-docs articles/foundry-classic/includes/region-availability-maas.md "
+    "(ms.date 02/17/2026, read 2026-12-05; formerly under ai-foundry/includes); "
+    "Azure/azureml-examples sdk/python/jobs/finetuning/standalone/"
     "model-as-a-service/chat-completion/chat_completion_with_model_as_service.ipynb"
 )
 
@@ -279,10 +310,18 @@ class BaseImage:
     def reference(self) -> str:
         return f"{self.name}:{self.tag}"
 
+    @property
+    def tags_url(self) -> str:
+        """Where MCR lists the image's tags, newest fixes included (`_CONTAINERS`)."""
+        return (
+            f"https://mcr.microsoft.com/v2/{self.name.removeprefix('mcr.microsoft.com/')}/tags/list"
+        )
+
 
 _CONTAINERS = (
     "Azure/AzureML-Containers README.md, supported images (commit 7482fea, 2026-03-16; the "
-    "same commit deleted the per-image release notes: tags are listed by MCR)"
+    "same commit deleted the per-image release notes: tags are listed by MCR at "
+    "https://mcr.microsoft.com/v2/azureml/<image>/tags/list; read 2026-12-05)"
 )
 _ASSETS_PINS = (
     "Azure/azureml-assets branch release (commit 61470ae, 2026-07-23), environment "
@@ -458,3 +497,14 @@ def retirement_problem(kind: str, name: str, today: date | None = None) -> str |
         return None
     verb = "deprecated" if kind == "image" else "retired"
     return f"{name} was {verb} by Azure on {ended:%Y-%m-%d}; use {replacement}"
+
+
+SERVERLESS_HOSTING_FEE = (
+    "a serverless deployment of a fine-tuned model bills an hourly hosting fee for as long as "
+    "it exists, even when idle; no fee figure is public in the sources read: see the model's "
+    "pricing page (the deployment wizard's Pricing and terms tab)"
+)
+"""MicrosoftDocs/azure-ai-docs articles/foundry-classic/how-to/fine-tune-serverless.md (ms.date
+01/28/2026, read 2026-12-05): "each customized (fine-tuned) model that's deployed incurs an
+hourly hosting cost regardless of whether completions or chat completions calls are being
+made to the model". Neither that page nor Foundry's cost-management page gives the figure."""

@@ -6,6 +6,10 @@ has finished, long after `pulumi up`. Serverless endpoints speak chat-completion
 (`/v1/chat/completions`), which `phi chat --api chat-completions` and the flow
 (connection config `api: chat-completions`) speak too. Cleanup deletes the endpoint
 first, then archives the model: a model still behind an endpoint cannot go.
+
+A serverless deployment of a fine-tuned model bills an hourly hosting fee for as long as it
+exists, even when idle (`azure_facts.SERVERLESS_HOSTING_FEE`): `phi deploy --serverless`
+says so before it creates one, and `--delete` ends it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import yaml
 
 from finetune_phi.cloud.deploy.managed import MODEL_NAME
+from finetune_phi.core.azure_facts import SERVERLESS_HOSTING_FEE
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.naming import RULES
 
@@ -37,6 +42,14 @@ class ServerlessRequest:
             raise UsageError(f"--endpoint-name {self.endpoint_name!r}: {broken}")
         if self.model_version is not None and self.model_version < 1:
             raise UsageError(f"--model-version {self.model_version}: must be 1 or more")
+
+
+def hosting_fee_notice(request: ServerlessRequest) -> str:
+    """The one line `phi deploy --serverless` prints on stderr before it creates an endpoint."""
+    return (
+        f"phi: note: {SERVERLESS_HOSTING_FEE}; delete it when done: "
+        f"phi deploy --serverless --delete --endpoint-name {request.endpoint_name}"
+    )
 
 
 def model_id(location: str, workspace_id: str, name: str, version: str) -> str:
