@@ -241,7 +241,7 @@ def test_submit_sends_the_version_the_latest_label_names_after_one_read(
         method=method,
     )
     registry = RegistryModels("12")
-    pinned = methods.pin_model_version(options, registry)
+    pinned = methods.pin_model_version(options, lambda: registry)
     assert registry.asked == [("Phi-4-mini-instruct", "latest")]
     planned = pinned.finetune_method.plan(pinned.request(), from_file(workdir / "outputs.json"))
     assert "Phi-4-mini-instruct/labels/latest" not in planned.spec
@@ -251,7 +251,7 @@ def test_submit_sends_the_version_the_latest_label_names_after_one_read(
         methods.SubmitOptions(
             options.train_file, options.eval_file, method, values={"model_version": 3}
         ),
-        registry,
+        lambda: pytest.fail("no registry client when the version is given"),
     )
     assert given.values["model_version"] == 3
     assert len(registry.asked) == 1

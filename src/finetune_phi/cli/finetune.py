@@ -18,6 +18,8 @@ from finetune_phi.cli.options import (
 )
 from finetune_phi.cloud.finetune import MODEL_OUTPUT, jobs, methods
 from finetune_phi.cloud.finetune.method import EXPERIMENT
+from finetune_phi.cloud.finetune.models import REGISTRY
+from finetune_phi.cloud.ml_client import registry_models
 from finetune_phi.core import state
 from finetune_phi.core.renames import renamed
 from finetune_phi.core.stack_outputs import Workspace
@@ -82,12 +84,14 @@ def run_submit(args: argparse.Namespace) -> int:
     options.check()
     method = options.finetune_method
     outputs = read_outputs(args)
-    planned = method.plan(options.request(), outputs)
     if args.dry_run:
-        print(planned.spec, end="")
+        print(method.plan(options.request(), outputs).spec, end="")
         return 0
     workspace = outputs.workspace(method.workspace_output)
     ml_client = workspace.client()
+    # A registry model goes as versions/N: the latest label is read once, now.
+    options = methods.pin_model_version(options, lambda: registry_models(REGISTRY))
+    planned = method.plan(options.request(), outputs)
     created = methods.submit(ml_client, options, planned.job)
     state.record(workspace.state_key, state.LAST_FINETUNE_JOB, created.name)
     print(f"submitted {created.name}\n{created.studio_url}")

@@ -154,15 +154,17 @@ def only(owner: FinetuneMethod, method: FinetuneMethod) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def pin_model_version(options: SubmitOptions, registry_models: Any) -> SubmitOptions:
+def pin_model_version(options: SubmitOptions, registry_models: Callable[[], Any]) -> SubmitOptions:
     """For a method that fine-tunes a registry model: `options` with --model-version set to
-    the version the registry's `latest` label names now (one read of `registry_models`, a
-    registry client's `models`), unless it was given. What is then planned is what is sent."""
+    the version the registry's `latest` label names now (one read through
+    `registry_models()`, a registry client's `models`, made only then), unless it was given.
+    What is then planned is what is sent."""
     method = options.finetune_method
     if MODEL_VERSION not in method.options or options.values.get(MODEL_VERSION.dest):
         return options
     assert method.offer is not None  # a registry model's method has an offer
-    version = latest_version(registry_models, method.offer.model(options.request().model))
+    model = method.offer.model(options.request().model)
+    version = latest_version(registry_models(), model)
     return replace(options, values={**options.values, MODEL_VERSION.dest: version})
 
 
