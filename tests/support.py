@@ -95,11 +95,16 @@ def isolated_promptflow(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def connect(endpoint: str, key: str, env: dict[str, str], api: str = "score") -> None:
-    """`phi flow connect` in its own process: Prompt flow fixes its home at first import."""
+def connect(
+    endpoint: str, key: str, env: dict[str, str], api: str = "score", cwd: Path | None = None
+) -> None:
+    """`phi flow connect` in its own process (Prompt flow fixes its home at first import),
+    run in `cwd`, by default beside the test's Prompt flow home: it writes the project's
+    `pf.yaml` there, above the flow `flow_copy` puts there."""
     result = subprocess.run(
         [str(BIN / "phi"), "flow", "connect", "--endpoint", endpoint, "--api", api],
         env={**env, "PHI_ENDPOINT_KEY": key},
+        cwd=cwd or Path(env["PF_HOME_DIRECTORY"]).parent,
         capture_output=True,
         text=True,
         check=False,

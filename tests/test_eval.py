@@ -180,3 +180,53 @@ def test_bad_inputs_are_named(
         == 2
     )
     assert message.format(data=data) in capsys.readouterr().err
+
+
+def held_out_rows(path: Path, rows: int) -> Path:
+    conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    path.write_text("".join(json.dumps({"messages": conversation}) + "\n" for _ in range(rows)))
+    return path
+
+
+def test_progress_goes_to_stderr_and_the_tables_use_short_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Off a terminal (pytest's captured stderr), each model's answers are counted in lines;
+    the models are named in full once, above a table headed `base` and `candidate`."""
+    data = held_out_rows(tmp_path / "held_out.jsonl", 20)
+    with contract_server() as (base, _), contract_server() as (candidate, _):
+        code = evaluate(
+            *("--base", base, "--candidate", candidate, "--data", str(data)),
+            *("--out", str(tmp_path / "eval")),
+        )
+        assert code == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        *(f"base: {done}/20 answers" for done in range(2, 21, 2)),
+        *(f"candidate: {done}/20 answers" for done in range(2, 21, 2)),
+    ]
+    table = (
+        f"base: {base}\ncandidate: {candidate}\n\n| metric | base | candidate | delta (95 % CI) |\n"
+    )
+    assert out.startswith(table)
+    assert (tmp_path / "eval" / "report.md").read_text().startswith(table)
+    assert report(tmp_path / "eval")["models"] == {"base": base, "candidate": candidate}
+
+
+def test_a_relative_model_folder_is_named_in_full_and_a_missing_one_in_one_line(
+    tiny_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = held_out_rows(tmp_path / "held_out.jsonl", 1)
+    monkeypatch.chdir(tiny_model.parent)
+    with contract_server() as (url, _):
+        args = ["--candidate", url, "--data", str(data), "--out", str(tmp_path / "eval")]
+        assert evaluate("--base", tiny_model.name, *args) == 0
+        assert report(tmp_path / "eval")["models"]["base"] == str(tiny_model)
+        capsys.readouterr()
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a probe would fail, not hang
+        assert evaluate("--base", "./no-such-model", *args) == 2
+    assert capsys.readouterr().err == "phi: error: --base ./no-such-model: no such folder\n"

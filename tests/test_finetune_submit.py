@@ -18,6 +18,7 @@ from finetune_phi.cloud.finetune.data_assets import content_version
 from finetune_phi.cloud.finetune.methods import SubmitOptions, submit
 from finetune_phi.core import state
 from finetune_phi.core.azure_facts import AZURE_TORCH
+from finetune_phi.core.folders import TRAIN_REQUIREMENTS
 from tests.support import SAMPLE, submit_workdir
 
 OUTPUTS = {
@@ -35,7 +36,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def dry_run(workdir: Path, capsys: pytest.CaptureFixture[str], *args: str) -> Command:
-    assert main(["finetune", "submit", "--outputs", "outputs.json", "--dry-run", *args]) == 0
+    """The whole job YAML (`phi --verbose`: the lock's pins listed), loaded by azure-ai-ml."""
+    command = ["--verbose", "finetune", "submit", "--outputs", "outputs.json", "--dry-run"]
+    assert main([*command, *args]) == 0
     path = workdir / "job.yaml"
     path.write_text(capsys.readouterr().out)
     job = load_job(path)
@@ -71,6 +74,36 @@ def test_dry_run_job_loads_with_the_expected_spec(
     assert job.experiment_name == "finetune-phi"
     assert job.display_name
     assert Path(str(job.code)).name == "src"
+
+
+def test_the_dry_run_names_the_lock_by_path_and_hash_and_verbose_lists_it(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a user reviews: the job, with the environment's pins (most of the YAML) named by
+    the lock file and its sha256; `phi --verbose` prints them all."""
+    import hashlib
+
+    import yaml
+
+    assert main(["finetune", "submit", "--outputs", "outputs.json", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    pins = [
+        line
+        for line in TRAIN_REQUIREMENTS.read_text().splitlines()
+        if "==" in line and line[0] != "#"
+    ]
+    assert len(printed.splitlines()) < 60
+    assert not any(pin in printed for pin in pins)
+    spec = yaml.safe_load(printed)
+    assert spec["environment"]["conda_file"]["dependencies"][2]["pip"] == {
+        "lock": str(TRAIN_REQUIREMENTS),
+        "pins": len(pins),
+        "sha256": hashlib.sha256(TRAIN_REQUIREMENTS.read_bytes()).hexdigest(),
+        "listed_by": "phi --verbose finetune submit --dry-run",
+    }
+    assert "--model_output ${{outputs.model}}" in spec["command"]
+    pip = dry_run(workdir, capsys).environment.conda_file["dependencies"][2]["pip"]
+    assert pip == pins
 
 
 def test_cpu_profile_reproduces_the_tutorials_low_cost_path(

@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,12 +16,27 @@ import yaml
 from finetune_phi.cli.main import main
 from finetune_phi.local.serve import free_port
 from tests.contract_server import Recorded, contract_server
-from tests.support import BIN, PROMPT_FLOW, answer_of, connect, flow_copy, flow_test
+from tests.support import (
+    BIN,
+    PROMPT_FLOW,
+    answer_of,
+    connect,
+    flow_copy,
+    flow_test,
+    port_is_free,
+)
 
 KEY = "right-key-5c1d"
 HISTORY = [
     {"inputs": {"question": "What is the capital of France?"}, "outputs": {"answer": "Paris."}},
 ]
+
+
+@pytest.fixture(autouse=True)
+def in_a_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs from a folder of its own: `phi flow connect` writes Prompt flow's project
+    settings (pf.yaml) into the folder it runs from, which is not to be the checkout."""
+    monkeypatch.chdir(tmp_path)
 
 
 def test_the_flow_sends_history_as_messages_with_the_key(
@@ -138,3 +154,62 @@ def test_the_flow_folder_names_its_connection_and_holds_no_secret() -> None:
     rows = [json.loads(line) for line in (PROMPT_FLOW / "data.jsonl").read_text().splitlines()]
     assert rows
     assert all({"question", "chat_history"} <= set(row) for row in rows)
+
+
+PROMPT_FLOW_SERVICE_PORT = 23333
+"""Where `pf` starts its tracing service (promptflow._sdk._constants.PF_SERVICE_DEFAULT_PORT)."""
+
+
+def test_after_phi_flow_connect_the_documented_pf_flow_test_leaves_nothing_listening(
+    pf_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Prompt flow home as a first-time user has it (no pf.yaml): `phi flow connect`, run
+    from the project, switches telemetry and tracing off there, not in the home, and the
+    documented `pf flow test` from the project starts no tracing service on 23333."""
+    if not port_is_free(PROMPT_FLOW_SERVICE_PORT):
+        pytest.skip(f"something else listens on {PROMPT_FLOW_SERVICE_PORT}")
+    home = Path(pf_env["PF_HOME_DIRECTORY"])
+    (home / "pf.yaml").unlink()  # the fixture's own quiet settings: not a first-time user's
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)  # `phi flow connect` and `pf flow test` inherit it
+    try:
+        with contract_server(Recorded(key=KEY)) as (endpoint, _):
+            connect(endpoint, KEY, pf_env, cwd=project)
+            result = flow_test(pf_env, "Who founded Microsoft?", [])
+        assert result.returncode == 0, result.stderr
+        assert answer_of(result) == "2 messages; last: Who founded Microsoft?"
+        assert port_is_free(PROMPT_FLOW_SERVICE_PORT)
+    finally:
+        if not port_is_free(PROMPT_FLOW_SERVICE_PORT):  # the failure this test is for
+            subprocess.run([str(BIN / "pf"), "service", "stop"], env=pf_env, check=False)
+    settings = yaml.safe_load((project / "pf.yaml").read_text())
+    assert settings["telemetry"]["enabled"] == "false"
+    assert settings["trace"]["destination"] == "none"
+    home_settings = home / "pf.yaml"
+    if home_settings.exists():
+        assert not {"telemetry", "trace"} & set(yaml.safe_load(home_settings.read_text()) or {})
+
+
+def test_connect_warns_when_the_home_configuration_turns_tracing_back_on(
+    pf_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Path(pf_env["PF_HOME_DIRECTORY"])
+    (home / "pf.yaml").write_text("trace:\n  destination: local\n")
+    monkeypatch.chdir(tmp_path)
+    result = subprocess.run(
+        [str(BIN / "phi"), "flow", "connect", "--endpoint", "http://127.0.0.1:9/score"],
+        env={**pf_env, "PHI_ENDPOINT_KEY": KEY},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"prompt flow: telemetry.enabled=false trace.destination=none for `pf` run from {tmp_path}"
+        in result.stdout
+    )
+    assert result.stderr == (
+        "phi: warning: Prompt flow's home configuration sets trace.destination=local, which "
+        "wins over the project's: pf config set telemetry.enabled=false trace.destination=none\n"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -207,3 +208,83 @@ def test_sigterm_to_phi_train_stops_every_training_process(
         assert no_process_mentions(marker)
     finally:
         stop_group(trainer)
+
+
+@pytest.mark.slow
+def test_a_local_run_says_where_the_model_went_and_how_the_loss_moved(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`phi train --local --model tiny-base`, a relative folder: the script is given its
+    absolute path (MLflow records it as the source, and never asks the hub for `tiny-base`),
+    MLflow warns of nothing, the curves are in DIR/mlruns, and the run ends on the loss and
+    the model's folder."""
+    import shutil
+    import subprocess
+
+    import mlflow
+    import yaml
+
+    from tests.support import PHI
+
+    shutil.copytree(tiny_model, tmp_path / "tiny-base")
+    data = prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=1, from_path=SAMPLE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    result = subprocess.run(
+        [
+            *PHI,
+            "train",
+            "--local",
+            "--model",
+            "tiny-base",
+            "--train-file",
+            str(data.train),
+            "--eval-file",
+            str(data.eval),
+            "--output-dir",
+            "out",
+            "--num_train_epochs",
+            "2",
+            "--max_length",
+            "128",
+            "--logging_steps",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    *_, losses, model = result.stdout.splitlines()
+    assert model == f"model: {tmp_path / 'out' / 'model'}"
+    assert losses.startswith("loss: first "), losses
+    assert "; eval loss: first " in losses
+    assert ", best " in losses
+    assert "WARNING mlflow" not in result.stderr, result.stderr[-3000:]
+    store = tmp_path / "out" / "mlruns"
+    assert f"--backend-store-uri {store}" in result.stderr
+    mlmodel = yaml.safe_load((tmp_path / "out" / "model" / "MLmodel").read_text())
+    assert mlmodel["flavors"]["transformers"]["source_model_name"] == str(tmp_path / "tiny-base")
+    assert "no license file" in (tmp_path / "out" / "model" / "LICENSE.txt").read_text()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(store.as_uri())
+    [run] = mlflow.search_runs(experiment_names=["finetune-phi"], output_format="list")
+    assert {"loss", "eval_loss", "learning_rate"} <= set(run.data.metrics)
+    steps = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+    assert len(steps) >= 3  # a curve, not a point
+
+
+@pytest.mark.parametrize("model", ["./missing-model", "/no/such/model", "~/no/such/model/"])
+def test_a_model_folder_that_does_not_exist_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, model: str
+) -> None:
+    """A value that can only be a folder is not sent to the hub (offline: not HF_HUB_OFFLINE)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a probe would fail, not hang
+    data = prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=1, from_path=SAMPLE)
+    args = ["train", "--local", "--model", model, "--train-file", str(data.train)]
+    assert main([*args, "--output-dir", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"phi: error: --model {model}: no such folder\n"
+    assert not (tmp_path / "out").exists()

@@ -24,6 +24,10 @@ LoRA and QLoRA are TRL's own options (`--use_peft --lora_r 16 --lora_target_modu
 all-linear`, `--load_in_4bit`); the MLflow model written is always the full model, the
 adapter merged into the base, so it serves like a full fine-tune. The adapter is kept in
 `<output_dir>/adapter`. FSDP is the Trainer's (`--fsdp --fsdp_config fsdp.json`).
+
+Parameters and metrics go to MLflow when $MLFLOW_TRACKING_URI is set: Azure ML sets it in a
+job, `phi train --local` points it at `<output-dir>/mlruns`. The run ends on two lines: the
+loss (first and last logged; the eval loss first, last and best) and `model: DIR`.
 """
 
 from __future__ import annotations
@@ -231,8 +235,42 @@ def mlflow_callback() -> Any:
     return CuratedMlflow()
 
 
-def save_mlflow_model(model: Any, tokenizer: Any, path: Path) -> None:
-    """Write the fine-tuned model as an MLflow transformers model (MLmodel included)."""
+def base_model_card(base: str) -> Any:
+    """The base model's card for MLflow to keep with the model, or None for a hub id (MLflow
+    fetches the hub's card and license itself). A local folder's card is its README.md, or,
+    without one, a card that says so: given no card, MLflow asks the hub for the model's
+    `name_or_path`, which for a local folder is a path, not a repository id (a warning, and
+    with a relative path a minute of retries)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    folder = Path(base)
+    if not folder.is_dir():
+        return None
+    readme = folder / "README.md"
+    if readme.is_file():
+        return ModelCard.load(readme, ignore_metadata_errors=True)
+    return ModelCard(
+        f"---\n{ModelCardData(license='unknown').to_yaml()}\n---\n"
+        f"Fine-tuned from the local model folder {folder.resolve()}, which has no model card "
+        "(README.md) and so no declared license.\n"
+    )
+
+
+def write_local_license(base: Path, path: Path) -> None:
+    """A local base's license in the MLflow model: the folder's own license file, or a note
+    that it has none (MLflow's fallback text would send the reader to the hub for a path)."""
+    found = sorted(p for p in base.glob("LICENSE*") if p.is_file())
+    text = (
+        found[0].read_text(encoding="utf-8", errors="replace")
+        if found
+        else f"The base model, the local folder {base.resolve()}, came with no license file.\n"
+    )
+    (path / "LICENSE.txt").write_text(text, encoding="utf-8")
+
+
+def save_mlflow_model(model: Any, tokenizer: Any, path: Path, base: str) -> None:
+    """Write the fine-tuned model as an MLflow transformers model (MLmodel included), recorded
+    as a fine-tune of `base` (the hub id or local folder it started from)."""
     import importlib.metadata
 
     import mlflow
@@ -242,12 +280,40 @@ def save_mlflow_model(model: Any, tokenizer: Any, path: Path) -> None:
         f"{package}=={importlib.metadata.version(package).split('+')[0]}"
         for package in ("torch", "transformers", "accelerate", "mlflow-skinny")
     ]
+    # The model's own name is where its weights were last loaded from: the temporary folder
+    # an FSDP run gathers into, for one. MLflow records it as the source model.
+    model.config._name_or_path = base
     mlflow.transformers.save_model(
         transformers_model={"model": model, "tokenizer": tokenizer},
         path=str(path),
         task="text-generation",
         pip_requirements=requirements,
+        model_card=base_model_card(base),
     )
+    if Path(base).is_dir():
+        write_local_license(Path(base), path)
+
+
+def loss_summary(log_history: list[dict[str, Any]]) -> str:
+    """One line: the training loss first and last logged, the eval loss first, last and best."""
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    evals = [
+        (entry["eval_loss"], entry.get("epoch")) for entry in log_history if "eval_loss" in entry
+    ]
+    parts = []
+    if losses:
+        parts.append(
+            f"loss: first {losses[0]:.4f}, last {losses[-1]:.4f} ({len(losses)} logged steps)"
+        )
+    else:
+        parts.append("loss: none logged (fewer steps than --logging_steps)")
+    if evals:
+        best, epoch = min(evals, key=lambda pair: pair[0])
+        at = f" (epoch {epoch:g})" if epoch is not None else ""
+        parts.append(
+            f"eval loss: first {evals[0][0]:.4f}, last {evals[-1][0]:.4f}, best {best:.4f}{at}"
+        )
+    return "; ".join(parts)
 
 
 def levers(trainer: Any, model_args: Any) -> dict[str, Any]:
@@ -476,7 +542,13 @@ def main(script_args: ScriptArguments, training_args: Any, model_args: Any) -> N
             log_run_metrics(metrics, run_levers)
         if merged is not None:
             merged.config.use_cache = True
-            save_mlflow_model(merged, tokenizer, Path(script_args.model_output))
+            save_mlflow_model(
+                merged, tokenizer, Path(script_args.model_output), model_args.model_name_or_path
+            )
+        # What happened, last: how the loss moved and where the model went.
+        print(loss_summary(trainer.state.log_history), flush=True)
+        if merged is not None:
+            print(f"model: {Path(script_args.model_output).resolve()}", flush=True)
     trainer.accelerator.wait_for_everyone()
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from finetune_phi.cli.options import (
     Commands,
@@ -19,7 +20,7 @@ from finetune_phi.core.errors import UsageError
 from finetune_phi.data import prepare
 from finetune_phi.evaluation import report
 from finetune_phi.evaluation.models import Decoding, EndpointModel, LocalModel, Model
-from finetune_phi.evaluation.rows import read_rows
+from finetune_phi.evaluation.rows import EvalRow, read_rows
 
 STACK_ENDPOINT = "stack"
 
@@ -67,10 +68,34 @@ def model(spec: str, flag: str, args: argparse.Namespace) -> Model:
     return LocalModel.load(spec, flag)
 
 
+PROGRESS_LINES = 10
+"""Off a terminal, about this many progress lines per model."""
+
+
 def progress(rows: Sequence[Any]) -> Any:
+    """A progress bar over `rows` on a terminal (`phi verify`'s)."""
     from tqdm import tqdm
 
     return tqdm(rows, desc="phi eval", unit="row", file=sys.stderr, disable=None)
+
+
+def answering(role: str, rows: Sequence[EvalRow]) -> Iterable[EvalRow]:
+    """Each model's pass over the rows, shown on stderr: a progress bar on a terminal, else
+    (a log, a CI job) a line such as `base: 10/40 answers` every tenth of the rows."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return cast(Iterable[EvalRow], tqdm(rows, desc=role, unit="answer", file=sys.stderr))
+    return counted(role, rows)
+
+
+def counted(role: str, rows: Sequence[EvalRow]) -> Iterator[EvalRow]:
+    total = len(rows)
+    step = max(1, math.ceil(total / PROGRESS_LINES))
+    for done, row in enumerate(rows, start=1):
+        yield row  # the caller has answered it when the next one is asked for
+        if done % step == 0 or done == total:
+            print(f"{role}: {done}/{total} answers", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
         "candidate": model(args.candidate, "--candidate", args),
     }
     decoding = Decoding(args.max_new_tokens, args.seed)
-    scored = report.score_rows(rows, models, decoding, progress)
+    scored = report.score_rows(rows, models, decoding, answering)
     summary = report.summarize(scored, args.seed or 0)
-    names = {"base": args.base, "candidate": args.candidate}
+    names = {role: chosen.name for role, chosen in models.items()}
     report.write(args.out, summary, scored, names)
     print(report.markdown(summary, names), end="")
     print(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from finetune_phi.cli.options import (
     Commands,
@@ -52,6 +54,17 @@ def run_connect(args: argparse.Namespace) -> int:
     else:
         client = endpoints.stack_client(read_outputs(args), kind=args.kind, api=args.api)
         endpoint, key, api = client.scoring_uri, client.key or "", client.api
+    # Before Prompt flow's client is used: its calls send telemetry unless this is set.
+    project = Path.cwd()
+    overridden = flow_connection.quiet_prompt_flow(project)
     name = flow_connection.connect(endpoint, key, args.name, api)
     print(f"connection {name}: endpoint {endpoint} (key stored encrypted by Prompt flow)")
+    settings = " ".join(f"{k}={v}" for k, v in flow_connection.QUIET.items())
+    print(f"prompt flow: {settings} for `pf` run from {project} ({project / 'pf.yaml'})")
+    if overridden:
+        print(
+            f"phi: warning: Prompt flow's home configuration sets {', '.join(overridden)}, which "
+            f"wins over the project's: pf config set {settings}",
+            file=sys.stderr,
+        )
     return 0

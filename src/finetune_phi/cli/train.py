@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Any
 
 from finetune_phi.cli.options import Commands, command, option_strings
 from finetune_phi.cloud.finetune.custom import GPUS_PER_NODE, check_trl_args, fsdp_arguments
+from finetune_phi.core.contract import PROJECT
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.folders import TRAIN_FSDP_CONFIG, TRAIN_HYPERPARAMETERS, TRAIN_SOURCE
 from finetune_phi.core.renames import renamed
 from finetune_phi.data import chat_format, hub
+from finetune_phi.evaluation.models import model_location
 from finetune_phi.local.processes import run_in_group
 
 
@@ -43,7 +46,13 @@ def register(commands: Commands) -> None:
     train.add_argument("--model", required=True, help="hub id or local folder of the model")
     train.add_argument("--train-file", type=Path, required=True)
     train.add_argument("--eval-file", type=Path)
-    train.add_argument("--output-dir", type=Path, required=True, help="MLflow model in DIR/model")
+    train.add_argument(
+        "--output-dir",
+        type=Path,
+        required=True,
+        help="MLflow model in DIR/model, metrics in DIR/mlruns (MLflow tracking, unless "
+        "$MLFLOW_TRACKING_URI names another)",
+    )
     train.add_argument(GPUS_PER_NODE.flag, **GPUS_PER_NODE.settings)
     train.add_argument(
         "--nproc-per-node",
@@ -65,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     check_trl_args(args.trl_args, option_strings(args.command_parser), fsdp=args.fsdp)
     if args.fsdp and args.gpus_per_node < 2:
         raise UsageError("--fsdp shards the model over processes: give --gpus-per-node 2 or more")
-    hub.require(args.model, "--model", "a local model folder: --model DIR")
+    model = model_location(args.model, "--model")
+    hub.require(model, "--model", "a local model folder: --model DIR")
     for flag, path in (("--train-file", args.train_file), ("--eval-file", args.eval_file)):
         if path is not None:
             chat_format.require_chat_jsonl(path, flag)
@@ -79,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         "--config",
         str(TRAIN_HYPERPARAMETERS),
         "--model_name_or_path",
-        args.model,
+        model,
         "--train_file",
         str(args.train_file.resolve()),
         *(["--eval_file", str(args.eval_file.resolve())] if args.eval_file else []),
@@ -90,4 +100,25 @@ def run(args: argparse.Namespace) -> int:
         *(fsdp_arguments(str(TRAIN_FSDP_CONFIG)) if args.fsdp else ()),
         *args.trl_args,
     ]
-    return run_in_group(command)
+    return run_in_group(command, env=tracking_environment(output))
+
+
+def tracking_environment(output: Path) -> dict[str, str]:
+    """The training's environment: MLflow tracking in `output`/mlruns, where the script logs
+    its curated parameters and metrics (as it logs to Azure ML's tracking in a job), unless
+    $MLFLOW_TRACKING_URI already names a tracking server. Says where, and how to see it."""
+    env = dict(os.environ)
+    if env.get("MLFLOW_TRACKING_URI"):
+        print(f"phi: metrics go to MLflow at {env['MLFLOW_TRACKING_URI']}", file=sys.stderr)
+        return env
+    store = output / "mlruns"
+    # mlflow-skinny has no database store (no alembic): the file store, which MLflow 3 keeps
+    # behind this switch.
+    env |= {"MLFLOW_TRACKING_URI": store.as_uri(), "MLFLOW_ALLOW_FILE_STORE": "true"}
+    env.setdefault("MLFLOW_EXPERIMENT_NAME", PROJECT)
+    print(
+        f"phi: metrics go to MLflow in {store}; the curves: pip install mlflow, then "
+        f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {store}",
+        file=sys.stderr,
+    )
+    return env

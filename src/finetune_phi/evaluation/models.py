@@ -19,6 +19,30 @@ LOSS_TOKENS = (
 )
 
 
+def looks_like_a_path(spec: str) -> bool:
+    """True when `spec` can only be a folder: absolute, `~`, `.` or `..` first, a trailing
+    slash, or more than one slash (a hub id is `name` or `namespace/name`)."""
+    return (
+        spec.startswith(("/", "~", "./", "../", "\\"))
+        or spec in (".", "..")
+        or spec.endswith(("/", "\\"))
+        or spec.count("/") > 1
+    )
+
+
+def model_location(spec: str, flag: str) -> str:
+    """A model folder that exists, as an absolute path; a hub id as given. A folder given by a
+    relative path is made absolute before any library sees it: MLflow and the hub's client take
+    a relative name such as `tiny-base` for a repository id, and retry the hub for it. A value
+    that can only be a folder and does not exist is refused here, not sent to the hub."""
+    folder = Path(spec).expanduser()
+    if folder.exists():
+        return str(folder.resolve())
+    if looks_like_a_path(spec):
+        raise UsageError(f"{flag} {spec}: no such folder")
+    return spec
+
+
 @dataclass(frozen=True)
 class Decoding:
     max_new_tokens: int = 128
@@ -56,7 +80,8 @@ class LocalModel:
 
     @classmethod
     def load(cls, spec: str, flag: str) -> LocalModel:
-        folder = Path(spec).expanduser()
+        spec = model_location(spec, flag)
+        folder = Path(spec)
         mlmodel = next(
             (p.parent for p in (folder / "MLmodel", folder / "model" / "MLmodel") if p.is_file()),
             None,

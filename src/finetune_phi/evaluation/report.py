@@ -4,7 +4,7 @@ their intervals, the three files, and the gate."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,17 +31,27 @@ def score_rows(
     rows: Sequence[EvalRow],
     models: dict[str, Model],
     decoding: Decoding,
-    progress: Callable[[Sequence[EvalRow]], Any] = iter,
+    progress: Callable[[str, Sequence[EvalRow]], Iterable[EvalRow]] = lambda role, rows: rows,
 ) -> list[Scored]:
+    """Every row answered (and its loss measured) by each model in turn: all of the base's
+    answers, then all of the candidate's. `progress(role, rows)` wraps each model's pass over
+    the rows, to show how far it is."""
+    answers: dict[str, list[str]] = {}
+    losses: dict[str, list[tuple[float, int] | None]] = {}
+    for role, model in models.items():
+        answers[role], losses[role] = [], []
+        for row in progress(role, rows):
+            answers[role].append(model.answer(row.prompt, decoding))
+            losses[role].append(model.loss(row.prompt, row.reference))
     scored = []
-    for row in progress(rows):
-        answers = {role: model.answer(row.prompt, decoding) for role, model in models.items()}
+    for index, row in enumerate(rows):
+        answered = {role: answers[role][index] for role in models}
         scored.append(
             Scored(
                 row,
-                answers,
-                {role: text_scores(answer, row.reference) for role, answer in answers.items()},
-                {role: model.loss(row.prompt, row.reference) for role, model in models.items()},
+                answered,
+                {role: text_scores(answer, row.reference) for role, answer in answered.items()},
+                {role: losses[role][index] for role in models},
             )
         )
     return scored
@@ -93,11 +103,16 @@ def summarize(scored: Sequence[Scored], seed: int = 0) -> dict[str, Any]:
 
 
 def markdown(summary: dict[str, Any], names: dict[str, str]) -> str:
+    """The models named in full once, then the table under their short labels (`base`,
+    `candidate`): a path in a column header would make the table as wide as the path."""
+
     def cell(value: Any) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
     lines = [
-        f"| metric | base ({names['base']}) | candidate ({names['candidate']}) | delta (95 % CI) |",
+        *(f"{role}: {name}" for role, name in names.items()),
+        "",
+        "| metric | base | candidate | delta (95 % CI) |",
         "|---|---|---|---|",
     ]
     for metric in METRICS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import importlib.util
 import io
 import re
@@ -257,7 +258,26 @@ def plan(request: Request, outputs: StackOutputs) -> PlannedJob:
     finetune = finetune_request(request)
     compute = PROFILES[finetune.profile].compute_output
     job = build_job(finetune, outputs.require(compute)[compute])
-    return PlannedJob(job, to_yaml(job))
+    spec = to_yaml(job)
+    return PlannedJob(job, spec if request.verbose else with_the_lock_named(spec))
+
+
+def with_the_lock_named(spec: str) -> str:
+    """The job's YAML with the environment's pip pins (the training lock, most of the YAML)
+    named by file, count and sha256 instead of listed; `phi --verbose` lists them."""
+    data = yaml.safe_load(spec)
+    dependencies = data.get("environment", {}).get("conda_file", {}).get("dependencies", [])
+    for index, dependency in enumerate(dependencies):
+        if isinstance(dependency, dict) and "pip" in dependency:
+            dependencies[index] = {
+                "pip": {
+                    "lock": str(TRAIN_REQUIREMENTS),
+                    "pins": len(dependency["pip"]),
+                    "sha256": hashlib.sha256(TRAIN_REQUIREMENTS.read_bytes()).hexdigest(),
+                    "listed_by": "phi --verbose finetune submit --dry-run",
+                }
+            }
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 METHOD = FinetuneMethod(

@@ -90,6 +90,8 @@ class Request:
     """Further `--name value` pairs, for a method that passes them on."""
     phi_options: tuple[str, ...] = ()
     """The command's own options, to name the closest one to a misspelt argument."""
+    verbose: bool = False
+    """`phi --verbose`: a dry run prints all it could (the custom job's whole pip lock)."""
 
     def value(self, option: Option) -> Any:
         return self.values.get(option.dest, option.default)

@@ -77,6 +77,8 @@ class SubmitOptions:
     """Further `--name value` pairs (TRL arguments for --method custom)."""
     phi_options: tuple[str, ...] = ()
     """The command's own options (for naming the closest to a misspelt one)."""
+    verbose: bool = False
+    """`phi --verbose`."""
 
     @classmethod
     def from_namespace(cls, args: Any, phi_options: Sequence[str] = ()) -> SubmitOptions:
@@ -89,6 +91,7 @@ class SubmitOptions:
             values={option.dest: getattr(args, option.dest) for option in options()},
             extra_args=tuple(args.trl_args),
             phi_options=tuple(phi_options),
+            verbose=bool(getattr(args, "verbose", False)),
         )
 
     @property
@@ -111,6 +114,7 @@ class SubmitOptions:
             },
             extra_args=self.extra_args,
             phi_options=self.phi_options,
+            verbose=self.verbose,
         )
 
     def check(self) -> None:
