@@ -152,9 +152,8 @@ def test_every_dry_run_shows_only_current_models_sizes_and_images(
     for name in RETIRED_SIZES_AND_IMAGES:
         assert name not in printed, name
     if command[-1] == "custom":
-        # The custom path fine-tunes the Hugging Face copy, which Azure's retirement of its
-        # catalog entry does not touch.
-        assert "--model_name_or_path microsoft/Phi-3.5-mini-instruct" in printed
+        # The custom path fine-tunes the Hugging Face copy of the catalog's default.
+        assert "--model_name_or_path microsoft/Phi-4-mini-instruct" in printed
     else:
         for name in RETIRED_CATALOG_MODELS:
             assert f"/{name}/" not in printed, name

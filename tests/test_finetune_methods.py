@@ -184,3 +184,16 @@ def test_a_method_cannot_take_a_name_or_an_option_spelling_twice() -> None:
     with pytest.raises(ValueError, match="--epochs differs from the --epochs of --method catalog"):
         register(clash)
     assert "clash" not in METHODS
+
+
+def test_every_method_fine_tunes_the_same_base_model_by_default() -> None:
+    """Comparing methods compares methods, not models: the custom path's Hugging Face
+    default is the catalog and serverless default's hub copy."""
+    from finetune_phi.cloud.finetune import methods
+    from finetune_phi.core.azure_facts import MODELS
+
+    hub_ids = {
+        MODELS[m.default_model].hub_id if m.default_model in MODELS else m.default_model
+        for m in methods.METHODS.values()
+    }
+    assert hub_ids == {"microsoft/Phi-4-mini-instruct"}

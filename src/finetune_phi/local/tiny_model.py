@@ -3,7 +3,8 @@
 No weights or tokenizer files are downloaded: the tokenizer is a byte-level BPE trained on
 the given texts, with Phi-3's special tokens and chat template; the model is
 `Phi3ForCausalLM` from a small `Phi3Config`. It exercises the same code paths as
-`microsoft/Phi-3.5-mini-instruct` (same architecture, same chat format) in seconds on a CPU.
+`microsoft/Phi-4-mini-instruct` and `microsoft/Phi-3.5-mini-instruct` (both `Phi3ForCausalLM`,
+with the same chat format) in seconds on a CPU.
 """
 
 from __future__ import annotations
