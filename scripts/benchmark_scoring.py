@@ -57,7 +57,7 @@ def tiny_mlflow_model(work: Path, **size: int) -> Path:
     ]
     folder = build(texts, work / "tiny", **size)
     model = AutoModelForCausalLM.from_pretrained(folder)
-    save_mlflow_model(model, AutoTokenizer.from_pretrained(folder), work / "model")
+    save_mlflow_model(model, AutoTokenizer.from_pretrained(folder), work / "model", str(folder))
     return work / "model"
 
 

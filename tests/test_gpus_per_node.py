@@ -3,6 +3,7 @@ submit`; `phi train --nproc-per-node` still works and says once what it is now."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ def launched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tup
     """`phi train --local ARGS`: its exit code and the command it would launch."""
     commands: list[list[str]] = []
 
-    def record(command: list[str]) -> int:
+    def record(command: list[str], env: Mapping[str, str] | None = None) -> int:
         commands.append(command)
         return 0
 
@@ -53,7 +54,9 @@ def test_both_spellings_launch_one_process_per_gpu(
     assert command[-2:] == ["--num_train_epochs", "1"]  # the old spelling is no TRL argument
     assert not [word for word in command if word.startswith("--nproc-per-node")]
     note = [] if spelling == "--gpus-per-node" else [NOTE]
-    assert capsys.readouterr().err.splitlines() == note
+    *said, tracking = capsys.readouterr().err.splitlines()
+    assert said == note
+    assert tracking.startswith("phi: metrics go to MLflow in ")
 
 
 def test_the_old_spelling_counts_for_fsdp_and_errors_name_the_new_one(

@@ -269,6 +269,8 @@ def test_a_local_run_says_where_the_model_went_and_how_the_loss_moved(
     assert mlmodel["flavors"]["transformers"]["source_model_name"] == str(tmp_path / "tiny-base")
     assert "no license file" in (tmp_path / "out" / "model" / "LICENSE.txt").read_text()
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    # set_tracking_uri also sets the variable: monkeypatch takes it away again afterwards.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
     mlflow.set_tracking_uri(store.as_uri())
     [run] = mlflow.search_runs(experiment_names=["finetune-phi"], output_format="list")
     assert {"loss", "eval_loss", "learning_rate"} <= set(run.data.metrics)
