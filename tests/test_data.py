@@ -251,3 +251,18 @@ def test_validate_file_with_no_rows(tmp_path: Path) -> None:
     report = validate_file(write_lines(tmp_path / "empty.jsonl", [""]))
     assert not report.ok
     assert report.problems == [(0, "the file holds no rows")]
+
+
+def test_validate_names_a_missing_file_as_a_usage_error_before_reading_any(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Missing input is exit 2 with phi's one line, as everywhere; what the files hold is
+    validate's report (exit 1)."""
+    code = main(["data", "validate", str(SAMPLE), str(tmp_path / "missing.jsonl")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err == (
+        f"phi: error: {tmp_path / 'missing.jsonl'}: no such file "
+        "(make it with `phi data prepare --out DIR`)\n"
+    )

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from finetune_phi.cli.options import Commands, command
+from finetune_phi.core.errors import UsageError
 from finetune_phi.data import chat_format, prepare
 
 
@@ -76,6 +77,11 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    """Exit 1 when what the files hold breaks the format (every problem is listed); a file
+    that is not there at all is a usage error, named before any file is read."""
+    missing = next((path for path in args.files if not path.exists()), None)
+    if missing is not None:
+        raise UsageError(f"{missing}: {chat_format.file_problem(missing, parquet=True)}")
     failed = False
     for path in args.files:
         problem = chat_format.file_problem(path, parquet=True)
