@@ -173,7 +173,7 @@ def test_an_unreachable_hub_fails_fast_naming_the_offline_way(
         timeout=120,
         check=False,
     )
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 1, result.stderr  # out of reach: run time, as Azure
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"phi: error: {flag}")
     assert "cannot reach the Hugging Face hub at 127.0.0.1:9" in last

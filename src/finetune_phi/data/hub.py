@@ -8,7 +8,7 @@ import socket
 import urllib.parse
 from pathlib import Path
 
-from finetune_phi.core.errors import UsageError
+from finetune_phi.core.errors import PhiError, UsageError
 
 PROBE_SECONDS = 5.0
 
@@ -28,8 +28,8 @@ def require(name: str, flag: str, local_alternative: str) -> None:
     try:
         with socket.create_connection((host, port), timeout=PROBE_SECONDS):
             return
-    except OSError as error:
-        raise UsageError(
+    except OSError as error:  # a service out of reach is a run-time failure, as Azure's
+        raise PhiError(
             f"{flag} {name}: cannot reach the Hugging Face hub at {host}:{port} "
             f"({type(error).__name__}); work offline with {local_alternative}, or set "
             "HF_HUB_OFFLINE=1 to use what is already cached"
