@@ -400,3 +400,27 @@ def train_like_the_rehearsal(base_model: Path, out: Path) -> None:
         [*PHI, *train_arguments(base_model, data, out)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def catalog_layout(ours: Path, out: Path) -> Path:
+    """Our MLflow model folder (mlflow.transformers) rewritten as the catalog pipeline saves a
+    registry Phi model's fine-tune: the hftransformersv2 flavor, with the weights, tokenizer
+    and config under data/ (azureml-assets finetune_acft_hf_nlp model_selector.py)."""
+    import yaml
+
+    shutil.copytree(ours / "model", out / "data" / "model")
+    shutil.copytree(ours / "components" / "tokenizer", out / "data" / "tokenizer")
+    (out / "data" / "config").mkdir()
+    shutil.copy(ours / "model" / "config.json", out / "data" / "config")
+    flavor = {
+        "hf_config_class": "AutoConfig",
+        "hf_pretrained_class": "AutoModelForCausalLM",
+        "hf_tokenizer_class": "AutoTokenizer",
+        "model_data": "data",
+        "task_type": "chat-completion",
+    }
+    pyfunc = {"loader_module": "azureml.evaluate.mlflow.hftransformers", "data": "data"}
+    (out / "MLmodel").write_text(
+        yaml.safe_dump({"flavors": {"hftransformersv2": flavor, "python_function": pyfunc}})
+    )
+    return out

@@ -27,7 +27,7 @@ from jobs.score.contract import (
     MAX_NEW_TOKENS,
     MAX_REQUEST_BYTES,
 )
-from tests.support import PHI, ROOT, SAMPLE, port_is_free, serving
+from tests.support import PHI, ROOT, SAMPLE, catalog_layout, port_is_free, serving
 
 
 @pytest.fixture
@@ -395,35 +395,7 @@ def test_a_catalog_model_in_the_hftransformersv2_flavor_serves_the_same_answers(
     """The catalog pipeline saves a registry Phi model's fine-tune in the registry's flavor,
     hftransformersv2 (weights, tokenizer and config under data/: azureml-assets
     model_selector.py). The same weights in that layout answer as in ours."""
-    import shutil
-
-    import yaml
-
-    ours = fine_tuned / "model"
-    catalog = tmp_path / "catalog-model"
-    shutil.copytree(ours / "model", catalog / "data" / "model")
-    shutil.copytree(ours / "components" / "tokenizer", catalog / "data" / "tokenizer")
-    (catalog / "data" / "config").mkdir()
-    shutil.copy(ours / "model" / "config.json", catalog / "data" / "config")
-    (catalog / "MLmodel").write_text(
-        yaml.safe_dump(
-            {
-                "flavors": {
-                    "hftransformersv2": {
-                        "hf_config_class": "AutoConfig",
-                        "hf_pretrained_class": "AutoModelForCausalLM",
-                        "hf_tokenizer_class": "AutoTokenizer",
-                        "model_data": "data",
-                        "task_type": "chat-completion",
-                    },
-                    "python_function": {
-                        "loader_module": "azureml.evaluate.mlflow.hftransformers",
-                        "data": "data",
-                    },
-                }
-            }
-        )
-    )
+    catalog = catalog_layout(fine_tuned / "model", tmp_path / "catalog-model")
     questions = ["Who founded Microsoft?", "What is the capital of France?"]
 
     def answers(url: str) -> list[str]:

@@ -17,7 +17,7 @@ from finetune_phi.evaluation.parity import (
     Comparison,
     agreement,
 )
-from tests.support import serving
+from tests.support import catalog_layout, serving
 from tests.test_deploy import OUTPUTS, FakeMlClient, FakeService
 
 
@@ -163,3 +163,15 @@ def test_phi_deploy_needs_the_held_out_prompts_or_no_verify(
     assert main(["deploy", "--outputs", "outputs.json", "--job", "sft-7"]) == 2
     assert "--verify-data data/eval_data.jsonl: no such file" in capsys.readouterr().err
     assert service.events == []
+
+
+def test_a_catalog_models_flavor_is_verified_as_it_is_served(
+    fine_tuned: Path, scoring_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`phi deploy` after `--method catalog` checks the pipeline's hftransformersv2 output
+    against the deployment: loaded here as the engines load it, it agrees with its weights
+    served in our flavor."""
+    catalog = catalog_layout(fine_tuned / "model", tmp_path / "catalog-model")
+    data = fine_tuned / "data" / "eval_data.jsonl"
+    assert main(verify(catalog, scoring_server, data)) == 0, capsys.readouterr().err
+    assert "agreement: 100% of 4 prompts" in capsys.readouterr().out

@@ -4,11 +4,14 @@ writes), a hub id, or an endpoint spoken to through its contract."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from finetune_phi.core.errors import UsageError
+from finetune_phi.core.folders import SCORE_SOURCE
 from finetune_phi.data import hub
 from finetune_phi.endpoint_client import EndpointClient
 
@@ -72,6 +75,21 @@ class Model(Protocol):
         ...
 
 
+def scoring_script() -> Any:
+    """jobs/score/score.py as a module: what is evaluated and verified is loaded as the
+    engines load it, whatever MLflow flavor the model was saved in (ours, or the catalog
+    pipeline's hftransformersv2)."""
+    name = "finetune_phi_score"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, SCORE_SOURCE / "score.py")
+        assert spec is not None
+        assert spec.loader is not None
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        sys.modules[name] = script
+    return sys.modules[name]
+
+
 @dataclass
 class LocalModel:
     name: str
@@ -90,10 +108,7 @@ class LocalModel:
             hub.require(spec, flag, "a local model folder")
         try:
             if mlmodel is not None:
-                import mlflow
-
-                components = mlflow.transformers.load_model(str(mlmodel), return_type="components")
-                model, tokenizer = components["model"], components["tokenizer"]
+                model, tokenizer = scoring_script().load_components(mlmodel)
             else:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
