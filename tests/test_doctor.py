@@ -391,29 +391,6 @@ def test_a_next_link_off_resource_manager_gets_no_request_and_no_token(
     assert [call.path for call in state.calls if "usages" in call.path] == [USAGES]
 
 
-def test_without_credentials_one_line_says_how_to_sign_in(
-    tmp_path: Path, no_managed_identity: str
-) -> None:
-    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
-    result = subprocess.run(
-        [
-            str(BIN / "phi"),
-            "doctor",
-            "--outputs",
-            str(tmp_path / "outputs.json"),
-            "--arm-endpoint",
-            "http://127.0.0.1:9",
-        ],
-        env=without_azure_sign_in(tmp_path, no_managed_identity),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert_one_sign_in_line(result)
-
-
 def test_help_lists_the_checks(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["doctor", "--help"])
@@ -423,7 +400,7 @@ def test_help_lists_the_checks(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("source", ["outputs", "stack"])
-def test_without_credentials_the_config_check_still_runs_and_prints_its_row(
+def test_without_credentials_one_line_says_how_to_sign_in_after_the_config_check(
     tmp_path: Path, no_managed_identity: str, source: str
 ) -> None:
     (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
