@@ -9,6 +9,7 @@ from pulumi_azure_native import resources
 
 from finetune_phi.core.config import ClusterConfig, StackConfig
 from infra.components.compute import ComputeCluster, ComputeClusterArgs
+from infra.components.content_safety import ContentSafety, ContentSafetyArgs
 from infra.components.endpoint import InferenceEndpoint, InferenceEndpointArgs
 from infra.components.foundry import FoundryProject, FoundryProjectArgs
 from infra.components.identity import RuntimeIdentity, RuntimeIdentityArgs
@@ -23,6 +24,11 @@ class ClientConfig(Protocol):
 
     @property
     def tenant_id(self) -> str: ...
+
+    @property
+    def object_id(self) -> str:
+        """The caller's principal (a user, or CI's service principal)."""
+        ...
 
 
 def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
@@ -138,6 +144,25 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
         else None
     )
 
+    safety = (
+        ContentSafety(
+            "content-safety",
+            ContentSafetyArgs(
+                resource_group_name=group_name,
+                location=cfg.location,
+                account_name=cfg.content_safety.name,
+                sku=cfg.content_safety.sku,
+                subscription_id=client.subscription_id,
+                runtime_principal_id=identity.principal_id,
+                deployer_principal_id=client.object_id,
+                deployer_principal_type=cfg.content_safety.deployer_principal_type,
+                tags=tags,
+            ),
+        )
+        if cfg.content_safety is not None
+        else None
+    )
+
     outputs: dict[str, Any] = {
         "subscriptionId": client.subscription_id,
         "tenantId": client.tenant_id,
@@ -163,5 +188,6 @@ def build(cfg: StackConfig, client: ClientConfig) -> dict[str, Any]:
         "foundryProjectName": foundry.project_name if foundry else None,
         "foundryProjectWorkspaceId": foundry.project_workspace_id if foundry else None,
         "foundryConnectionName": foundry.connection_name if foundry else None,
+        "contentSafetyEndpoint": safety.endpoint if safety else None,
     }
     return outputs

@@ -30,18 +30,18 @@ program environment (`make venv-infra`):
   pulumi preview --policy-pack policy --policy-pack-config policy/prod.json --stack prod
 
 Mandatory rules stop a preview, advisory ones warn; policy/prod.json makes the advisory
-ones mandatory for prod. The rules (policy/policies.py):
+ones mandatory for prod (and turns on the rule that prod has Content Safety). The rules (policy/policies.py):
 
 {rules}
 """
 
 
 def usage() -> str:
-    from policy.policies import POLICIES
+    from policy.policies import POLICIES, STACK_POLICIES
 
     rules = "\n".join(
         f"  {rule.name} ({rule.enforcement_level.value if rule.enforcement_level else 'advisory'})"
-        for rule in POLICIES
+        for rule in [*POLICIES, *STACK_POLICIES]
     )
     return USAGE.format(name=NAME, description=DESCRIPTION, rules=rules)
 
@@ -49,9 +49,9 @@ def usage() -> str:
 def serve() -> None:
     from pulumi_policy import Policy, PolicyPack
 
-    from policy.policies import POLICIES
+    from policy.policies import POLICIES, STACK_POLICIES
 
-    rules: list[Policy] = list(POLICIES)
+    rules: list[Policy] = [*POLICIES, *STACK_POLICIES]
     PolicyPack(name=NAME, description=DESCRIPTION, policies=rules)
 
 

@@ -23,6 +23,8 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 from finetune_phi.core.azure_facts import POLICY_BUILTINS, VM_SIZES, retirement_problem
@@ -34,6 +36,8 @@ WORKSPACE = "azure-native:machinelearningservices:Workspace"
 STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
 KEY_VAULT = "azure-native:keyvault:Vault"
 REGISTRY = "azure-native:containerregistry:Registry"
+COGNITIVE_ACCOUNT = "azure-native:cognitiveservices:Account"
+CONTENT_SAFETY_KIND = "ContentSafety"
 
 REQUIRED_TAGS = ("project", "environment", "owner", "cost-center", "managed-by")
 UNTAGGED_TYPES = frozenset(
@@ -182,6 +186,21 @@ def _private_workspace_on_managed_network(props: Props, config: Mapping[str, Any
             f"managedNetwork.isolationMode is {mode!r} while publicNetworkAccess is 'Disabled'; "
             f"it must be {' or '.join(map(repr, MANAGED_NETWORK_MODES))}: compute outside the "
             "network of a private workspace cannot reach it"
+        )
+
+
+def _content_safety_in_stack(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    accounts = [
+        resource
+        for resource in args.resources
+        if resource.resource_type == COGNITIVE_ACCOUNT
+        and resource.props.get("kind") == CONTENT_SAFETY_KIND
+    ]
+    if not accounts:
+        report_violation(
+            "the stack has no Azure AI Content Safety account (kind ContentSafety), so training "
+            "data cannot be screened (`phi data screen`): `pulumi config set contentSafety true`",
+            None,
         )
 
 
@@ -348,4 +367,26 @@ POLICIES: list[ResourceValidationPolicy] = [
         _private_workspace_on_managed_network,
         level=EnforcementLevel.ADVISORY,
     ),
+    _rule(
+        "cognitive-services-local-auth-disabled",
+        "Azure AI services accounts (the Content Safety account) accept Entra ID only "
+        "(properties.disableLocalAuth true): no key can leak. No Azure Policy built-in in the "
+        "table of src/finetune_phi/core/azure_facts.py yet; Azure's own is \"Azure AI Services "
+        'resources should have key access disabled (disable local authentication)" '
+        "(71ef260a-8f18-47b7-abcb-62d0673d94dc), read 2026-12-05.",
+        _of(COGNITIVE_ACCOUNT),
+        _equals(("properties",), "disableLocalAuth", True),
+    ),
 ]
+
+STACK_POLICIES: list[StackValidationPolicy] = [
+    StackValidationPolicy(
+        name="content-safety-in-stack",
+        description="The stack has an Azure AI Content Safety account to screen training data "
+        "with (`contentSafety`; advisory, disabled for dev, mandatory for prod). No Azure Policy "
+        "built-in: Azure Policy judges resources one at a time, not what a stack lacks.",
+        validate=_content_safety_in_stack,
+        enforcement_level=EnforcementLevel.ADVISORY,
+    ),
+]
+"""Rules on the stack as a whole: the engine calls them once with every resource."""

@@ -95,6 +95,10 @@ RESOURCE_TYPES: dict[str, tuple[str, str]] = {
     "azure-native:machinelearningservices:Compute": ("computeName", ""),
     "azure-native:machinelearningservices:OnlineEndpoint": ("endpointName", ""),
     "azure-native:machinelearningservices:WorkspaceConnection": ("connectionName", ""),
+    "azure-native:cognitiveservices:Account": (
+        "accountName",
+        "Microsoft.CognitiveServices/accounts",
+    ),
 }
 
 
@@ -149,6 +153,12 @@ class AzureMocks(pulumi.runtime.Mocks):
             state["properties"] = {
                 **inputs["properties"],
                 "scoringUri": f"https://{name}.{inputs['location']}.inference.ml.azure.com/score",
+            }
+        if args.typ == "azure-native:cognitiveservices:Account":
+            subdomain = inputs["properties"]["customSubDomainName"]
+            state["properties"] = {
+                **inputs["properties"],
+                "endpoint": f"https://{subdomain}.cognitiveservices.azure.com/",
             }
         return arm_id, state
 

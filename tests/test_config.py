@@ -304,3 +304,31 @@ def test_approved_only_outbound_needs_a_premium_registry(registry: str) -> None:
         containerRegistrySku="Premium",
     )
     assert config.workspace_isolation_mode == "AllowOnlyApprovedOutbound"
+
+
+# --- contentSafety: the optional Azure AI Content Safety account ---
+
+
+def test_content_safety_is_off_by_default_and_named_uniquely_when_on() -> None:
+    assert parse_dev().content_safety is None
+    config = parse_dev(contentSafety="true")
+    assert config.content_safety is not None
+    # The name is also the custom subdomain, unique in all Azure: it carries the suffix.
+    assert config.content_safety.name == f"cs-phi-dev-{config.suffix}"
+    assert config.content_safety.sku == "S0"
+    assert parse_dev(contentSafety="true", contentSafetySku="F0").content_safety.sku == "F0"  # type: ignore[union-attr]
+
+
+def test_content_safety_in_a_region_without_text_analysis_is_refused() -> None:
+    [problem] = problems(contentSafety="true", location="brazilsouth")
+    assert problem.startswith("finetune-phi:contentSafety = 'true': ")
+    assert "'brazilsouth'" in problem
+    assert "eastus2" in problem
+    # off, the region does not matter
+    assert parse_dev(location="brazilsouth").content_safety is None
+
+
+@pytest.mark.parametrize(("key", "value"), [("contentSafetySku", "S1"), ("contentSafety", "yes")])
+def test_bad_content_safety_values_are_named(key: str, value: str) -> None:
+    [problem] = problems(**{key: value})
+    assert problem.startswith(f"finetune-phi:{key} = {value!r}: ")

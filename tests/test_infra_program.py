@@ -514,3 +514,80 @@ def test_foundry_names_are_outputs(foundry: Deployment) -> None:
     assert foundry.outputs["foundryHubName"] == "hub-phi-dev"
     assert foundry.outputs["foundryProjectName"] == "proj-phi-dev"
     assert foundry.outputs["foundryConnectionName"] == "phi3-endpoint"
+
+
+# --- the optional Content Safety account (on in Pulumi.prod.yaml) ---
+
+ACCOUNT = "azure-native:cognitiveservices:Account"
+COGNITIVE_SERVICES_USER = "a97b65f3-24c7-4388-baec-2e87135dc908"
+
+
+def test_content_safety_is_off_in_dev(dev: Deployment) -> None:
+    assert dev.recording.of_type(ACCOUNT) == []
+    assert dev.outputs["contentSafetyEndpoint"] is None
+
+
+def test_prod_has_a_content_safety_account_with_keys_off(prod: Deployment) -> None:
+    account = prod.recording.one(ACCOUNT)
+    inputs = account.inputs
+    assert stack_config("prod")["contentSafety"] == "true"
+    assert inputs["kind"] == "ContentSafety"
+    assert inputs["sku"] == {"name": "S0"}
+    assert inputs["location"] == "eastus2"
+    assert inputs["resourceGroupName"] == "rg-phi-prod"
+    assert inputs["accountName"].startswith("cs-phi-prod-")
+    properties = inputs["properties"]
+    assert properties["disableLocalAuth"] is True
+    # Entra ID needs the custom subdomain; the endpoint is its URL
+    assert properties["customSubDomainName"] == inputs["accountName"]
+    assert inputs["tags"]["environment"] == "prod"
+    assert prod.outputs["contentSafetyEndpoint"] == (
+        f"https://{inputs['accountName']}.cognitiveservices.azure.com/"
+    )
+
+
+def test_runtime_identity_and_deploying_user_may_call_content_safety(prod: Deployment) -> None:
+    """Cognitive Services User on the account, for the identity jobs and endpoint run as and
+    for the Pulumi caller (`get_client_config().object_id`, of the type deployerPrincipalType
+    states: the provider would send User); names deterministic as every other assignment's."""
+    from finetune_phi.core.roles import BuiltInRole, assignment_name
+
+    account_name = prod.recording.one(ACCOUNT).inputs["accountName"]
+    scope = (
+        f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg-phi-prod/providers/"
+        f"Microsoft.CognitiveServices/accounts/{account_name}"
+    )
+    grants = {
+        r.inputs["principalId"]: r.inputs
+        for r in prod.recording.of_type("azure-native:authorization:RoleAssignment")
+        if r.inputs["scope"] == scope
+    }
+    assert set(grants) == {prod.outputs["identityPrincipalId"], "object"}
+    for principal, inputs in grants.items():
+        assert inputs["roleDefinitionId"] == (
+            f"/subscriptions/{SUBSCRIPTION_ID}/providers/Microsoft.Authorization/"
+            f"roleDefinitions/{COGNITIVE_SERVICES_USER}"
+        )
+        assert inputs["roleAssignmentName"] == assignment_name(
+            scope, BuiltInRole.COGNITIVE_SERVICES_USER, principal
+        )
+    assert grants[prod.outputs["identityPrincipalId"]]["principalType"] == "ServicePrincipal"
+    assert grants["object"]["principalType"] == "User"
+
+
+def test_a_ci_deployer_is_granted_as_a_service_principal() -> None:
+    deployment = deploy(
+        "prod", {**stack_config("prod"), "deployerPrincipalType": "ServicePrincipal"}
+    )
+    types = {
+        r.inputs["principalId"]: r.inputs["principalType"]
+        for r in deployment.recording.of_type("azure-native:authorization:RoleAssignment")
+    }
+    assert types["object"] == "ServicePrincipal"
+
+
+def test_content_safety_in_an_unsupported_region_registers_nothing() -> None:
+    recording = Recording()
+    with pytest.raises(ConfigError, match="finetune-phi:contentSafety = 'true': "):
+        deploy("dev", {"contentSafety": "true", "location": "brazilsouth"}, recording)
+    assert recording.registrations == []

@@ -21,10 +21,13 @@ MAY_IMPORT = {
     "serving": {"core"},
     "endpoint_client": set(),
     "data": {"core"},
+    "safety": {"core", "data"},
     "evaluation": {"core", "data", "endpoint_client"},
     "local": {"core", "data", "serving", "endpoint_client", "evaluation"},
     "cloud": {"core", "data", "serving", "endpoint_client"},
-    "cli": {"core", "data", "serving", "endpoint_client", "evaluation", "local", "cloud"},
+    "cli": {
+        *("core", "data", "safety", "serving", "endpoint_client", "evaluation", "local", "cloud"),
+    },
 }
 
 

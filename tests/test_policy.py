@@ -26,19 +26,23 @@ from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc, plugin_pb2
 from pulumi_policy import (
     PolicyCustomTimeouts,
+    PolicyResource,
     PolicyResourceOptions,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
 )
 
 from finetune_phi.core.azure_facts import VM_SIZES
 from policy.policies import (
+    COGNITIVE_ACCOUNT,
     COMPUTE,
     KEY_VAULT,
     ONLINE_ENDPOINT,
     POLICIES,
     REGISTRY,
     REQUIRED_TAGS,
+    STACK_POLICIES,
     STORAGE_ACCOUNT,
     UNTAGGED_TYPES,
     WORKSPACE,
@@ -49,6 +53,7 @@ from tests.support import ROOT
 DEV_CONFIG = json.loads((ROOT / "policy" / "dev.json").read_text())
 PROD_CONFIG = json.loads((ROOT / "policy" / "prod.json").read_text())
 ADVISORY = {
+    "content-safety-in-stack",
     "key-vault-purge-protection",
     "workspace-public-network-disabled",
     "workspace-private-on-managed-network",
@@ -278,6 +283,18 @@ MUTATIONS: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
         _drop("managedNetwork"),
         "managedNetwork.isolationMode is None",
     ),
+    (
+        "cognitive-services-local-auth-disabled",
+        COGNITIVE_ACCOUNT,
+        _set("properties", "disableLocalAuth", value=False),
+        "disableLocalAuth is False",
+    ),
+    (
+        "cognitive-services-local-auth-disabled",
+        COGNITIVE_ACCOUNT,
+        _drop("properties", "disableLocalAuth"),
+        "disableLocalAuth is None",
+    ),
 ]
 
 
@@ -427,7 +444,11 @@ def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
         server.stdout.close()  # type: ignore[union-attr]
 
 
-LEVELS = {"advisory": analyzer_pb2.ADVISORY, "mandatory": analyzer_pb2.MANDATORY}
+LEVELS = {
+    "advisory": analyzer_pb2.ADVISORY,
+    "mandatory": analyzer_pb2.MANDATORY,
+    "disabled": analyzer_pb2.DISABLED,
+}
 
 
 def configure(stub: analyzer_pb2_grpc.AnalyzerStub, pack_config: dict[str, Any]) -> None:
@@ -463,7 +484,7 @@ def test_the_pack_serves_every_rule_at_its_level(analyzer: analyzer_pb2_grpc.Ana
     levels = {policy.name: policy.enforcementLevel for policy in info.policies}
     assert levels == {
         policy.name: analyzer_pb2.ADVISORY if policy.name in ADVISORY else analyzer_pb2.MANDATORY
-        for policy in POLICIES
+        for policy in [*POLICIES, *STACK_POLICIES]
     }
     assert isinstance(analyzer.GetPluginInfo(empty_pb2.Empty()), plugin_pb2.PluginInfo)
 
@@ -518,7 +539,74 @@ def test_help_says_what_the_pack_is_and_never_waits_for_the_engine(command: list
     assert "pulumi preview --policy-pack policy --policy-pack-config policy/prod.json" in (
         result.stdout
     )
-    for policy in POLICIES:
+    for policy in [*POLICIES, *STACK_POLICIES]:
         level = "advisory" if policy.name in ADVISORY else "mandatory"
         assert f"  {policy.name} ({level})\n" in result.stdout
     assert not result.stdout.strip().splitlines()[-1].isdigit()  # no analyzer port printed
+
+
+# --- the stack rule: prod has a Content Safety account ---
+
+
+def stack_violations(resources: tuple[Resource, ...], name: str) -> list[str]:
+    policy = next(policy for policy in STACK_POLICIES if policy.name == name)
+    options = PolicyResourceOptions(False, [], False, [], PolicyCustomTimeouts(0, 0, 0), [])
+    args = StackValidationArgs(
+        [
+            PolicyResource(r.type, r.props, r.urn, r.name, options, None, None, [], {})
+            for r in resources
+        ]
+    )
+    found: list[str] = []
+
+    def report(message: str, urn: str | None = None) -> None:
+        found.append(message)
+
+    policy.validate(args, report)
+    return found
+
+
+def test_prod_has_a_content_safety_account_with_local_auth_off() -> None:
+    """Pulumi.prod.yaml turns contentSafety on; the stack rule passes it, and fails dev's stack
+    (which prod's pack config would stop: the rule is mandatory there, disabled for dev)."""
+    accounts = [r for r in rendered("prod") if r.type == COGNITIVE_ACCOUNT]
+    assert [a.props["kind"] for a in accounts] == ["ContentSafety"]
+    assert accounts[0].props["properties"]["disableLocalAuth"] is True
+    assert stack_violations(rendered("prod"), "content-safety-in-stack") == []
+    [problem] = stack_violations(rendered("dev"), "content-safety-in-stack")
+    assert "pulumi config set contentSafety true" in problem
+    assert PROD_CONFIG["content-safety-in-stack"] == "mandatory"
+    assert DEV_CONFIG["content-safety-in-stack"] == "disabled"
+
+
+def test_a_stack_without_the_account_kind_fails_the_stack_rule() -> None:
+    """Another kind of Cognitive Services account is not Content Safety."""
+    other = tuple(
+        Resource(r.type, r.name, r.urn, {**r.props, "kind": "TextAnalytics"})
+        if r.type == COGNITIVE_ACCOUNT
+        else r
+        for r in rendered("prod")
+    )
+    assert len(stack_violations(other, "content-safety-in-stack")) == 1
+
+
+def test_the_served_pack_checks_the_stack_for_content_safety(
+    analyzer: analyzer_pb2_grpc.AnalyzerStub,
+) -> None:
+    """As `pulumi preview` runs it: AnalyzeStack with every resource, at prod's level."""
+
+    def analyze_stack(resources: tuple[Resource, ...]) -> list[Any]:
+        request = analyzer_pb2.AnalyzeStackRequest()
+        for resource in resources:
+            entry = request.resources.add()
+            entry.type, entry.urn, entry.name = resource.type, resource.urn, resource.name
+            entry.properties.update(resource.props)
+        return list(analyzer.AnalyzeStack(request).diagnostics)
+
+    configure(analyzer, PROD_CONFIG)
+    assert analyze_stack(rendered("prod")) == []
+    [diagnostic] = analyze_stack(rendered("dev"))
+    assert diagnostic.policyName == "content-safety-in-stack"
+    assert diagnostic.enforcementLevel == analyzer_pb2.MANDATORY
+    configure(analyzer, DEV_CONFIG)
+    assert analyze_stack(rendered("dev")) == []

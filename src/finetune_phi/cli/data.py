@@ -1,14 +1,22 @@
-"""`phi data prepare | validate`: chat data for the fine-tune."""
+"""`phi data prepare | validate | screen`: chat data for the fine-tune."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from finetune_phi.cli.options import Commands, command
+from finetune_phi.cli.options import Commands, add_outputs_options, command, read_outputs
 from finetune_phi.core.errors import UsageError
+from finetune_phi.core.stack_outputs import env_name
 from finetune_phi.data import chat_format, prepare
+from finetune_phi.safety import client as safety_client
+from finetune_phi.safety import screen as safety
+
+DEFAULT_DEADLINE = 3600.0
 
 
 def register(commands: Commands) -> None:
@@ -39,6 +47,13 @@ def register(commands: Commands) -> None:
     prep.add_argument(
         "--split", default=prepare.DEFAULT_SPLIT, help="its split (default: %(default)s)"
     )
+    prep.add_argument(
+        "--screen",
+        choices=prepare.SCREEN_MODES,
+        help="screen the rows kept with Azure AI Content Safety (as `phi data screen`): refuse "
+        "writes nothing when a row is flagged; drop leaves flagged rows out and says how many",
+    )
+    _add_screen_options(prep, report_default="OUT/screen-report.json")
     command(prep, run_prepare)
 
     validate = data.add_parser(
@@ -60,8 +75,134 @@ def register(commands: Commands) -> None:
     )
     command(validate, run_validate)
 
+    screen = data.add_parser(
+        "screen",
+        help="run every user and assistant message through Azure AI Content Safety; "
+        "FILE:LINE for each row at or above --threshold (exit 1 when any)",
+    )
+    screen.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="a chat JSONL file to screen"
+    )
+    screen.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be sent (rows, messages, requests, endpoint) and send nothing",
+    )
+    _add_screen_options(screen, report_default="screen-report.json beside the first FILE")
+    command(screen, run_screen)
+
+
+def _add_screen_options(parser: argparse.ArgumentParser, report_default: str) -> None:
+    parser.add_argument(
+        "--endpoint",
+        help="the Content Safety endpoint (default: the stack output contentSafetyEndpoint)",
+    )
+    parser.add_argument(
+        "--threshold",
+        default=safety.DEFAULT_THRESHOLD,
+        help="flag a row when a category reaches this severity: low (2), medium (4) or high "
+        "(6) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help=f"the JSON report to write (default: {report_default}); the cache that makes an "
+        "interrupted screen resumable lives beside it (REPORT.cache.jsonl)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=safety_client.DEFAULT_RATE,
+        help="most requests a second (default: %(default)g, the F0 tier's limit)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=DEFAULT_DEADLINE,
+        help="seconds for the whole screen, throttled waits included (default: %(default)g)",
+    )
+    add_outputs_options(parser)
+
+
+def _endpoint(args: argparse.Namespace) -> str:
+    """--endpoint, or the stack output contentSafetyEndpoint; UsageError saying how to get one."""
+    if args.endpoint:
+        return str(args.endpoint)
+    outputs = read_outputs(args)
+    found = outputs.values.get("contentSafetyEndpoint")
+    if not found:
+        raise UsageError(
+            f"the stack outputs from {outputs.source} lack contentSafetyEndpoint (or "
+            f"${env_name('contentSafetyEndpoint')}): the stack has no Content Safety account "
+            "(`pulumi config set contentSafety true && pulumi up`); or pass --endpoint URL"
+        )
+    return str(found)
+
+
+def _screen_setup(args: argparse.Namespace) -> tuple[str, int]:
+    """The endpoint and threshold, every screening option checked before any data is read
+    or anything is sent (UsageError naming the option)."""
+    limit = safety.threshold(args.threshold)
+    if not (math.isfinite(args.rate) and args.rate > 0):
+        raise UsageError(f"--rate {args.rate:g}: must be a positive number of requests a second")
+    if not (math.isfinite(args.deadline) and args.deadline > 0):
+        raise UsageError(f"--deadline {args.deadline:g}: must be a positive number of seconds")
+    endpoint = _endpoint(args)
+    safety_client.endpoint_url(endpoint)
+    return endpoint, limit
+
+
+def _run_screen(
+    args: argparse.Namespace,
+    sources: list[tuple[str, list[safety.Row]]],
+    report: Path,
+    endpoint: str,
+    limit: int,
+) -> safety.Outcome:
+    """Screen the rows, write the report, print FILE:LINE for each flagged category."""
+    from azure.identity import DefaultAzureCredential
+
+    plan = safety.Plan.of(sources, safety_client.CATEGORIES)
+    cache = safety.Cache(safety.cache_path(report))
+    client = safety_client.ContentSafetyClient(
+        endpoint, DefaultAzureCredential(), rate=args.rate, deadline_seconds=args.deadline
+    )
+    outcome = safety.screen(plan, cache, client.analyze, limit)
+    safety.write_report(
+        report, outcome, endpoint=endpoint, limit=limit, categories=safety_client.CATEGORIES
+    )
+    for flagged in outcome.flagged:
+        for line in flagged.lines():
+            print(line, file=sys.stderr)
+    return outcome
+
 
 def run_prepare(args: argparse.Namespace) -> int:
+    if not args.screen:
+        given = [
+            option
+            for option, value, default in (
+                ("--endpoint", args.endpoint, None),
+                ("--report", args.report, None),
+                ("--stack", args.stack, None),
+                ("--outputs", args.outputs, None),
+                ("--threshold", args.threshold, safety.DEFAULT_THRESHOLD),
+                ("--rate", args.rate, safety_client.DEFAULT_RATE),
+                ("--deadline", args.deadline, DEFAULT_DEADLINE),
+            )
+            if value != default
+        ]
+        if given:
+            raise UsageError(f"{given[0]} is a screening option: it needs --screen refuse|drop")
+    screener = None
+    report = args.report or args.out / "screen-report.json"
+    if args.screen:
+        endpoint, limit = _screen_setup(args)
+
+        def screener(source: str, rows: list[tuple[int, Any]]) -> Mapping[int, Mapping[str, int]]:
+            outcome = _run_screen(args, [(source, rows)], report, endpoint, limit)
+            return {flagged.line: flagged.severities for flagged in outcome.flagged}
+
     result = prepare.prepare(
         out_dir=args.out,
         size=prepare.SampleSize.parse(args.sample) if args.sample else None,
@@ -69,11 +210,50 @@ def run_prepare(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         split=args.split,
         from_path=args.from_path,
+        screen=screener,
+        screen_mode=args.screen or "refuse",
     )
+    if args.screen:
+        print(
+            f"screened with Content Safety: dropped {len(result.dropped)} flagged row(s) "
+            f"(report: {report})"
+            if args.screen == "drop"
+            else f"screened with Content Safety: no row flagged (report: {report})"
+        )
     print(
         f"wrote {result.train} ({result.train_rows} rows) and {result.eval} ({result.eval_rows} rows)"
     )
     return 0
+
+
+def run_screen(args: argparse.Namespace) -> int:
+    """Exit 1 when any row reaches the threshold; the report lists them all."""
+    endpoint, limit = _screen_setup(args)
+    missing = next((path for path in args.files if not path.is_file()), None)
+    if missing is not None:
+        raise UsageError(f"{missing}: {chat_format.file_problem(missing)}")
+    sources = [(str(path), safety.read_file(path)) for path in args.files]
+    report = args.report or args.files[0].with_name("screen-report.json")
+    if args.dry_run:
+        plan = safety.Plan.of(sources, safety_client.CATEGORIES)
+        cached = safety.Cache(safety.cache_path(report))
+        send = plan.to_send(cached)
+        print(
+            f"dry run: would send {len(send)} request(s) (one text each, at most "
+            f"{safety_client.MAX_TEXT} characters; {len(plan.keys) - len(send)} already in the "
+            f"cache) for {plan.messages} user and assistant message(s) in {plan.rows} row(s) of "
+            f"{len(sources)} file(s) to {endpoint.rstrip('/')}{safety_client.PATH}"
+            f"?api-version={safety_client.API_VERSION}, at most {args.rate:g} a second; "
+            "nothing was sent"
+        )
+        return 0
+    outcome = _run_screen(args, sources, report, endpoint, limit)
+    print(
+        f"screened {outcome.rows} row(s): {len(outcome.flagged)} flagged at or above severity "
+        f"{limit}; {outcome.sent} request(s) sent, {outcome.cached} from the cache; "
+        f"report: {report}"
+    )
+    return 1 if outcome.flagged else 0
 
 
 def run_validate(args: argparse.Namespace) -> int:

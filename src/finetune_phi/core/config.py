@@ -37,6 +37,41 @@ _NETWORK_ACCESS = ("Enabled", "Disabled")
 # Azure ML's managed virtual network modes (azure-ai-docs articles/machine-learning/
 # how-to-managed-network.md, ms.date 05/23/2025; pulumi-azure-native's IsolationMode enum).
 ISOLATION_MODES = ("Disabled", "AllowInternetOutbound", "AllowOnlyApprovedOutbound")
+CONTENT_SAFETY_SKUS = ("S0", "F0")
+# Regions whose Content Safety accounts offer text analysis (text:analyze): the "Text" column of
+# the region table in azure-ai-docs articles/ai-services/content-safety/overview.md (ms.date
+# 09/16/2025, read 2026-12-05), as programmatic names. Government regions are left out.
+CONTENT_SAFETY_REGIONS = frozenset(
+    {
+        "australiaeast",
+        "canadaeast",
+        "centralus",
+        "eastus",
+        "eastus2",
+        "francecentral",
+        "germanywestcentral",
+        "italynorth",
+        "japaneast",
+        "koreacentral",
+        "northcentralus",
+        "polandcentral",
+        "southcentralus",
+        "southindia",
+        "swedencentral",
+        "switzerlandnorth",
+        "switzerlandwest",
+        "uaenorth",
+        "uksouth",
+        "westeurope",
+        "westus",
+        "westus2",
+        "westus3",
+    }
+)
+# A Cognitive Services account name (its custom subdomain too: Entra ID needs one): 2-64
+# letters, digits and hyphens, starting and ending with a letter or digit; the subdomain is
+# unique in all Azure, so the derived name carries the stack's suffix.
+_ACCOUNT_NAME_PATTERN = r"[a-zA-Z0-9][a-zA-Z0-9-]{0,62}[a-zA-Z0-9]"
 
 
 class ConfigError(ValueError):
@@ -85,6 +120,17 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class ContentSafetyConfig:
+    """The optional Azure AI Content Safety account (`contentSafety`)."""
+
+    name: str
+    """Account name, also its custom subdomain (`https://NAME.cognitiveservices.azure.com/`)."""
+    sku: str
+    deployer_principal_type: str
+    """User or ServicePrincipal: what runs `pulumi up` (ARM needs the type it is told to match)."""
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     environment: str
@@ -106,6 +152,8 @@ class StackConfig:
     foundry: bool
     deprecations: tuple[str, ...] = ()
     """Warnings for deprecated keys that were accepted under their new names."""
+    content_safety: ContentSafetyConfig | None = None
+    """The Content Safety account, or None when `contentSafety` is off."""
 
 
 class _Reader:
@@ -296,6 +344,7 @@ def parse(values: Mapping[str, str], *, stack: str, subscription_id: str) -> Sta
         else None,
         foundry=read.boolean("foundry"),
         deprecations=tuple(read.deprecations),
+        content_safety=_content_safety(read, location, prefix, environment, suffix),
     )
     _distinct_within_scope(read, chosen, cpu=config.cpu is not None, foundry=config.foundry)
     if read.problems:
@@ -359,6 +408,27 @@ def _isolation_mode(read: _Reader, public_access: str, registry_sku: str) -> str
             "registries take one",
         )
     return mode
+
+
+def _content_safety(
+    read: _Reader, location: str, prefix: str, environment: str, suffix: str
+) -> ContentSafetyConfig | None:
+    enabled = read.boolean("contentSafety")
+    sku = read.choice("contentSafetySku", CONTENT_SAFETY_SKUS)
+    deployer = read.choice("deployerPrincipalType", ("User", "ServicePrincipal"))
+    if not enabled:
+        return None
+    if location not in CONTENT_SAFETY_REGIONS:
+        read.fail(
+            "contentSafety",
+            "true",
+            f"Content Safety's text analysis is not offered in {location!r}; use one of "
+            f"{', '.join(sorted(CONTENT_SAFETY_REGIONS))}, or turn contentSafety off",
+        )
+    name = f"cs-{prefix}-{environment}-{suffix}"
+    if re.fullmatch(_ACCOUNT_NAME_PATTERN, name) is None:  # a bad prefix is reported already
+        return None
+    return ContentSafetyConfig(name=name, sku=sku, deployer_principal_type=deployer)
 
 
 def _gpu_cluster(read: _Reader) -> ClusterConfig:

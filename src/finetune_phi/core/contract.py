@@ -38,4 +38,5 @@ OUTPUTS: dict[str, str] = {
     "foundryProjectName": "AI Foundry project the flow runs in, or null when `foundry` is off.",
     "foundryProjectWorkspaceId": "The project's workspace GUID (serverless endpoints name their model by it), or null when `foundry` is off.",
     "foundryConnectionName": "The project's custom-keys connection to the endpoint, or null when `foundry` is off.",
+    "contentSafetyEndpoint": "Azure AI Content Safety endpoint (Entra ID only) that `phi data screen` calls, or null when `contentSafety` is off.",
 }

@@ -175,6 +175,27 @@ SETTINGS: tuple[Setting, ...] = (
         "Also create an Azure AI Foundry hub and project sharing the stack's services, with the "
         "flow's custom-keys connection `phi3-endpoint` to the endpoint.",
     ),
+    Setting(
+        "contentSafety",
+        Kind.BOOLEAN,
+        False,
+        "Also create an Azure AI Content Safety account (Entra ID only: local keys off) for "
+        "`phi data screen` and the safety gate, with Cognitive Services User for the runtime "
+        "identity and the deploying user. Its region must offer text analysis.",
+    ),
+    Setting(
+        "contentSafetySku",
+        Kind.STRING,
+        "S0",
+        "SKU of the Content Safety account: S0, or F0 (free; 5 requests a second).",
+    ),
+    Setting(
+        "deployerPrincipalType",
+        Kind.STRING,
+        "User",
+        "What runs `pulumi up`, granted Cognitive Services User on the Content Safety account: "
+        "User, or ServicePrincipal where CI (OIDC) deploys.",
+    ),
     *(
         Setting(
             key,

@@ -30,6 +30,8 @@ SWITCHED_OFF = {
     "cpuComputeName": "the stack has no CPU cluster: `pulumi config set cpuCluster true && pulumi up`",
     "foundryProjectName": _NO_FOUNDRY,
     "foundryProjectWorkspaceId": _NO_FOUNDRY,
+    "contentSafetyEndpoint": "the stack has no Content Safety account: "
+    "`pulumi config set contentSafety true && pulumi up`",
 }
 
 

@@ -18,7 +18,7 @@ import re
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -29,7 +29,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-from finetune_phi.core.errors import UsageError
+from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.core.renames import renamed
 from finetune_phi.data import hub
 from finetune_phi.data.chat_format import (
@@ -50,6 +50,16 @@ OLD_EVAL_FILE = "test_data.jsonl"
 
 class DataError(UsageError):
     """Bad arguments or bad data; nothing was written."""
+
+
+class FlaggedDataError(PhiError):
+    """Content screening flagged rows and `--screen refuse` refused them; nothing was written."""
+
+
+SCREEN_MODES = ("refuse", "drop")
+Screener = Callable[[str, list[tuple[int, Any]]], Mapping[int, Mapping[str, int]]]
+"""(source name, numbered rows) -> the flagged rows' line numbers with the severities that
+reached the threshold (finetune_phi.safety does the screening; the command line wires it)."""
 
 
 @dataclass(frozen=True)
@@ -249,6 +259,8 @@ class Prepared:
     eval: Path
     train_rows: int
     eval_rows: int
+    dropped: tuple[int, ...] = ()
+    """Line (or row) numbers `--screen drop` left out."""
 
 
 def prepare(
@@ -259,10 +271,16 @@ def prepare(
     dataset: str = DEFAULT_DATASET,
     split: str = DEFAULT_SPLIT,
     from_path: Path | None = None,
+    screen: Screener | None = None,
+    screen_mode: str = "refuse",
 ) -> Prepared:
-    """Load, validate, sample, split and write. Raises DataError, writing nothing, on bad
-    data. A local file is validated whole and kept whole unless `size` samples it; a hub
-    dataset is streamed, HUB_SAMPLE of it unless `size` says otherwise."""
+    """Load, validate, sample, screen, split and write. Raises DataError, writing nothing, on
+    bad data. A local file is validated whole and kept whole unless `size` samples it; a hub
+    dataset is streamed, HUB_SAMPLE of it unless `size` says otherwise. With `screen`, the
+    rows kept are screened: `screen_mode` refuse raises FlaggedDataError (nothing written)
+    when any is flagged, drop leaves those rows out and lists them in `Prepared.dropped`."""
+    if screen_mode not in SCREEN_MODES:
+        raise DataError(f"--screen {screen_mode!r}: must be one of {', '.join(SCREEN_MODES)}")
     if from_path is not None:
         numbered = _local_rows(from_path)
         source = str(from_path)
@@ -279,9 +297,22 @@ def prepare(
         )
     if from_path is not None and size is not None:
         numbered = numbered[: size.rows_of(len(numbered))]
+    dropped: tuple[int, ...] = ()
+    if screen is not None:
+        flagged = screen(source, [(line, row) for line, row, _ in numbered])
+        if flagged and screen_mode == "refuse":
+            first = min(flagged)
+            shown = ", ".join(f"{c} {s}" for c, s in flagged[first].items())
+            raise FlaggedDataError(
+                f"{len(flagged)} row(s) of {source} reach the screening threshold (the first, "
+                f"{source}:{first}: {shown}); nothing was written: fix or remove them, or "
+                "`--screen drop` to leave them out"
+            )
+        dropped = tuple(sorted(flagged))
+        numbered = [item for item in numbered if item[0] not in flagged]
     rows = [{"messages": row["messages"]} for _, row, _ in numbered]
     train, held_out = split_rows(rows, seed)
-    paths = Prepared(out_dir / TRAIN_FILE, out_dir / EVAL_FILE, len(train), len(held_out))
+    paths = Prepared(out_dir / TRAIN_FILE, out_dir / EVAL_FILE, len(train), len(held_out), dropped)
     write_jsonl_atomically({paths.train: train, paths.eval: held_out})
     return paths
 
