@@ -20,9 +20,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support import http_server
 
 API_VERSION = "2024-09-01"
 PATH = "/contentsafety/text:analyze"
@@ -172,14 +174,9 @@ def _handler(state: ContentSafetyStandIn) -> type[BaseHTTPRequestHandler]:
 def content_safety() -> Iterator[ContentSafetyStandIn]:
     """The stand-in on a free loopback port; `state.base_url` is its endpoint."""
     state = ContentSafetyStandIn()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with http_server(_handler(state)) as url:
+        state.base_url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass
@@ -216,11 +213,6 @@ def token_server(token: str = TOKEN) -> Iterator[TokenServer]:
             self.end_headers()
             self.wfile.write(raw)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with http_server(Handler) as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
