@@ -14,6 +14,7 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from finetune_phi.cli import doctor as doctor_cli
+from finetune_phi.cli import options
 from finetune_phi.cli.main import build_parser, main
 from finetune_phi.cloud import doctor as doctor_module
 from finetune_phi.cloud.doctor import CHECKS, Clients
@@ -513,7 +514,7 @@ def test_bad_arguments_are_one_line_and_exit_2_before_anything_is_sent(
 
     monkeypatch.setattr(doctor_cli, "signed_in", never)
     monkeypatch.chdir(tmp_path)
-    for name in doctor_cli.SUBSCRIPTION_VARIABLES:
+    for name in options.SUBSCRIPTION_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name, value in variables.items():
         monkeypatch.setenv(name, value)

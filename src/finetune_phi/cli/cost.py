@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from finetune_phi.cli.doctor import subscription
-from finetune_phi.cli.options import Commands, command, stack_file_config
+from finetune_phi.cli.options import Commands, command, stack_file_config, subscription
 from finetune_phi.cloud import cost, prices
 from finetune_phi.cloud.deploy import check_instance_type
 from finetune_phi.core import azure_facts

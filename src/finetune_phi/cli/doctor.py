@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 import requests
 
-from finetune_phi.cli.options import Commands, command, stack_file_config
+from finetune_phi.cli.options import (
+    Commands,
+    check_guid,
+    command,
+    stack_file_config,
+    subscription,
+)
 from finetune_phi.cloud import doctor
 from finetune_phi.cloud.deploy import check_instance_type
 from finetune_phi.core import azure_facts
@@ -19,31 +22,6 @@ from finetune_phi.core.arm import ARM_ENDPOINT
 from finetune_phi.core.config import ConfigError, StackConfig, parse
 from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.core.stack_outputs import from_file
-
-SUBSCRIPTION_VARIABLES = ("ARM_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_ID")
-_GUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
-
-
-def check_guid(source: str, value: str) -> str:
-    """`value`, or a UsageError naming `source` (an option, a variable, an output) and the rule."""
-    if _GUID.fullmatch(value) is None:
-        raise UsageError(
-            f"{source} {value!r}: must be a subscription ID, a GUID like "
-            "00000000-0000-0000-0000-000000000000"
-        )
-    return value
-
-
-def subscription(option: str | None, environ: Mapping[str, str] = os.environ) -> str:
-    """The subscription `--subscription` names, else $ARM_SUBSCRIPTION_ID, else
-    $AZURE_SUBSCRIPTION_ID, checked to be a GUID before anything is sent; "" when none is
-    given. Every command with --subscription (`phi doctor`, `phi cost`) reads it here."""
-    if option is not None:
-        return check_guid("--subscription", option)
-    for variable in SUBSCRIPTION_VARIABLES:
-        if environ.get(variable):
-            return check_guid(f"${variable}", environ[variable])
-    return ""
 
 
 def check_arguments(args: argparse.Namespace) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeAlias
 
 from finetune_phi.core import stack_outputs
+from finetune_phi.core.arm import GUID
 from finetune_phi.core.config import StackConfig, parse
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.stack_files import StackFileError, read_config
@@ -117,3 +119,28 @@ def add_engine_option(parser: argparse.ArgumentParser) -> None:
         help="; ".join(f"{name}: {ENGINES[name].summary}" for name in sorted(ENGINES))
         + f" (default: {DEFAULT_ENGINE})",
     )
+
+
+SUBSCRIPTION_VARIABLES = ("ARM_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_ID")
+
+
+def check_guid(source: str, value: str) -> str:
+    """`value`, or a UsageError naming `source` (an option, a variable, an output) and the rule."""
+    if GUID.fullmatch(value) is None:
+        raise UsageError(
+            f"{source} {value!r}: must be a subscription ID, a GUID like "
+            "00000000-0000-0000-0000-000000000000"
+        )
+    return value
+
+
+def subscription(option: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """The subscription `--subscription` names, else $ARM_SUBSCRIPTION_ID, else
+    $AZURE_SUBSCRIPTION_ID, checked to be a GUID before anything is sent; "" when none is
+    given. Every command with --subscription (`phi doctor`, `phi cost`) reads it here."""
+    if option is not None:
+        return check_guid("--subscription", option)
+    for variable in SUBSCRIPTION_VARIABLES:
+        if environ.get(variable):
+            return check_guid(f"${variable}", environ[variable])
+    return ""

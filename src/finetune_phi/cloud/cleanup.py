@@ -52,7 +52,14 @@ import requests
 from finetune_phi.cloud import ml_client
 from finetune_phi.cloud.credentials import SIGN_IN
 from finetune_phi.core import stack_outputs
-from finetune_phi.core.arm import ARM_ENDPOINT, ARM_SCOPE, ArmClient, ArmError, segment
+from finetune_phi.core.arm import (
+    ARM_ENDPOINT,
+    ARM_SCOPE,
+    GUID,
+    ArmClient,
+    ArmError,
+    segment,
+)
 from finetune_phi.core.azure_facts import API_VERSIONS
 from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.core.naming import RULES
@@ -169,7 +176,6 @@ _NAMED_OUTPUTS = (
     "logAnalyticsName",
     "keyVaultName",
 )
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def checked_outputs(outputs: Mapping[str, Any]) -> dict[str, str]:
@@ -177,7 +183,7 @@ def checked_outputs(outputs: Mapping[str, Any]) -> dict[str, str]:
     no value can change which resource a request names."""
     problems = []
     checked = {key: str(value) for key, value in outputs.items() if isinstance(value, str)}
-    if not _GUID.fullmatch(checked.get("subscriptionId", "")):
+    if not GUID.fullmatch(checked.get("subscriptionId", "")):
         problems.append(f"subscriptionId = {outputs.get('subscriptionId')!r}: must be a GUID")
     if not re.fullmatch(r"[a-z][a-z0-9]{2,39}", checked.get("location", "")):
         problems.append(f"location = {outputs.get('location')!r}: must be an Azure region name")

@@ -7,6 +7,7 @@ request has a timeout. Callers build paths with `segment()`, which percent-encod
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -14,6 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+
+GUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+"""A subscription (or tenant, principal) id as ARM writes it."""
+
 
 ARM_ENDPOINT = "https://management.azure.com"
 ARM_SCOPE = "https://management.azure.com/.default"
