@@ -110,6 +110,11 @@ def load_components(mlflow_model: Path) -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(tokenizer)
 
 
+def instance_type() -> str:
+    """The VM size a deployment named in PHI_INSTANCE_TYPE, or "this machine"."""
+    return os.environ.get(INSTANCE_TYPE_VARIABLE) or "this machine"
+
+
 def kv_cache_bytes_per_token(config: Any, dtype_bytes: int) -> int:
     """Keys and values of every layer for one token, from the model's config."""
     heads = int(config.num_attention_heads)
@@ -129,7 +134,7 @@ def context(model: Any, torch: Any) -> tuple[int, str]:
     """(tokens, why) a conversation and its answer may take: the model's context, less on a
     GPU whose memory holds less next to the weights (a 16 GB T4 with a 3.8B model in fp16),
     less again under PHI_MAX_CONTEXT_TOKENS."""
-    where = os.environ.get(INSTANCE_TYPE_VARIABLE) or "this machine"
+    where = instance_type()
     limits = [(int(model.config.max_position_embeddings), "the model's context")]
     if torch.cuda.is_available():
         weights = sum(p.numel() * p.element_size() for p in model.parameters())

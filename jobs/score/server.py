@@ -135,7 +135,7 @@ class VllmEngine(Engine):
         )
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer)
         config = AutoConfig.from_pretrained(config_folder)
-        where = os.environ.get(score.INSTANCE_TYPE_VARIABLE) or "this machine"
+        where = score.instance_type()
         limits = [(int(config.max_position_embeddings), "the model's context")]
         if os.environ.get("PHI_VLLM_MAX_MODEL_LEN"):  # what the GPU's KV cache holds
             limits.append((int(os.environ["PHI_VLLM_MAX_MODEL_LEN"]), f"vLLM's on {where}"))
