@@ -572,18 +572,17 @@ def test_runtime_identity_and_deploying_user_may_call_content_safety(prod: Deplo
             scope, BuiltInRole.COGNITIVE_SERVICES_USER, principal
         )
     assert grants[prod.outputs["identityPrincipalId"]]["principalType"] == "ServicePrincipal"
-    assert grants["object"]["principalType"] == "User"
+    # prod deploys from CI: Pulumi.prod.yaml says the caller is a service principal.
+    assert grants["object"]["principalType"] == "ServicePrincipal"
 
 
-def test_a_ci_deployer_is_granted_as_a_service_principal() -> None:
-    deployment = deploy(
-        "prod", {**stack_config("prod"), "deployerPrincipalType": "ServicePrincipal"}
-    )
+def test_a_person_deploying_is_granted_as_a_user() -> None:
+    deployment = deploy("prod", {**stack_config("prod"), "deployerPrincipalType": "User"})
     types = {
         r.inputs["principalId"]: r.inputs["principalType"]
         for r in deployment.recording.of_type("azure-native:authorization:RoleAssignment")
     }
-    assert types["object"] == "ServicePrincipal"
+    assert types["object"] == "User"
 
 
 def test_content_safety_in_an_unsupported_region_registers_nothing() -> None:
