@@ -370,10 +370,8 @@ POLICIES: list[ResourceValidationPolicy] = [
     _rule(
         "cognitive-services-local-auth-disabled",
         "Azure AI services accounts (the Content Safety account) accept Entra ID only "
-        "(properties.disableLocalAuth true): no key can leak. No Azure Policy built-in in the "
-        "table of src/finetune_phi/core/azure_facts.py yet; Azure's own is \"Azure AI Services "
-        'resources should have key access disabled (disable local authentication)" '
-        "(71ef260a-8f18-47b7-abcb-62d0673d94dc), read 2026-12-05.",
+        "(properties.disableLocalAuth true): no key can leak."
+        + _builtin("ai-services-local-auth-disabled"),
         _of(COGNITIVE_ACCOUNT),
         _equals(("properties",), "disableLocalAuth", True),
     ),

@@ -1,6 +1,7 @@
 """Shared fixtures: offline Hugging Face settings, the tiny Phi-3 model and its one fine-tune
 (built once per run, whatever the number of workers), the rehearsal (for its own tests
-only), an isolated Prompt flow home. Helpers live in tests/support.py."""
+only), an isolated Prompt flow home, the Content Safety stand-in and a loopback sign-in.
+Helpers live in tests/support.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from typing import Any
 
 import pytest
 
+from tests.content_safety_server import (
+    ContentSafetyStandIn,
+    TokenServer,
+    content_safety,
+    token_server,
+)
 from tests.support import (
     AGENT_PYTHON,
     BIN,
@@ -157,3 +164,22 @@ def pf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     return {**os.environ, **variables}
+
+
+@pytest.fixture
+def service() -> Iterator[ContentSafetyStandIn]:
+    """The Content Safety stand-in (tests/content_safety_server.py) on a loopback port."""
+    with content_safety() as state:
+        yield state
+
+
+@pytest.fixture
+def signed_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[TokenServer]:
+    """DefaultAzureCredential in this process signs in at a loopback managed identity."""
+    with token_server() as tokens:
+        for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv("AZURE_FEDERATED_TOKEN_FILE", raising=False)
+        monkeypatch.setenv("IDENTITY_ENDPOINT", tokens.url)
+        monkeypatch.setenv("IDENTITY_HEADER", "x")
+        yield tokens

@@ -7,7 +7,7 @@ Replies can be scripted (status, headers, body) per request; without a script it
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -28,6 +28,8 @@ class Recorded:
     """When set, any other bearer key gets 401."""
     api: str = "score"
     """"score" answers the scoring contract; "chat-completions" a serverless endpoint's."""
+    answer: Callable[[list[dict[str, str]]], str] | None = None
+    """The answer's text from the messages (the scoring contract); default: an echo."""
 
 
 def contract_answer(body: Any) -> str:
@@ -76,6 +78,9 @@ def contract_server(recorded: Recorded | None = None) -> Iterator[tuple[str, Rec
                 status, headers, reply = 401, {}, {"message": "Unauthorized"}
             elif state.api == "chat-completions":
                 status, headers, reply = 200, {}, chat_completions_answer(body)
+            elif state.answer is not None:
+                messages = body["input_data"]["input_string"]
+                status, headers, reply = 200, {}, {"output": state.answer(messages)}
             else:
                 status, headers, reply = 200, {}, {"output": contract_answer(body)}
             send_json(self, status, headers, reply)

@@ -39,6 +39,8 @@ VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 
 __all__ = ["BIN", "PHI", "PROMPT_FLOW", "ROOT", "SAMPLE"]
 
+ACCEPTED_RISK = ("--accept-safety-risk", "a test of the rollout, not of the model")
+"""`phi deploy`'s override of the safety gate, for tests of what comes after it."""
 EXAMPLE_OUTPUTS: dict[str, object] = {
     "subscriptionId": "sub-1",
     "resourceGroupName": "rg-phi-dev",

@@ -227,3 +227,41 @@ def test_each_base_image_names_where_mcr_lists_its_tags() -> None:
         "https://mcr.microsoft.com/v2/azureml/openmpi5.0-cuda12.8-ubuntu24.04/tags/list"
     )
     assert azure_facts.BASE_IMAGE_MAX_AGE_DAYS == 180
+
+
+def test_content_safety_facts_are_dated_and_the_code_reads_them_from_the_table() -> None:
+    """One place for the service's contract and limits: the client, the stack's config and
+    the role the stack grants read them from azure_facts, each with its source and date."""
+    from finetune_phi.core import config, roles
+    from finetune_phi.safety import client
+
+    assert date.today() >= azure_facts.CONTENT_SAFETY_CHECKED
+    assert (client.API_VERSION, client.PATH, client.SCOPE, client.MAX_TEXT) == (
+        "2024-09-01",
+        "/contentsafety/text:analyze",
+        "https://cognitiveservices.azure.com/.default",
+        10_000,
+    )
+    assert client.API_VERSION is azure_facts.CONTENT_SAFETY_API_VERSION
+    assert client.DEFAULT_RATE == azure_facts.CONTENT_SAFETY_REQUESTS_PER_SECOND["F0"] == 5
+    assert azure_facts.CONTENT_SAFETY_REQUESTS_PER_SECOND["S0"] * 10 == 1000  # 1000 per 10 s
+    assert config.CONTENT_SAFETY_SKUS is azure_facts.CONTENT_SAFETY_SKUS == ("S0", "F0")
+    assert config.CONTENT_SAFETY_REGIONS is azure_facts.CONTENT_SAFETY_REGIONS
+    assert azure_facts.CONTENT_SAFETY_REGIONS <= azure_facts.REGIONS
+    assert roles.BuiltInRole.COGNITIVE_SERVICES_USER.value == azure_facts.COGNITIVE_SERVICES_USER
+    meter = azure_facts.CONTENT_SAFETY_TEXT_METER
+    assert (meter.product, meter.sku, meter.meter, meter.unit) == (
+        "Content Safety",
+        "Standard",
+        "Standard Text Records",
+        "1K",
+    )
+    assert DATED.search(meter.source)
+    for name in ("_CS_SPEC", "_CS_OVERVIEW"):
+        assert DATED.search(getattr(azure_facts, name)), name
+
+
+def test_the_local_auth_built_in_is_the_one_the_policy_pack_names() -> None:
+    builtin = azure_facts.POLICY_BUILTINS["ai-services-local-auth-disabled"]
+    assert builtin.guid == "71ef260a-8f18-47b7-abcb-62d0673d94dc"
+    assert builtin.path == "Azure Ai Services/DisableLocalAuth_Audit.json"

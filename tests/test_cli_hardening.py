@@ -15,6 +15,7 @@ import pytest
 from finetune_phi.cli.main import main
 from finetune_phi.core.errors import UsageError
 from tests.support import (
+    ACCEPTED_RISK,
     BIN,
     EXAMPLE_OUTPUTS,
     PHI,
@@ -102,7 +103,7 @@ def test_a_misspelt_command_suggests_the_closest(capsys: pytest.CaptureFixture[s
 @pytest.mark.parametrize(
     "command",
     [
-        ["deploy", "--outputs", "outputs.json", "--job", "j1", "--no-verify"],
+        ["deploy", "--outputs", "outputs.json", "--job", "j1", "--no-verify", *ACCEPTED_RISK],
         ["chat", "--outputs", "outputs.json", "Hi"],
         ["flow", "connect", "--outputs", "outputs.json"],
         ["finetune", "submit", "--outputs", "outputs.json", "--no-stream"],
@@ -217,12 +218,17 @@ def test_an_interrupted_command_says_so_in_one_line_and_stops_what_it_started(
         start_new_session=True,
     )
     assert process.stdout is not None
+    shown = []
     for line in process.stdout:
+        shown.append(line)
         if line.startswith("[3/"):  # the training stage has begun
             break
+    training = f"--output-dir {work / 'out'}"
     deadline = time.monotonic() + 60
-    while no_process_mentions(str(work / "out")) and time.monotonic() < deadline:
-        time.sleep(0.2)  # until its training process runs
+    while no_process_mentions(training) and time.monotonic() < deadline:
+        time.sleep(0.1)  # until its training process runs
+    seen = not no_process_mentions(training)
+    assert seen, f"the training process was not seen running; phi printed: {''.join(shown)}"
     process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr

@@ -422,3 +422,166 @@ def test_a_next_page_off_the_price_list_is_refused_before_any_request() -> None:
     )
     assert len(seen) == 1
     assert refused == []
+
+
+# Content Safety: usage-based, priced per 1,000 text records from the same price list ----------
+
+
+def text_records(price: float, **changes: Any) -> dict[str, Any]:
+    """Content Safety's S0 text meter as the Retail Prices API lists it (the names in
+    azure_facts.CONTENT_SAFETY_TEXT_METER); the price is a stand-in."""
+    return {
+        "currencyCode": "USD",
+        "retailPrice": price,
+        "unitPrice": price,
+        "armRegionName": "eastus2",
+        "location": "US East 2",
+        "meterName": "Standard Text Records",
+        "productName": "Content Safety",
+        "skuName": "Standard",
+        "serviceName": "Foundry Tools",
+        "armSkuName": "",
+        "type": "Consumption",
+        "unitOfMeasure": "1K",
+        "tierMinimumUnits": 0.0,
+        **changes,
+    }
+
+
+SAFETY_ITEMS = [
+    text_records(0.4),
+    text_records(0.9, armRegionName="westus"),  # another region
+    text_records(1.5, meterName="Standard Images", unitOfMeasure="1K"),  # another meter
+]
+
+
+def safety_stack(tmp_path: Path, sku: str | None = None) -> Path:
+    """A dev stack with `contentSafety` on (and `contentSafetySku`, when given)."""
+    extra = "  finetune-phi:contentSafety: true\n"
+    if sku is not None:
+        extra += f"  finetune-phi:contentSafetySku: {sku}\n"
+    (tmp_path / "Pulumi.dev.yaml").write_text((ROOT / "Pulumi.dev.yaml").read_text() + extra)
+    return tmp_path
+
+
+def safety_rows(project: Path, page: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> Any:
+    """The Content Safety items of `phi cost --json`, and the table `phi cost` prints."""
+    (project / "page.json").write_text(json.dumps(page))
+    run = ["cost", "--stack", "dev", "--project-dir", str(project), "--prices"]
+    assert main([*run, str(project / "page.json"), "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)["items"]
+    assert main([*run, str(project / "page.json")]) == 0
+    table = capsys.readouterr().out
+    return [item for item in items if item["resource"].startswith("Content Safety")], table
+
+
+def test_a_content_safety_account_is_priced_per_thousand_text_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = {"Items": [*PAGE["Items"], *SAFETY_ITEMS], "NextPageLink": None}
+    [row], table = safety_rows(safety_stack(tmp_path), page, capsys)
+    assert (row["sku"], row["region"], row["quantity"]) == ("S0", "eastus2", 1)
+    assert row["hourly_usd"] is None  # it bills by use, never by the hour
+    assert row["total_hourly_usd"] is None
+    assert row["note"] == (
+        "usage-based: $0.4 per 1,000 text records (Content Safety / Standard Text Records)"
+    )
+    [line] = [line for line in table.splitlines() if line.startswith("| Content Safety account")]
+    assert "| S0 | eastus2 | 1 | usage-based | usage-based |" in line
+    assert "At most $5.21 an hour" in table  # nothing hourly added for it
+
+
+def test_a_stack_without_content_safety_has_no_content_safety_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "page.json").write_text(json.dumps({**PAGE, "Items": PAGE["Items"] + SAFETY_ITEMS}))
+    assert cost("--prices", str(tmp_path / "page.json"), "--json") == 0
+    resources = [item["resource"] for item in json.loads(capsys.readouterr().out)["items"]]
+    assert not [name for name in resources if "Content Safety" in name]
+
+
+def test_an_f0_content_safety_account_is_free(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = {"Items": [*PAGE["Items"], *SAFETY_ITEMS], "NextPageLink": None}
+    [row], table = safety_rows(safety_stack(tmp_path, "F0"), page, capsys)
+    assert (row["sku"], row["hourly_usd"], row["unpriced"]) == ("F0", None, "free")
+    assert row["note"].startswith("free tier: no charge; at most 5 requests a second")
+    assert "https://aka.ms/content-safety-pricing" in row["note"]
+    assert "$0.4" not in row["note"]  # the S0 meter is not F0's price
+    [line] = [line for line in table.splitlines() if line.startswith("| Content Safety account")]
+    assert "| F0 | eastus2 | 1 | free | free |" in line
+
+
+def test_without_the_meter_the_row_names_the_pricing_page_and_invents_no_price(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elsewhere = [text_records(0.4, armRegionName="westus")]
+    [row], _ = safety_rows(safety_stack(tmp_path), {"Items": PAGE["Items"] + elsewhere}, capsys)
+    assert row["hourly_usd"] is None
+    assert row["note"] == (
+        "usage-based: billed per 1,000 text records; the meter Content Safety / Standard Text "
+        "Records in eastus2 not found in the price list: see https://aka.ms/content-safety-pricing"
+    )
+
+
+def test_a_tiered_meter_shows_its_first_paid_tier() -> None:
+    from finetune_phi.cloud.prices import content_safety_meter
+
+    tiers = [
+        text_records(0.0),
+        text_records(0.3, tierMinimumUnits=1000.0),
+        text_records(0.2, tierMinimumUnits=5000.0),
+    ]
+    found = content_safety_meter(reversed(tiers), "eastus2")
+    assert found is not None
+    assert (found.usd, found.unit, found.from_units, found.tiers) == (0.3, "1K", 1000.0, 3)
+    assert content_safety_meter(tiers, "westus") is None
+
+
+def test_the_api_is_asked_for_content_safety_by_product_in_the_stacks_region(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finetune_phi.cloud.prices import content_safety_page_url
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    project = safety_stack(tmp_path)
+    pages = {"1": {"Items": [*PAGE["Items"], *SAFETY_ITEMS], "NextPageLink": None}}
+    with price_api(pages) as (url, seen):
+        run = ["cost", "--stack", "dev", "--project-dir", str(project), "--price-api", url]
+        assert main([*run, "--json"]) == 0
+    [row] = [
+        item
+        for item in json.loads(capsys.readouterr().out)["items"]
+        if item["resource"].startswith("Content Safety")
+    ]
+    assert "$0.4 per 1,000 text records" in row["note"]
+    asked = [parse_qs(urlsplit(path).query).get("$filter", [""])[0] for path in seen]
+    wanted = (
+        "productName eq 'Content Safety' and armRegionName eq 'eastus2' "
+        "and priceType eq 'Consumption'"
+    )
+    assert wanted in asked
+    assert parse_qs(urlsplit(content_safety_page_url("eastus2")).query) == {"$filter": [wanted]}
+
+
+@pytest.mark.parametrize(("sku", "asked"), [("S0", True), ("F0", False)])
+def test_an_unreachable_price_list_names_the_content_safety_page_on_s0_only(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sku: str,
+    asked: bool,
+) -> None:
+    from finetune_phi.cloud.prices import content_safety_page_url
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    unreachable = "http://127.0.0.1:9/api/retail/prices"
+    project = safety_stack(tmp_path, sku)
+    run = ["cost", "--stack", "dev", "--project-dir", str(project), "--price-api", unreachable]
+    assert main(run) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"phi: error: cannot reach the Azure price list at {unreachable}")
+    urls = line.split("pass --prices FILE: ")[1].split(" ")
+    assert (content_safety_page_url("eastus2", unreachable) in urls) is asked
+    assert len(urls) == 3 + asked  # GPU, CPU and deployment sizes, then Content Safety

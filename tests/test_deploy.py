@@ -24,7 +24,9 @@ from finetune_phi.cloud.deploy.managed import (
 from finetune_phi.core import state
 from finetune_phi.core.azure_facts import AZURE_TORCH, VM_SIZES
 from finetune_phi.core.errors import PhiError, UsageError
+from tests.support import ACCEPTED_RISK
 
+NO_CHECKS = ["deploy", "--outputs", "outputs.json", "--no-verify", *ACCEPTED_RISK]
 OUTPUTS = {
     "subscriptionId": "sub-1",
     "resourceGroupName": "rg-phi-dev",
@@ -322,7 +324,7 @@ def test_a_second_concurrent_deploy_from_this_folder_fails_clearly(
 
     monkeypatch.setattr("finetune_phi.core.stack_outputs.Workspace.client", no_client)
     with state.locked("deploy-phi-dev-abc123"):
-        assert main(["deploy", "--outputs", "outputs.json", "--job", "j1", "--no-verify"]) == 2
+        assert main([*NO_CHECKS, "--job", "j1"]) == 2
     assert "another phi command holds" in capsys.readouterr().err
 
 

@@ -37,6 +37,7 @@ from finetune_phi.serving.engine import (
     Probes,
 )
 from tests.contract_server import Recorded, contract_server
+from tests.support import ACCEPTED_RISK
 from tests.test_deploy import OUTPUTS, FakeMlClient, FakeService, dry_run
 
 THROWAWAY = Engine(
@@ -247,12 +248,14 @@ def test_a_rollout_records_the_engine_its_live_deployment_runs(
     monkeypatch.setattr(
         "finetune_phi.core.stack_outputs.Workspace.client", lambda _: FakeMlClient(service)
     )
-    deploy = ["deploy", "--outputs", "outputs.json", "--job", "j", "--no-verify"]
+    deploy = ["deploy", "--outputs", "outputs.json", "--job", "j", "--no-verify", *ACCEPTED_RISK]
     assert main([*deploy, "--engine", "throwaway"]) == 0
     assert state.recall(WORKSPACE, state.LIVE_DEPLOYMENT) == {
         "endpoint": "phi-dev-abc123",
         "deployment": "green",
         "engine": "throwaway",
+        "job": "j",
+        "safety": {"safety": "risk accepted", "safety-risk-reason": ACCEPTED_RISK[1]},
     }
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,24 +57,6 @@ class Credential:
 
         self.scopes.append(scopes)
         return AccessToken(TOKEN, int(time.time()) + 3600)
-
-
-@pytest.fixture
-def service() -> Iterator[ContentSafetyStandIn]:
-    with content_safety() as state:
-        yield state
-
-
-@pytest.fixture
-def signed_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[TokenServer]:
-    """DefaultAzureCredential in this process signs in at a loopback managed identity."""
-    with token_server() as tokens:
-        for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv("AZURE_FEDERATED_TOKEN_FILE", raising=False)
-        monkeypatch.setenv("IDENTITY_ENDPOINT", tokens.url)
-        monkeypatch.setenv("IDENTITY_HEADER", "x")
-        yield tokens
 
 
 def no_token_in(*texts: str) -> None:

@@ -17,7 +17,8 @@ from finetune_phi.evaluation.parity import (
     Comparison,
     agreement,
 )
-from tests.support import catalog_layout, serving
+from tests.content_safety_server import ContentSafetyStandIn, TokenServer
+from tests.support import ACCEPTED_RISK, catalog_layout, serving
 from tests.test_deploy import OUTPUTS, FakeMlClient, FakeService
 
 
@@ -126,29 +127,37 @@ class Keys:
 def test_phi_deploy_checks_the_new_deployment_against_the_jobs_model_before_traffic(
     scoring_server: str,
     fine_tuned: Path,
+    tiny_model: Path,
+    service: ContentSafetyStandIn,
+    signed_in: TokenServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The default rollout: the job's model output downloaded, the new deployment (here a
-    `phi serve` of the same model, at the scoring URI) asked alone, traffic moved after."""
+    """The default rollout after `phi eval --safety` passed: the job's model output
+    downloaded once, matched to the report's candidate and loaded for the parity check, the
+    new deployment (here a `phi serve` of the same model, at the scoring URI) asked alone,
+    traffic moved after."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outputs.json").write_text(
         json.dumps({**OUTPUTS, "scoringUri": f"{scoring_server}/score"})
     )
     shutil.copytree(fine_tuned / "data", tmp_path / "data")
-    service = FakeService({"blue": 100})
-    client = FakeMlClient(service)
+    azure_ml = FakeService({"blue": 100})
+    client = FakeMlClient(azure_ml)
     jobs = JobOutputs(fine_tuned / "model")
     client.jobs = jobs  # type: ignore[attr-defined]
     client.online_endpoints.get_keys = lambda name: Keys()  # type: ignore[attr-defined]
     monkeypatch.setattr("finetune_phi.core.stack_outputs.Workspace.client", lambda _: client)
+    evaluate = ["eval", "--base", str(tiny_model), "--candidate", str(fine_tuned / "model")]
+    safety = ["--safety", "--safety-endpoint", service.base_url, "--max-new-tokens", "8"]
+    assert main([*evaluate, *safety]) == 0, capsys.readouterr().err
     assert main(["deploy", "--outputs", "outputs.json", "--job", "sft-7"]) == 0
     assert jobs.asked == [("sft-7", "model")]
     out = capsys.readouterr()
     assert "agreement: 100% of" in out.out
     assert "(deployment green vs" in out.out
-    assert service.endpoint.traffic == {"blue": 0, "green": 100}
+    assert azure_ml.endpoint.traffic == {"blue": 0, "green": 100}
 
 
 def test_phi_deploy_needs_the_held_out_prompts_or_no_verify(
@@ -160,7 +169,8 @@ def test_phi_deploy_needs_the_held_out_prompts_or_no_verify(
     monkeypatch.setattr(
         "finetune_phi.core.stack_outputs.Workspace.client", lambda _: FakeMlClient(service)
     )
-    assert main(["deploy", "--outputs", "outputs.json", "--job", "sft-7"]) == 2
+    deploy = ["deploy", "--outputs", "outputs.json", "--job", "sft-7", *ACCEPTED_RISK]
+    assert main(deploy) == 2
     assert "--verify-data data/eval_data.jsonl: no such file" in capsys.readouterr().err
     assert service.events == []
 

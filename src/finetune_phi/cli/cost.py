@@ -38,8 +38,10 @@ def register(commands: Commands) -> None:
         help="instead of asking the price list: the JSON it answered, one page or a list of "
         "pages (for each VM size, the page at "
         f"{prices.PRICE_API}?$filter=serviceName eq 'Virtual Machines' and armRegionName eq "
-        "'REGION' and armSkuName eq 'SIZE' and priceType eq 'Consumption', and each "
-        "NextPageLink's; without the network, the error lists these URLs)",
+        "'REGION' and armSkuName eq 'SIZE' and priceType eq 'Consumption'; with an S0 "
+        "Content Safety account, the page at ...?$filter=productName eq 'Content Safety' and "
+        "armRegionName eq 'REGION' and priceType eq 'Consumption'; and each NextPageLink's; "
+        "without the network, the error lists these URLs)",
     )
     parser.add_argument("--json", action="store_true", help="print the items as JSON")
     parser.add_argument(
@@ -81,11 +83,17 @@ def run(args: argparse.Namespace) -> int:
 
         def lookup(size: str, region: str) -> prices.Meter | None:
             return prices.vm_meter(saved, size, region)
+
+        def safety_lookup(region: str) -> prices.UsageMeter | None:
+            return prices.content_safety_meter(saved, region)
     else:
         api = prices.PriceApi(args.price_api.rstrip("/"), prices.default_cache_dir())
 
         def lookup(size: str, region: str) -> prices.Meter | None:
             return prices.vm_meter(api.items(size, region), size, region)
+
+        def safety_lookup(region: str) -> prices.UsageMeter | None:
+            return prices.content_safety_meter(api.content_safety_items(region), region)
 
     try:
         items = cost.stack_items(
@@ -94,13 +102,18 @@ def run(args: argparse.Namespace) -> int:
             args.instance_type,
             args.instance_count,
             names_known=bool(subscription_id),
+            content_safety_lookup=safety_lookup,
         )
         training = cost.fine_tuning_run(config, lookup, args.train_nodes, args.train_hours)
     except prices.PriceListError as error:
-        pages = " ".join(
-            prices.page_url(size, config.location, args.price_api.rstrip("/"))
+        api_url = args.price_api.rstrip("/")
+        urls = [
+            prices.page_url(size, config.location, api_url)
             for size in cost.vm_sizes(config, args.instance_type)
-        )
+        ]
+        if config.content_safety is not None and config.content_safety.sku != "F0":
+            urls.append(prices.content_safety_page_url(config.location, api_url))
+        pages = " ".join(urls)
         raise PhiError(
             f"{error}; save what each of these URLs answers (and the page each NextPageLink "
             f"names) as a JSON list and pass --prices FILE: {pages}"

@@ -9,9 +9,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from finetune_phi.cli.options import Commands, add_outputs_options, command, read_outputs
+from finetune_phi.cli.options import (
+    Commands,
+    add_outputs_options,
+    command,
+    content_safety_endpoint,
+)
 from finetune_phi.core.errors import UsageError
-from finetune_phi.core.stack_outputs import env_name
 from finetune_phi.data import chat_format, prepare
 from finetune_phi.safety import client as safety_client
 from finetune_phi.safety import screen as safety
@@ -124,21 +128,6 @@ def _add_screen_options(parser: argparse.ArgumentParser, report_default: str) ->
     add_outputs_options(parser)
 
 
-def _endpoint(args: argparse.Namespace) -> str:
-    """--endpoint, or the stack output contentSafetyEndpoint; UsageError saying how to get one."""
-    if args.endpoint:
-        return str(args.endpoint)
-    outputs = read_outputs(args)
-    found = outputs.values.get("contentSafetyEndpoint")
-    if not found:
-        raise UsageError(
-            f"the stack outputs from {outputs.source} lack contentSafetyEndpoint (or "
-            f"${env_name('contentSafetyEndpoint')}): the stack has no Content Safety account "
-            "(`pulumi config set contentSafety true && pulumi up`); or pass --endpoint URL"
-        )
-    return str(found)
-
-
 def _screen_setup(args: argparse.Namespace) -> tuple[str, int]:
     """The endpoint and threshold, every screening option checked before any data is read
     or anything is sent (UsageError naming the option)."""
@@ -147,8 +136,7 @@ def _screen_setup(args: argparse.Namespace) -> tuple[str, int]:
         raise UsageError(f"--rate {args.rate:g}: must be a positive number of requests a second")
     if not (math.isfinite(args.deadline) and args.deadline > 0):
         raise UsageError(f"--deadline {args.deadline:g}: must be a positive number of seconds")
-    endpoint = _endpoint(args)
-    safety_client.endpoint_url(endpoint)
+    endpoint = content_safety_endpoint(args.endpoint, args, "--endpoint")
     return endpoint, limit
 
 

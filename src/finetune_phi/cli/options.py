@@ -84,6 +84,26 @@ def read_outputs(args: argparse.Namespace) -> stack_outputs.StackOutputs:
     return stack_outputs.read(args.stack, args.outputs)
 
 
+def content_safety_endpoint(given: str | None, args: argparse.Namespace, flag: str) -> str:
+    """The Content Safety endpoint: `given` (the value of `flag`), or the stack output
+    contentSafetyEndpoint; checked (https, the account's endpoint alone). UsageError saying
+    how to get one."""
+    from finetune_phi.safety.client import endpoint_url
+
+    if not given:
+        outputs = read_outputs(args)
+        given = outputs.values.get("contentSafetyEndpoint")
+        if not given:
+            raise UsageError(
+                f"the stack outputs from {outputs.source} lack contentSafetyEndpoint (or "
+                f"${stack_outputs.env_name('contentSafetyEndpoint')}): the stack has no Content "
+                "Safety account (`pulumi config set contentSafety true && pulumi up`); or pass "
+                f"{flag} URL"
+            )
+    endpoint_url(str(given))
+    return str(given)
+
+
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     """Which of the stack's endpoints (--managed, --serverless) and which contract (--api)."""
     kind = parser.add_mutually_exclusive_group()

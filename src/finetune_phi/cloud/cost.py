@@ -1,8 +1,9 @@
 """`phi cost`: what a stack bills per hour, from its config files and Azure's public prices:
 each cluster node, the endpoint deployment at `phi deploy`'s default size and count, the
 fixed and usage-based pieces, a serverless deployment's hourly hosting fee (a stack with a
-Foundry project: no figure is public, the row names it), and a fine-tuning run of the nodes
-and hours given.
+Foundry project: no figure is public, the row names it), the Content Safety account (a stack
+with `contentSafety` on: S0's price per 1,000 text records from the same price list, F0
+free), and a fine-tuning run of the nodes and hours given.
 
 Names that end in the stack's suffix (storage account, key vault, registry, endpoint) are
 hashed from the subscription: without it (--subscription, or $ARM_SUBSCRIPTION_ID), they
@@ -15,9 +16,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from finetune_phi.cloud.prices import Meter
-from finetune_phi.core.azure_facts import DEFAULT_CATALOG_MODEL, SERVERLESS_HOSTING_FEE
-from finetune_phi.core.config import StackConfig
+from finetune_phi.cloud.prices import Meter, UsageMeter
+from finetune_phi.core.azure_facts import (
+    CONTENT_SAFETY_PRICING,
+    CONTENT_SAFETY_REQUESTS_PER_SECOND,
+    CONTENT_SAFETY_TEXT_METER,
+    DEFAULT_CATALOG_MODEL,
+    SERVERLESS_HOSTING_FEE,
+)
+from finetune_phi.core.config import ContentSafetyConfig, StackConfig
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class CostItem:
 
 
 Lookup = Callable[[str, str], Meter | None]
+UsageLookup = Callable[[str], UsageMeter | None]
+"""Content Safety's text records price in a region."""
 
 
 UNKNOWN_NAME = "name needs --subscription"
@@ -60,9 +69,11 @@ def stack_items(
     deployment_count: int,
     *,
     names_known: bool = True,
+    content_safety_lookup: UsageLookup | None = None,
 ) -> list[CostItem]:
     """The stack's items. Without `names_known` (the subscription is not known), a name
-    hashed from it is left out rather than shown as one it will not be."""
+    hashed from it is left out rather than shown as one it will not be. Without
+    `content_safety_lookup`, an S0 Content Safety account is shown unpriced."""
     region = config.location
 
     def named(what: str, name: str) -> str:
@@ -141,7 +152,49 @@ def stack_items(
                 unpriced="hosting fee, not public",
             )
         )
+    if config.content_safety is not None:
+        items.append(
+            content_safety_item(
+                config.content_safety,
+                region,
+                named("Content Safety account", config.content_safety.name),
+                content_safety_lookup,
+            )
+        )
     return items
+
+
+def content_safety_item(
+    account: ContentSafetyConfig, region: str, resource: str, lookup: UsageLookup | None
+) -> CostItem:
+    """The account's row: usage-based on S0 (its price per 1,000 text records when the price
+    list has the meter), free on F0. Nothing bills by the hour."""
+    if account.sku == "F0":
+        return CostItem(
+            resource,
+            account.sku,
+            region,
+            1,
+            None,
+            f"free tier: no charge; at most {CONTENT_SAFETY_REQUESTS_PER_SECOND['F0']:g} "
+            "requests a second, and throttled, never billed, past its monthly limit (see "
+            f"{CONTENT_SAFETY_PRICING})",
+            unpriced="free",
+        )
+    meter = lookup(region) if lookup is not None else None
+    wanted = CONTENT_SAFETY_TEXT_METER
+    if meter is None:
+        why = "not looked up" if lookup is None else "not found in the price list"
+        note = (
+            f"usage-based: billed per 1,000 text records; the meter {wanted.product} / "
+            f"{wanted.meter} in {region} {why}: see {CONTENT_SAFETY_PRICING}"
+        )
+    else:
+        per = "1,000 text records" if meter.unit == "1K" else f"{meter.unit} text records"
+        note = f"usage-based: ${meter.usd:g} per {per} ({meter.product} / {meter.meter})"
+        if meter.tiers > 1:
+            note += f"; tiered, this price from {meter.from_units:g} x {meter.unit} on"
+    return CostItem(resource, account.sku, region, 1, None, note)
 
 
 def fine_tuning_run(

@@ -1,6 +1,7 @@
-"""Hourly prices from the Azure Retail Prices API (public, no credentials), or from a saved
-response: the Linux pay-as-you-go meter of a VM size in a region, never a Spot, Low
-Priority, Windows, Dev/Test or reservation meter. Responses are cached for a day."""
+"""Prices from the Azure Retail Prices API (public, no credentials), or from a saved response:
+the Linux pay-as-you-go meter of a VM size in a region, never a Spot, Low Priority, Windows,
+Dev/Test or reservation meter; and Content Safety's per-1,000 text records meter
+(`azure_facts.CONTENT_SAFETY_TEXT_METER`). Responses are cached for a day."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finetune_phi.core.azure_facts import CONTENT_SAFETY_TEXT_METER, PriceMeter
 from finetune_phi.core.errors import PhiError, UsageError
 
 PRICE_API = "https://prices.azure.com/api/retail/prices"
@@ -33,6 +35,22 @@ class Meter:
     hourly_usd: float
     meter: str
     product: str
+
+
+@dataclass(frozen=True)
+class UsageMeter:
+    """A usage-based price: `usd` for each `unit` (the API's unitOfMeasure, "1K" a thousand)."""
+
+    region: str
+    usd: float
+    unit: str
+    meter: str
+    product: str
+    from_units: float = 0.0
+    """Where its tier starts (`tierMinimumUnits`): the units before it are billed by a cheaper
+    or free tier."""
+    tiers: int = 1
+    """How many tiers the meter has in the region."""
 
 
 def is_linux_pay_as_you_go(item: dict[str, Any]) -> bool:
@@ -67,6 +85,44 @@ def vm_meter(items: Iterable[dict[str, Any]], size: str, region: str) -> Meter |
     )
 
 
+def usage_meter(
+    items: Iterable[dict[str, Any]], wanted: PriceMeter, region: str
+) -> UsageMeter | None:
+    """`wanted`'s pay-as-you-go price in `region` among `items`: its first tier that costs
+    something (a tiered meter may start with free units), or None when no such meter is
+    listed there."""
+    rows = sorted(
+        (
+            item
+            for item in items
+            if item.get("armRegionName") == region
+            and item.get("productName") == wanted.product
+            and item.get("skuName") == wanted.sku
+            and item.get("meterName") == wanted.meter
+            and item.get("type") == "Consumption"
+        ),
+        key=lambda item: float(item.get("tierMinimumUnits") or 0.0),
+    )
+    if not rows:
+        return None
+    paid = [item for item in rows if float(item["retailPrice"]) > 0] or rows
+    chosen = paid[0]
+    return UsageMeter(
+        region,
+        float(chosen["retailPrice"]),
+        str(chosen.get("unitOfMeasure", "")),
+        str(chosen.get("meterName", "")),
+        str(chosen.get("productName", "")),
+        float(chosen.get("tierMinimumUnits") or 0.0),
+        len({float(item.get("tierMinimumUnits") or 0.0) for item in rows}),
+    )
+
+
+def content_safety_meter(items: Iterable[dict[str, Any]], region: str) -> UsageMeter | None:
+    """Content Safety's S0 text records price in `region` among `items`."""
+    return usage_meter(items, CONTENT_SAFETY_TEXT_METER, region)
+
+
 def saved_items(path: Path) -> list[dict[str, Any]]:
     """The items of a saved API response: one page (`{"Items": [...]}`) or a list of pages."""
     try:
@@ -88,7 +144,16 @@ class PriceListError(PhiError):
 def page_url(size: str, region: str, api: str = PRICE_API) -> str:
     """The first page of `size`'s prices in `region`: what `phi cost` asks, and what to save
     for --prices (with each page its NextPageLink names)."""
-    return f"{api}?{urllib.parse.urlencode({'$filter': vm_filter(size, region)})}"
+    return filter_url(vm_filter(size, region), api)
+
+
+def content_safety_page_url(region: str, api: str = PRICE_API) -> str:
+    """The first page of Content Safety's prices in `region`, likewise."""
+    return filter_url(product_filter(CONTENT_SAFETY_TEXT_METER.product, region), api)
+
+
+def filter_url(odata_filter: str, api: str = PRICE_API) -> str:
+    return f"{api}?{urllib.parse.urlencode({'$filter': odata_filter})}"
 
 
 @dataclass
@@ -103,7 +168,15 @@ class PriceApi:
     """A `requests.Session` to send through (default: a plain `requests.get`)."""
 
     def items(self, size: str, region: str) -> Iterator[dict[str, Any]]:
-        link: str | None = page_url(size, region, self.url)
+        """The items of `size` in `region`, page by page."""
+        return self.filtered(vm_filter(size, region))
+
+    def content_safety_items(self, region: str) -> Iterator[dict[str, Any]]:
+        """The items of Content Safety's product in `region`, page by page."""
+        return self.filtered(product_filter(CONTENT_SAFETY_TEXT_METER.product, region))
+
+    def filtered(self, odata_filter: str) -> Iterator[dict[str, Any]]:
+        link: str | None = filter_url(odata_filter, self.url)
         for _ in range(MAX_PAGES):
             if link is None:
                 return
@@ -181,4 +254,13 @@ def vm_filter(size: str, region: str) -> str:
     return (
         f"serviceName eq 'Virtual Machines' and armRegionName eq '{region}' "
         f"and armSkuName eq '{size}' and priceType eq 'Consumption'"
+    )
+
+
+def product_filter(product: str, region: str) -> str:
+    """The API's filter for one product's pay-as-you-go meters in one region. The product
+    name alone, without `serviceName`: Azure renamed that ("Cognitive Services", now "Foundry
+    Tools"), and a filter on the old name answers nothing."""
+    return (
+        f"productName eq '{product}' and armRegionName eq '{region}' and priceType eq 'Consumption'"
     )

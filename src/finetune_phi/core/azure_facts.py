@@ -1,6 +1,7 @@
 """Facts about Azure that change on Microsoft's schedule, in one table, each with its public
 source and the date it was checked: VM sizes, catalog models, base images, API versions,
-and the Azure Policy built-ins the policy pack mirrors.
+the Azure Policy built-ins the policy pack mirrors, and Azure AI Content Safety's contract,
+limits, regions, role and price meter.
 
 Every command and the stack's config validation refuse a retired choice before anything is
 sent, naming the date and the replacement (`retirement_problem`). `tests/test_azure_facts.py`
@@ -457,6 +458,12 @@ POLICY_BUILTINS: dict[str, PolicyBuiltIn] = {
     "require-tag": PolicyBuiltIn(
         "Require a tag on resources", "871b6d14-10aa-478d-b590-94f262ecfa99",
         "Tags/RequireTag_Deny.json"),
+    # Read at Azure/azure-policy commit 8f5ad30e on 2026-12-05 (version 1.1.0; audits
+    # Microsoft.CognitiveServices/accounts whose disableLocalAuth is not true).
+    "ai-services-local-auth-disabled": PolicyBuiltIn(
+        "Azure AI Services resources should have key access disabled (disable local "
+        "authentication)", "71ef260a-8f18-47b7-abcb-62d0673d94dc",
+        "Azure Ai Services/DisableLocalAuth_Audit.json"),
 }  # fmt: skip
 """The Azure Policy built-ins the policy pack's rules correspond to (policy/policies.py)."""
 
@@ -508,3 +515,109 @@ SERVERLESS_HOSTING_FEE = (
 01/28/2026, read 2026-12-05): "each customized (fine-tuned) model that's deployed incurs an
 hourly hosting cost regardless of whether completions or chat completions calls are being
 made to the model". Neither that page nor Foundry's cost-management page gives the figure."""
+
+
+# --- Azure AI Content Safety: what `phi data screen`, `phi eval`'s safety gate and `phi cost`
+# rely on, and what the stack's config accepts (`contentSafety`, `contentSafetySku`) ---
+
+CONTENT_SAFETY_CHECKED = date(2026, 12, 5)
+"""When every Content Safety fact below was last checked against its source."""
+_CS_SPEC = (
+    "Azure/azure-rest-api-specs specification/cognitiveservices/data-plane/ContentSafety/"
+    "stable/2024-09-01/contentsafety.json (the newest stable version; read 2026-12-05)"
+)
+_CS_OVERVIEW = (
+    "MicrosoftDocs/azure-ai-docs articles/ai-services/content-safety/overview.md "
+    "(ms.date 09/16/2025, read 2026-12-05)"
+)
+CONTENT_SAFETY_API_VERSION = "2024-09-01"
+"""The data-plane api-version `phi` sends (`_CS_SPEC`)."""
+CONTENT_SAFETY_ANALYZE_PATH = "/contentsafety/text:analyze"
+"""Text analysis: the spec's host template `{endpoint}/contentsafety` and its path
+`/text:analyze` (`_CS_SPEC`). The same version has `/text:shieldPrompt` (Prompt Shields)."""
+CONTENT_SAFETY_SCOPE = "https://cognitiveservices.azure.com/.default"
+"""The Entra ID scope of the spec's OAuth2 security definition (`_CS_SPEC`)."""
+CONTENT_SAFETY_MAX_TEXT = 10_000
+"""Unicode code points of text in one analysis request: the spec's `maxLength` for
+`AnalyzeTextOptions.text` (`_CS_SPEC`); the overview's "Default maximum length: 10K characters
+(split longer texts as needed)" (`_CS_OVERVIEW`)."""
+CONTENT_SAFETY_SKUS = ("S0", "F0")
+"""The account's pricing tiers: "Azure AI Content Safety has an F0 and S0 pricing tier"
+(`_CS_OVERVIEW`, section Pricing). The first is the stack's default."""
+CONTENT_SAFETY_REQUESTS_PER_SECOND: dict[str, float] = {"F0": 5.0, "S0": 100.0}
+"""The moderation APIs' (text and image) query rate by tier: F0 "5 RPS", S0 "1000 RP10S",
+1000 requests per 10 seconds, here as its average (`_CS_OVERVIEW`, section Query rates; the FAQ,
+articles/ai-services/content-safety/faq.yml ms.date 09/16/2025, says the same)."""
+CONTENT_SAFETY_REGIONS = frozenset(
+    {
+        "australiaeast",
+        "canadaeast",
+        "centralus",
+        "eastus",
+        "eastus2",
+        "francecentral",
+        "germanywestcentral",
+        "italynorth",
+        "japaneast",
+        "koreacentral",
+        "northcentralus",
+        "polandcentral",
+        "southcentralus",
+        "southindia",
+        "swedencentral",
+        "switzerlandnorth",
+        "switzerlandwest",
+        "uaenorth",
+        "uksouth",
+        "westeurope",
+        "westus",
+        "westus2",
+        "westus3",
+    }
+)
+"""Regions whose Content Safety accounts offer text analysis: the "Text" column of the region
+table in `_CS_OVERVIEW`, as programmatic names; government regions are left out. The newer
+MicrosoftDocs/azure-ai-docs articles/ai-services/content-safety/region-availability.md (ms.date
+09/18/2026; its include includes/region-availability-include.md, ms.date 09/09/2026, read
+2026-12-05) lists "Content harms" in every region here and also in brazilsouth,
+canadacentral, southeastasia, spaincentral and southafricanorth, which the stack does not
+accept yet."""
+COGNITIVE_SERVICES_USER = "a97b65f3-24c7-4388-baec-2e87135dc908"
+"""The built-in role Cognitive Services User (data actions `Microsoft.CognitiveServices/*`):
+what Content Safety's Entra ID callers need (`_CS_OVERVIEW`, section Security). Its id:
+MicrosoftDocs/azure-docs articles/role-based-access-control/built-in-roles/
+ai-machine-learning.md, read 2026-12-05. `finetune_phi.core.roles.BuiltInRole` assigns it."""
+CONTENT_SAFETY_PRICING = "https://aka.ms/content-safety-pricing"
+"""Content Safety's pricing page, as `_CS_OVERVIEW` and the FAQ link it: S0 bills the text API
+"for the amount of text records submitted" and "each model has its own corresponding rate";
+on F0 "service usage is throttled if you reach the transaction limit" (FAQ, ms.date
+09/16/2025, read 2026-12-05). The free tier's monthly limit is on that page, which no source
+read here reproduces."""
+
+
+@dataclass(frozen=True)
+class PriceMeter:
+    """A usage meter in the Azure Retail Prices API (its field names; values case-sensitive)."""
+
+    product: str
+    """`productName`."""
+    sku: str
+    """`skuName`."""
+    meter: str
+    """`meterName`."""
+    unit: str
+    """`unitOfMeasure` expected ("1K": a price per thousand units)."""
+    source: str
+
+
+CONTENT_SAFETY_TEXT_METER = PriceMeter(
+    "Content Safety",
+    "Standard",
+    "Standard Text Records",
+    "1K",
+    "Not in Microsoft's documentation: the names three unrelated public repositories filter the "
+    'Retail Prices API by (its serviceName is now "Foundry Tools", formerly "Cognitive '
+    'Services"), found with the code index on 2026-12-05. `phi cost` asks for the product in '
+    "the stack's region and says when no such meter answers, naming `CONTENT_SAFETY_PRICING`.",
+)
+"""S0's text-analysis meter, per 1,000 text records."""

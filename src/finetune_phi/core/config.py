@@ -13,9 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from finetune_phi.core import naming
+from finetune_phi.core.azure_facts import CONTENT_SAFETY_REGIONS as CONTENT_SAFETY_REGIONS
+from finetune_phi.core.azure_facts import CONTENT_SAFETY_SKUS as CONTENT_SAFETY_SKUS
 from finetune_phi.core.azure_facts import REGIONS, VM_SIZES, retirement_problem
 from finetune_phi.core.contract import PROJECT
 from finetune_phi.core.settings import DEPRECATED_KEYS, NAME_OVERRIDES, SETTINGS_BY_KEY
+
+# CONTENT_SAFETY_SKUS and CONTENT_SAFETY_REGIONS are azure_facts', re-exported under the names
+# config always had.
 
 _PREFIX_PATTERN = r"[a-z][a-z0-9]{1,9}"
 _ENVIRONMENT_PATTERN = r"[a-z][a-z0-9]{0,9}"
@@ -37,37 +42,6 @@ _NETWORK_ACCESS = ("Enabled", "Disabled")
 # Azure ML's managed virtual network modes (azure-ai-docs articles/machine-learning/
 # how-to-managed-network.md, ms.date 05/23/2025; pulumi-azure-native's IsolationMode enum).
 ISOLATION_MODES = ("Disabled", "AllowInternetOutbound", "AllowOnlyApprovedOutbound")
-CONTENT_SAFETY_SKUS = ("S0", "F0")
-# Regions whose Content Safety accounts offer text analysis (text:analyze): the "Text" column of
-# the region table in azure-ai-docs articles/ai-services/content-safety/overview.md (ms.date
-# 09/16/2025, read 2026-12-05), as programmatic names. Government regions are left out.
-CONTENT_SAFETY_REGIONS = frozenset(
-    {
-        "australiaeast",
-        "canadaeast",
-        "centralus",
-        "eastus",
-        "eastus2",
-        "francecentral",
-        "germanywestcentral",
-        "italynorth",
-        "japaneast",
-        "koreacentral",
-        "northcentralus",
-        "polandcentral",
-        "southcentralus",
-        "southindia",
-        "swedencentral",
-        "switzerlandnorth",
-        "switzerlandwest",
-        "uaenorth",
-        "uksouth",
-        "westeurope",
-        "westus",
-        "westus2",
-        "westus3",
-    }
-)
 # A Cognitive Services account name (its custom subdomain too: Entra ID needs one): 2-64
 # letters, digits and hyphens, starting and ending with a letter or digit; the subdomain is
 # unique in all Azure, so the derived name carries the stack's suffix.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from enum import Enum
 
+from finetune_phi.core import azure_facts
+
 
 class BuiltInRole(Enum):
     """Built-in role definition ids, the same in every subscription."""
@@ -12,9 +14,7 @@ class BuiltInRole(Enum):
     CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
     STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
     ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
-    # Data actions Microsoft.CognitiveServices/*: what Content Safety's Entra ID callers need
-    # (azure-docs role-based-access-control/built-in-roles/ai-machine-learning.md, 12/12/2024).
-    COGNITIVE_SERVICES_USER = "a97b65f3-24c7-4388-baec-2e87135dc908"
+    COGNITIVE_SERVICES_USER = azure_facts.COGNITIVE_SERVICES_USER
 
     def definition_id(self, subscription_id: str) -> str:
         return (

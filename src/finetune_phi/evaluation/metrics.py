@@ -42,3 +42,10 @@ def bootstrap_interval(
         statistic([draw.randrange(rows) for _ in range(rows)]) for _ in range(RESAMPLES)
     )
     return values[int(0.025 * RESAMPLES)], values[int(0.975 * RESAMPLES) - 1]
+
+
+def difference(
+    candidate: Callable[[Sequence[int]], float], base: Callable[[Sequence[int]], float]
+) -> Callable[[Sequence[int]], float]:
+    """The paired statistic candidate minus base, over the same resampled rows."""
+    return lambda indices: candidate(indices) - base(indices)

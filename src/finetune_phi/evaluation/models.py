@@ -95,6 +95,9 @@ class LocalModel:
     name: str
     model: Any
     tokenizer: Any
+    files: Path | None = None
+    """The folder the model was loaded from (the one holding `MLmodel`, for an MLflow model);
+    None for a hub id."""
 
     @classmethod
     def load(cls, spec: str, flag: str) -> LocalModel:
@@ -118,7 +121,7 @@ class LocalModel:
             first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
             raise UsageError(f"{flag} {spec}: the model does not load ({first})") from None
         model.eval()
-        return cls(spec, model, tokenizer)
+        return cls(spec, model, tokenizer, mlmodel or (folder if folder.is_dir() else None))
 
     def answer(self, prompt: list[dict[str, str]], decoding: Decoding) -> str:
         import torch

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune_phi.core.errors import PhiError, UsageError
-from finetune_phi.evaluation.metrics import bootstrap_interval, text_scores
+from finetune_phi.evaluation.metrics import bootstrap_interval, difference, text_scores
 from finetune_phi.evaluation.models import LOSS_TOKENS, Decoding, Model
 from finetune_phi.evaluation.rows import EvalRow
 
@@ -70,12 +70,6 @@ def _statistic(
     return value
 
 
-def _difference(
-    candidate: Callable[[Sequence[int]], float], base: Callable[[Sequence[int]], float]
-) -> Callable[[Sequence[int]], float]:
-    return lambda indices: candidate(indices) - base(indices)
-
-
 def summarize(scored: Sequence[Scored], seed: int = 0) -> dict[str, Any]:
     if not scored:
         raise UsageError("--data holds no rows to evaluate")
@@ -93,7 +87,7 @@ def summarize(scored: Sequence[Scored], seed: int = 0) -> dict[str, Any]:
         )
         summary["base"][metric] = base(everything)
         summary["candidate"][metric] = candidate(everything)
-        low, high = bootstrap_interval(_difference(candidate, base), len(scored), seed)
+        low, high = bootstrap_interval(difference(candidate, base), len(scored), seed)
         summary["delta"][metric] = {
             "value": candidate(everything) - base(everything),
             "ci95": [low, high],
@@ -130,24 +124,44 @@ def markdown(summary: dict[str, Any], names: dict[str, str]) -> str:
 
 
 def write(
-    out: Path, summary: dict[str, Any], scored: Sequence[Scored], names: dict[str, str]
+    out: Path,
+    summary: dict[str, Any],
+    scored: Sequence[Scored],
+    names: dict[str, str],
+    appendix: str = "",
 ) -> None:
+    """report.json (the summary, with the models' names), report.md (the table, then
+    `appendix`) and rows.jsonl."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps({**summary, "models": names}, indent=2) + "\n")
-        (out / "report.md").write_text(markdown(summary, names))
-        with (out / "rows.jsonl").open("w", encoding="utf-8") as rows:
-            for s in scored:
-                record = {
-                    "line": s.row.line,
-                    "prompt": s.row.prompt,
-                    "reference": s.row.reference,
-                    "answers": s.answers,
-                    "scores": s.scores,
-                }
-                rows.write(json.dumps(record, ensure_ascii=False) + "\n")
+        (out / "report.md").write_text(markdown(summary, names) + appendix)
     except OSError as error:
         raise UsageError(f"--out {out}: cannot write ({error.strerror or error})") from None
+    write_jsonl(
+        out / "rows.jsonl",
+        (
+            {
+                "line": s.row.line,
+                "prompt": s.row.prompt,
+                "reference": s.row.reference,
+                "answers": s.answers,
+                "scores": s.scores,
+            }
+            for s in scored
+        ),
+    )
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """One JSON object a line; UsageError naming --out's folder when it cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except OSError as error:
+        raise UsageError(f"--out {path.parent}: cannot write ({error.strerror or error})") from None
 
 
 def gate(summary: dict[str, Any], metric: str) -> None:

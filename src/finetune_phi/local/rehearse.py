@@ -87,6 +87,12 @@ SERVER_START_SECONDS = 600
 """vLLM takes one to two minutes on two cores; the transformers engine a few seconds."""
 
 
+def progress(line: str) -> None:
+    """A line of the rehearsal's progress, shown at once even when stdout is a pipe (`phi
+    rehearse | tee`), where Python would otherwise hold it back until a buffer fills."""
+    print(line, flush=True)
+
+
 class RehearsalError(PhiError):
     pass
 
@@ -96,7 +102,7 @@ class Rehearsal:
     work_dir: Path
     port: int
     engine: str = DEFAULT_ENGINE
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = progress
     times: list[tuple[str, float]] = field(default_factory=list)
     server: subprocess.Popen[bytes] | None = None
 
@@ -206,7 +212,7 @@ class Rehearsal:
 def rehearse(
     work_dir: Path,
     port: int | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = progress,
     engine: str = DEFAULT_ENGINE,
 ) -> str:
     """Run the STAGES; returns the answer. Raises RehearsalError naming the stage and its log."""

@@ -7,7 +7,8 @@ text:analyze?api-version=2024-09-01` with `{"text", "categories", "outputType":
 "FourSeverityLevels"}`; the text holds at most 10,000 Unicode code points; the answer's
 `categoriesAnalysis` is `[{"category", "severity"}]` with severities 0, 2, 4 or 6; failures are
 `{"error": {"code", "message"}}`. Entra ID tokens are for the scope
-`https://cognitiveservices.azure.com/.default`.
+`https://cognitiveservices.azure.com/.default`. The dated facts (version, route, scope, limit,
+rate) live in src/finetune_phi/core/azure_facts.py with their sources; this module names them.
 
 What it promises:
 - the token goes to the endpoint's host only: a redirect is never followed but reported
@@ -36,21 +37,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from finetune_phi.core.azure_facts import (
+    CONTENT_SAFETY_ANALYZE_PATH,
+    CONTENT_SAFETY_API_VERSION,
+    CONTENT_SAFETY_MAX_TEXT,
+    CONTENT_SAFETY_REQUESTS_PER_SECOND,
+    CONTENT_SAFETY_SCOPE,
+)
 from finetune_phi.core.errors import PhiError, UsageError
 
-API_VERSION = "2024-09-01"
-PATH = "/contentsafety/text:analyze"
-SCOPE = "https://cognitiveservices.azure.com/.default"
+API_VERSION = CONTENT_SAFETY_API_VERSION
+PATH = CONTENT_SAFETY_ANALYZE_PATH
+SCOPE = CONTENT_SAFETY_SCOPE
 CATEGORIES = ("Hate", "SelfHarm", "Sexual", "Violence")
 SEVERITIES = (0, 2, 4, 6)
 """FourSeverityLevels: safe, low, medium, high."""
-MAX_TEXT = 10_000
-"""Unicode code points of text in one request (the spec's `maxLength`; the service overview,
-azure-ai-docs articles/ai-services/content-safety/overview.md ms.date 09/16/2025, says "10K
-characters (split longer texts as needed)")."""
-DEFAULT_RATE = 5.0
-"""Requests a second: the F0 tier's limit for the moderation APIs (5 RPS; S0 allows 1000 per
-10 seconds), overview.md ms.date 09/16/2025, read 2026-12-05. Raise it with --rate on S0."""
+MAX_TEXT = CONTENT_SAFETY_MAX_TEXT
+"""Unicode code points of text in one request (azure_facts.CONTENT_SAFETY_MAX_TEXT)."""
+DEFAULT_RATE = CONTENT_SAFETY_REQUESTS_PER_SECOND["F0"]
+"""Requests a second: the F0 tier's limit for the moderation APIs, which every tier allows
+(S0 allows 1000 per 10 seconds: azure_facts.CONTENT_SAFETY_REQUESTS_PER_SECOND). Raise it
+with --rate on S0."""
 RETRY_AFTER_CAP = 60.0
 MAX_RESPONSE_BYTES = 1 << 20
 LOOPBACK_NAMES = ("localhost",)
@@ -118,6 +125,11 @@ class ContentSafetyClient:
     @property
     def analyze_url(self) -> str:
         return f"{self._url.scheme}://{self._url.netloc}{PATH}?api-version={API_VERSION}"
+
+    def sign_in(self) -> None:
+        """Fetch the token now, so that a missing sign-in fails before any work it would
+        waste (azure-identity's error, which `phi` turns into one line)."""
+        self._bearer()
 
     def _bearer(self) -> str:
         if self._token is None or time.time() > self._token_expires - 60:

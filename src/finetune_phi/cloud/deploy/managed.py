@@ -19,8 +19,8 @@ engine the live deployment runs, and the endpoint clients speak that engine's co
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from finetune_phi.cloud.deploy import check_instance_type
@@ -51,6 +51,9 @@ class DeployRequest:
     request_timeout_ms: int = 90_000
     model_name: str = MODEL_NAME
     engine: str = DEFAULT_ENGINE
+    safety: Mapping[str, str] = field(default_factory=dict)
+    """How the model earned its traffic, as the deployment's tags: a safety pass (the
+    report's SHA-256) or the risk accepted without one (the reason)."""
 
     def check(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", self.job):
@@ -154,6 +157,7 @@ def deployment_entity(
             **engine.managed.instance_variables(request.instance_type),
         },
         app_insights_enabled=True,
+        tags=tags(job=request.job, **request.safety),
     )
 
 
@@ -275,10 +279,23 @@ def plan_yaml(request: DeployRequest, *, endpoint_name: str, identity_client_id:
     )
 
 
-def record_live(workspace: str, endpoint: str, deployment: str, engine: str) -> None:
+def record_live(
+    workspace: str,
+    endpoint: str,
+    deployment: str,
+    engine: str,
+    *,
+    job: str | None = None,
+    safety: Mapping[str, str] | None = None,
+) -> None:
     """Note, for the endpoint clients, that `deployment` (running `engine`) takes all of
-    `endpoint`'s traffic."""
-    entry = {"endpoint": endpoint, "deployment": deployment, "engine": engine}
+    `endpoint`'s traffic; and, for the team, which job's model it serves and on what safety
+    grounds (a pass, or the risk accepted and why)."""
+    entry: dict[str, Any] = {"endpoint": endpoint, "deployment": deployment, "engine": engine}
+    if job is not None:
+        entry["job"] = job
+    if safety is not None:
+        entry["safety"] = dict(safety)
     state.record(workspace, state.LIVE_DEPLOYMENT, entry)
 
 
