@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,25 @@ def row_problems(row: Any) -> list[str]:
     """Every reason `row` is not a valid chat row; empty when it is."""
     if not isinstance(row, dict):
         return [f"expected a JSON object, got {type(row).__name__}"]
-    messages = row.get("messages")
+    if "messages" not in row and {"chosen", "rejected"} <= set(row):
+        return [
+            'a preference row (chosen, rejected), not a chat row ({"messages": [...]}): '
+            "it is for --trainer dpo"
+        ]
+    return messages_problems(row.get("messages"), "messages")
+
+
+def messages_problems(
+    messages: Any, name: str, *, last: str = "assistant", needs_user: bool = True
+) -> list[str]:
+    """Every reason `messages` (the value of `name`) is not a conversation: roles, a system
+    message first only, non-empty text without chat-template markers, a user message (when
+    `needs_user`), and `last` as the last role."""
     if not isinstance(messages, list) or not messages:
-        return ["'messages' must be a non-empty list"]
+        return [f"'{name}' must be a non-empty list"]
     problems = []
     for index, message in enumerate(messages):
-        where = f"messages[{index}]"
+        where = f"{name}[{index}]"
         if not isinstance(message, dict):
             problems.append(f"{where} must be an object with 'role' and 'content'")
             continue
@@ -69,10 +82,18 @@ def row_problems(row: Any) -> list[str]:
                 "model would learn a forged turn from it"
             )
     roles = [m.get("role") for m in messages if isinstance(m, dict)]
-    if "user" not in roles:
-        problems.append("there is no user message")
-    if roles and roles[-1] != "assistant":
-        problems.append(f"the last message is {roles[-1]!r}; it must be 'assistant'")
+    if needs_user and "user" not in roles:
+        problems.append(
+            f"there is no user message in '{name}'"
+            if name != "messages"
+            else "there is no user message"
+        )
+    if roles and roles[-1] != last:
+        problems.append(
+            f"the last message is {roles[-1]!r}; it must be '{last}'"
+            if name == "messages"
+            else f"the last message of '{name}' is {roles[-1]!r}; it must be '{last}'"
+        )
     return problems
 
 
@@ -178,13 +199,18 @@ def read_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
     return read_jsonl(path)
 
 
-def validate_rows(rows: Iterable[tuple[int, Any, str | None]], path: Path) -> FileReport:
+def validate_rows(
+    rows: Iterable[tuple[int, Any, str | None]],
+    path: Path,
+    problems: Callable[[Any], list[str]] = row_problems,
+) -> FileReport:
+    """Every row checked by `problems` (chat rows by default)."""
     report = FileReport(path)
     for number, row, parse_error in rows:
         if row is None and parse_error is None:  # a blank line
             continue
         report.rows += 1
-        reasons = [parse_error] if parse_error else row_problems(row)
+        reasons = [parse_error] if parse_error else problems(row)
         report.problems.extend((number, reason) for reason in reasons)
     if report.rows == 0:
         report.problems.append((0, "the file holds no rows"))
