@@ -201,6 +201,7 @@ def test_offline_without_a_cached_dataset_says_what_to_use(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # it runs the rehearsal up to its training
 @pytest.mark.parametrize(
     ("signal_number", "code", "what"), [(2, 130, "Ctrl-C"), (15, 143, "SIGTERM")]
 )
