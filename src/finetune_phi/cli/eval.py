@@ -1,4 +1,5 @@
-"""`phi eval`: the fine-tuned model against its base, on the held-out split."""
+"""`phi eval`: the fine-tuned model against its base, on the held-out split, on preference
+pairs (--pairs) and on safety probes (--safety)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from finetune_phi.cli.options import (
 )
 from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.data import prepare
-from finetune_phi.evaluation import probes, report, safety
+from finetune_phi.evaluation import preference, probes, report, safety
 from finetune_phi.evaluation.models import Decoding, EndpointModel, LocalModel, Model
 from finetune_phi.evaluation.rows import read_rows
 from finetune_phi.safety import client as safety_client
 from finetune_phi.safety import screen
 
 STACK_ENDPOINT = "stack"
+DEFAULT_DATA = Path("data/eval_data.jsonl")
 Item = TypeVar("Item")
 
 
@@ -38,18 +40,37 @@ def register(commands: Commands) -> None:
         "assistant turn) with the same decoding; answers are scored against that turn. A MODEL "
         "is a local folder (Hugging Face or MLflow), a hub id, a scoring URL (a `phi serve`), or "
         f"'{STACK_ENDPOINT}' for the stack's endpoint (--stack/--outputs, --managed/--serverless; key "
-        "fetched now). A URL's key, if it needs one, is read from $PHI_ENDPOINT_KEY.",
+        "fetched now). A URL's key, if it needs one, is read from $PHI_ENDPOINT_KEY. With "
+        "--pairs, both models also measure the chosen and rejected answers of preference pairs.",
     )
     parser.add_argument("--base", required=True, metavar="MODEL")
     parser.add_argument("--candidate", required=True, metavar="MODEL")
     parser.add_argument(
-        "--data", type=Path, default=Path("data/eval_data.jsonl"), help="default: %(default)s"
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help=f"held-out chat JSONL (default: {DEFAULT_DATA}; with --pairs, skipped when that "
+        "file does not exist)",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=Path,
+        metavar="FILE",
+        help="preference pairs, JSON Lines in TRL's conversational preference format (prompt, "
+        "chosen, rejected): report how often each model gives the chosen answer the higher "
+        "log-probability (summed, and per token) and the mean margin; both models must be "
+        "local folders or hub ids",
     )
     parser.add_argument("--out", type=Path, default=Path("eval"), help="default: %(default)s")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="default: 128")
-    parser.add_argument("--limit", type=int, help="only the first N rows")
     parser.add_argument(
-        "--gate", choices=report.GATES, help="exit 1 when the candidate is worse on it"
+        "--limit", type=int, help="only the first N rows (of --data, and of --pairs)"
+    )
+    parser.add_argument(
+        "--gate",
+        choices=report.GATES,
+        help="exit 1 when the candidate is worse on it (the preference metrics "
+        f"{', '.join(preference.METRICS)} go with --pairs; higher is better on them)",
     )
     parser.add_argument("--seed", type=int, help="sample from this seed (default: greedy)")
     parser.add_argument(
@@ -102,6 +123,11 @@ SAFETY_OPTIONS = (
 )
 
 
+def is_endpoint(spec: str) -> bool:
+    """A MODEL that names an endpoint (a URL, or the stack's): answers only, no weights."""
+    return spec == STACK_ENDPOINT or spec.startswith(("http://", "https://"))
+
+
 def model(spec: str, flag: str, args: argparse.Namespace) -> Model:
     import os
 
@@ -111,7 +137,7 @@ def model(spec: str, flag: str, args: argparse.Namespace) -> Model:
     if spec == STACK_ENDPOINT:
         stack = endpoints.stack_client(read_outputs(args), kind=args.kind, api=args.api)
         return EndpointModel(spec, stack)
-    if spec.startswith(("http://", "https://")):
+    if is_endpoint(spec):
         client = local_client(spec, args.api)
         client.key = os.environ.get("PHI_ENDPOINT_KEY") or None
         return EndpointModel(spec, client)
@@ -129,23 +155,28 @@ def progress(rows: Sequence[Any]) -> Any:
     return tqdm(rows, desc="phi eval", unit="row", file=sys.stderr, disable=None)
 
 
-def answering(role: str, rows: Sequence[Item]) -> Iterable[Item]:
+def answering(role: str, rows: Sequence[Item], unit: str = "answer") -> Iterable[Item]:
     """Each model's pass over the rows, shown on stderr: a progress bar on a terminal, else
     (a log, a CI job) a line such as `base: 10/40 answers` every tenth of the rows."""
     if sys.stderr.isatty():
         from tqdm import tqdm
 
-        return cast(Iterable[Item], tqdm(rows, desc=role, unit="answer", file=sys.stderr))
-    return counted(role, rows)
+        return cast(Iterable[Item], tqdm(rows, desc=role, unit=unit, file=sys.stderr))
+    return counted(role, rows, unit)
 
 
-def counted(role: str, rows: Sequence[Item]) -> Iterator[Item]:
+def measuring(role: str, pairs: Sequence[Item]) -> Iterable[Item]:
+    """Each model's pass over the preference pairs (`base: 4/40 pairs`)."""
+    return answering(role, pairs, "pair")
+
+
+def counted(role: str, rows: Sequence[Item], unit: str = "answer") -> Iterator[Item]:
     total = len(rows)
     step = max(1, math.ceil(total / PROGRESS_LINES))
     for done, row in enumerate(rows, start=1):
         yield row  # the caller has answered it when the next one is asked for
         if done % step == 0 or done == total:
-            print(f"{role}: {done}/{total} answers", file=sys.stderr, flush=True)
+            print(f"{role}: {done}/{total} {unit}s", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -220,6 +251,41 @@ class SafetyCheck:
         return summary, safety.rows(answered)
 
 
+def check_pairs(args: argparse.Namespace) -> None:
+    """Refuse --pairs with an endpoint, and a gate on what this run does not measure, before
+    anything is read, signed in or loaded."""
+    if args.pairs is not None:
+        for flag, spec in (("--base", args.base), ("--candidate", args.candidate)):
+            if is_endpoint(spec):
+                raise UsageError(
+                    f"--pairs needs the models' weights (it compares log-probabilities, which "
+                    f"an endpoint does not give): {flag} {spec} is an endpoint; give a local "
+                    "model folder or a hub id"
+                )
+    elif args.gate in preference.METRICS:
+        raise UsageError(f"--gate {args.gate} goes with --pairs FILE (preference pairs)")
+
+
+def held_out_file(args: argparse.Namespace) -> Path | None:
+    """The held-out file to answer; None when --pairs runs alone: --data not given and its
+    default missing (a note on stderr says so). Without --pairs, nothing changes: a missing
+    file is refused by the reader."""
+    data = prepare.eval_file(args.data or DEFAULT_DATA)
+    if args.data is not None or args.pairs is None or data.exists():
+        return data
+    print(
+        f"phi: note: no held-out data at {DEFAULT_DATA}: comparing the pairs only "
+        "(--data FILE adds the held-out comparison)",
+        file=sys.stderr,
+    )
+    if args.gate in report.HELD_OUT_GATES:
+        raise UsageError(
+            f"--gate {args.gate} needs the held-out data: there is no {DEFAULT_DATA}; give "
+            "--data FILE, or gate on a preference metric"
+        )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.max_new_tokens <= 1024:
         raise UsageError(f"--max-new-tokens {args.max_new_tokens}: must be between 1 and 1024")
@@ -230,12 +296,20 @@ def run(args: argparse.Namespace) -> int:
             f"--{args.kind} picks the stack's endpoint: it goes with --base or --candidate "
             f"{STACK_ENDPOINT}"
         )
+    check_pairs(args)
+    data = held_out_file(args)
     check = SafetyCheck.of(args)
-    rows = read_rows(prepare.eval_file(args.data), args.limit)
+    rows = read_rows(data, args.limit) if data is not None else None
+    pairs = preference.read_pairs(args.pairs, args.limit) if args.pairs is not None else None
     if args.dry_run:
-        print(
-            f"dry run: base {args.base} and candidate {args.candidate} would answer {len(rows)} held-out row(s)"
-        )
+        would = f"dry run: base {args.base} and candidate {args.candidate} would"
+        if rows is not None:
+            print(f"{would} answer {len(rows)} held-out row(s)")
+        if pairs is not None:
+            print(
+                f"{would if rows is None else 'and'} measure the log-probabilities of the chosen "
+                f"and rejected answers of {len(pairs)} preference pair(s) from {args.pairs}"
+            )
         if check is not None:
             print(
                 f"then {len(check.probes)} safety probe(s) each; every answer goes to "
@@ -250,19 +324,29 @@ def run(args: argparse.Namespace) -> int:
         "candidate": model(args.candidate, "--candidate", args),
     }
     decoding = Decoding(args.max_new_tokens, args.seed)
-    scored = report.score_rows(rows, models, decoding, answering)
-    summary = report.summarize(scored, args.seed or 0)
+    seed = args.seed or 0
+    scored = None
+    if rows is not None:
+        scored = report.score_rows(rows, models, decoding, answering)
+        summary = report.summarize(scored, seed)
+    else:
+        summary = {"held_out": f"skipped (no --data, and no {DEFAULT_DATA})"}
     names = {role: chosen.name for role, chosen in models.items()}
     appendix = ""
+    written = ["report.json", "report.md"] + (["rows.jsonl"] if scored is not None else [])
+    if pairs is not None:
+        measured = preference.score_pairs(pairs, models, args.pairs, measuring)
+        summary["preference"] = preference.summarize(measured, args.pairs, seed)
+        appendix += preference.markdown(summary["preference"])
+        report.write_jsonl(args.out / "pairs_rows.jsonl", preference.rows(measured))
+        written.append("pairs_rows.jsonl")
     if check is not None and client is not None:
-        summary["safety"], safety_rows = check.run(
-            client, models, decoding, args.out, args.seed or 0
-        )
-        appendix = safety.markdown(summary["safety"], safety_client.CATEGORIES)
+        summary["safety"], safety_rows = check.run(client, models, decoding, args.out, seed)
+        appendix += safety.markdown(summary["safety"], safety_client.CATEGORIES)
         report.write_jsonl(args.out / "safety_rows.jsonl", safety_rows)
+        written.append("safety_rows.jsonl")
     report.write(args.out, summary, scored, names, appendix)
     print(report.markdown(summary, names) + appendix, end="")
-    written = ["report.json", "report.md", "rows.jsonl"] + (["safety_rows.jsonl"] if check else [])
     print("report: " + ", ".join(str(args.out / name) for name in written))
     if check is not None and not summary["safety"]["passed"]:
         raise PhiError(

@@ -1,5 +1,6 @@
 """The comparison: every row answered and scored by both models, the summary with deltas and
-their intervals, the three files, and the gate."""
+their intervals, the three files, and the gate (on a held-out metric, or a preference metric
+of `preference`)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from finetune_phi.core.errors import PhiError, UsageError
+from finetune_phi.evaluation import preference
 from finetune_phi.evaluation.metrics import bootstrap_interval, difference, text_scores
 from finetune_phi.evaluation.models import LOSS_TOKENS, Decoding, Model
 from finetune_phi.evaluation.rows import EvalRow
 
 METRICS = ("loss", "f1", "rouge_l", "length")
-GATES = ("loss", "f1", "rouge_l")
+HELD_OUT_GATES = ("loss", "f1", "rouge_l")
+GATES = (*HELD_OUT_GATES, *preference.METRICS)
+"""What --gate takes: a held-out metric (lower loss is better, higher the rest) or a preference
+metric (higher is better; needs --pairs)."""
 
 
 @dataclass(frozen=True)
@@ -98,13 +103,17 @@ def summarize(scored: Sequence[Scored], seed: int = 0) -> dict[str, Any]:
 
 def markdown(summary: dict[str, Any], names: dict[str, str]) -> str:
     """The models named in full once, then the table under their short labels (`base`,
-    `candidate`): a path in a column header would make the table as wide as the path."""
+    `candidate`): a path in a column header would make the table as wide as the path. Without
+    held-out data (`phi eval --pairs` alone), the line that says so instead of the table."""
 
     def cell(value: Any) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
+    named = [f"{role}: {name}" for role, name in names.items()]
+    if "held_out" in summary:
+        return "\n".join([*named, "", f"Held-out comparison: {summary['held_out']}."]) + "\n"
     lines = [
-        *(f"{role}: {name}" for role, name in names.items()),
+        *named,
         "",
         "| metric | base | candidate | delta (95 % CI) |",
         "|---|---|---|---|",
@@ -126,18 +135,20 @@ def markdown(summary: dict[str, Any], names: dict[str, str]) -> str:
 def write(
     out: Path,
     summary: dict[str, Any],
-    scored: Sequence[Scored],
+    scored: Sequence[Scored] | None,
     names: dict[str, str],
     appendix: str = "",
 ) -> None:
     """report.json (the summary, with the models' names), report.md (the table, then
-    `appendix`) and rows.jsonl."""
+    `appendix`) and rows.jsonl (not without held-out rows: `scored` None)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps({**summary, "models": names}, indent=2) + "\n")
         (out / "report.md").write_text(markdown(summary, names) + appendix)
     except OSError as error:
         raise UsageError(f"--out {out}: cannot write ({error.strerror or error})") from None
+    if scored is None:
+        return
     write_jsonl(
         out / "rows.jsonl",
         (
@@ -165,8 +176,17 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
 
 
 def gate(summary: dict[str, Any], metric: str) -> None:
-    """PhiError when the candidate is worse than the base on `metric` (higher loss is worse)."""
-    base, candidate = summary["base"][metric], summary["candidate"][metric]
+    """PhiError when the candidate is worse than the base on `metric` (higher loss is worse;
+    lower is worse on every other metric, the preference ones included)."""
+    if metric in preference.METRICS:
+        section = summary.get("preference")
+        if section is None:
+            raise UsageError(f"--gate {metric}: goes with --pairs FILE")
+        base, candidate = section["base"][metric]["value"], section["candidate"][metric]["value"]
+    elif "held_out" in summary:
+        raise UsageError(f"--gate {metric}: not measured here (held-out comparison skipped)")
+    else:
+        base, candidate = summary["base"][metric], summary["candidate"][metric]
     if base is None or candidate is None:
         raise UsageError(f"--gate {metric}: not measured here (loss needs both models' weights)")
     worse = candidate > base if metric == "loss" else candidate < base
