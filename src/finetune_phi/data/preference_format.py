@@ -93,7 +93,7 @@ def normalize(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_of(row: Any) -> str | None:
-    """"chat" or "preference" by a row's keys (valid or not); None when neither fits."""
+    """ "chat" or "preference" by a row's keys (valid or not); None when neither fits."""
     if not isinstance(row, dict):
         return None
     if {"chosen", "rejected"} & set(row):
