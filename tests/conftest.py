@@ -43,6 +43,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 NEEDS_A_TRAINED_MODEL_OR_A_FLOW = {
     "fine_tuned",
+    "dpo_tuned",
     "scoring_server",
     "vllm_server",
     "rehearsal",
@@ -183,3 +184,81 @@ def signed_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[TokenServer]:
         monkeypatch.setenv("IDENTITY_ENDPOINT", tokens.url)
         monkeypatch.setenv("IDENTITY_HEADER", "x")
         yield tokens
+
+
+# Preference tuning after SFT: the fine-tune above, DPO-tuned once per run on pairs made from
+# the same split of the sample (chosen: the reference answer; rejected: other conversations'
+# answers), with a recipe that moves the tiny model in seconds.
+DPO_ARGS = (
+    "--learning_rate",
+    "1e-3",
+    "--num_train_epochs",
+    "3",
+    "--per_device_train_batch_size",
+    "4",
+    "--gradient_accumulation_steps",
+    "1",
+    "--max_length",
+    "128",
+    "--logging_steps",
+    "3",
+    "--gradient_checkpointing",
+    "false",
+)
+
+
+def _preference_pairs(chat: Path, out: Path, per_row: int) -> Path:
+    """`per_row` pairs for each conversation of a chat JSONL file: its last turn as the prompt's
+    answer, chosen, against as many other answers of the file, rejected."""
+    import json
+
+    rows = [json.loads(line) for line in chat.read_text().splitlines() if line.strip()]
+    answers = sorted({row["messages"][-1]["content"] for row in rows})
+    pairs = []
+    for index, row in enumerate(rows):
+        *prompt, answer = row["messages"]
+        others = [a for a in answers if a != answer["content"]]
+        for k in range(per_row):
+            rejected = others[(7 * index + 5 * k) % len(others)]
+            pairs.append(
+                {
+                    "prompt": prompt,
+                    "chosen": [answer],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                }
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(pair) + "\n" for pair in pairs))
+    return out
+
+
+def _dpo_after_sft(sft: Path, out: Path) -> None:
+    """`phi train --local --trainer dpo` from the SFT run's MLflow model, into `out`."""
+    import sys
+
+    train = _preference_pairs(sft / "data" / "train_data.jsonl", out / "pairs" / "train.jsonl", 2)
+    held_out = _preference_pairs(sft / "data" / "eval_data.jsonl", out / "pairs" / "eval.jsonl", 3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "finetune_phi.cli", "train", "--local", "--trainer", "dpo"),
+            *("--model", str(sft / "model"), "--output-dir", str(out)),
+            *("--train-file", str(train), "--eval-file", str(held_out), *DPO_ARGS),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    (out / "stdout.txt").write_text(result.stdout)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def dpo_tuned(run_dir: Path, fine_tuned: Path) -> Path:
+    """`fine_tuned`'s MLflow model preference-tuned by `phi train --local --trainer dpo`, once
+    per run: `model/` the merged MLflow model, `checkpoints/` the trainer state and metrics,
+    `mlruns/` the MLflow run, `pairs/` the pairs (`train.jsonl`, and `eval.jsonl` held out:
+    the eval split's conversations), `stdout.txt` what the run printed."""
+    return built_once(run_dir / "dpo-tuned", lambda out: _dpo_after_sft(fine_tuned, out))

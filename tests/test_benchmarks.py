@@ -38,11 +38,17 @@ def test_training_benchmark_runs_every_recipe_this_machine_can() -> None:
         for line in table.splitlines()
         if line.startswith("| ")
     }
-    assert {"tutorial", "ours", "LoRA"} <= set(rows)
+    assert {"tutorial", "ours", "LoRA", "DPO", "DPO + LoRA"} <= set(rows)
     assert "not run here: Liger's kernels are Triton" in rows["ours + Liger"]
-    assert "| eager | wrapped | False | True |" in rows["tutorial"]
-    assert "| sdpa | bfd | True | False |" in rows["ours"]
+    assert "| sft | eager | wrapped | False | True |" in rows["tutorial"]
+    assert "| sft | sdpa | bfd | True | False |" in rows["ours"]
+    # DPO side by side with SFT, in the same run: no packing, its own tokens/s and memory.
+    assert "| dpo | sdpa | False | False | False |" in rows["DPO"]
+    assert "| dpo | sdpa | False | False | False |" in rows["DPO + LoRA"]
     assert "ours / tutorial throughput" in table
+    assert "DPO / SFT (ours): throughput " in table
+    assert "x batch 2 (DPO: 1 pair) x max_length 128" in table
+    assert table.rstrip().endswith("scripts/benchmark_training.py --steps 30")
 
 
 def test_scoring_benchmark_gets_the_same_answers_both_ways() -> None:

@@ -155,7 +155,7 @@ def test_distributed_training_logs_curated_mlflow_metrics_once(
     assert len(runs) == 1
     run = runs[0]
     assert run.data.params["world_size"] == "2"
-    assert len(run.data.params) <= 20
+    assert len(run.data.params) <= 24  # curated: the trainer, its recipe, levers; not hundreds
     assert all(len(value) <= 500 for value in run.data.params.values())
     assert {"loss", "eval_loss", "learning_rate"} <= set(run.data.metrics)
 

@@ -1,14 +1,23 @@
-"""Fine-tune a Phi model with TRL's SFTTrainer and write it as an MLflow model.
+"""Fine-tune a Phi model with TRL's SFTTrainer, or preference-tune it with TRL's DPOTrainer,
+and write it as an MLflow model.
 
 This folder is what Azure ML uploads as the job's code, so the script depends on nothing
-else in the repository. Hyperparameters come from `hyperparameters.yaml` next to it;
-any TRL or Trainer argument on the command line overrides them, in TRL's own spelling.
+else in the repository. Hyperparameters come from `hyperparameters.yaml` next to it (SFT)
+or `hyperparameters-dpo.yaml` (DPO); any TRL or Trainer argument on the command line
+overrides them, in TRL's own spelling (`--beta 0.1 --loss_type sigmoid` for DPO).
 
 Launch:
 
     # one process (CPU or one GPU)
     python train.py --config hyperparameters.yaml \
         --train_file data/train_data.jsonl --eval_file data/eval_data.jsonl \
+        --model_output outputs/model
+
+    # DPO on preference pairs (prompt, chosen, rejected), from a chat model: a hub id, a
+    # local folder, or the MLflow model an SFT run wrote
+    python train.py --trainer dpo --config hyperparameters-dpo.yaml \
+        --model_name_or_path outputs/sft-model \
+        --train_file data/preference_train.jsonl --eval_file data/preference_eval.jsonl \
         --model_output outputs/model
 
     # several GPUs on one node; Azure ML starts this for you with `phi finetune submit --gpus-per-node 4`
@@ -23,17 +32,27 @@ with flash attention when installed, else SDPA, on a GPU; fp32 with SDPA on a CP
 LoRA and QLoRA are TRL's own options (`--use_peft --lora_r 16 --lora_target_modules
 all-linear`, `--load_in_4bit`); the MLflow model written is always the full model, the
 adapter merged into the base, so it serves like a full fine-tune. The adapter is kept in
-`<output_dir>/adapter`. FSDP is the Trainer's (`--fsdp --fsdp_config fsdp.json`).
+`<output_dir>/adapter`. FSDP is the Trainer's (`--fsdp --fsdp_config fsdp.json`). DPO's
+reference model is the starting model: with LoRA, the base with the adapter switched off
+(no second copy); without, a second copy that TRL loads from the same folder.
+
+`--model_name_or_path` may name an MLflow model folder (one holding `MLmodel`, as this
+script writes it, or the catalog pipeline's `hftransformersv2` layout): its weights and
+tokenizer are read from their folders inside it, so DPO can start from an SFT run's model.
 
 Parameters and metrics go to MLflow when $MLFLOW_TRACKING_URI is set: Azure ML sets it in a
-job, `phi train --local` points it at `<output-dir>/mlruns`. The run ends on two lines: the
-loss (first and last logged; the eval loss first, last and best) and `model: DIR`.
+job, `phi train --local` points it at `<output-dir>/mlruns`. They record the trainer, and for
+DPO the reward accuracies and margins TRL logs (`rewards/accuracies`, `rewards/margins`, and
+their `eval_` counterparts with an eval file). The run ends on two lines: the loss (first and
+last logged; the eval loss first, last and best; for DPO the last reward accuracy and margin)
+and `model: DIR`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -59,17 +78,81 @@ LOGGED_PARAMETERS = (
     "bf16",
     "fp16",
     "seed",
+    "beta",
+    "loss_type",
 )
-LOGGED_METRICS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "train_loss")
+"""Each one the run's config has (SFT has no beta, DPO no packing); and `trainer`, sft or dpo."""
+REWARDS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+"""What DPOTrainer logs of its implicit reward, beta x log(policy / reference) of an answer:
+how often the chosen answer's beats the rejected one's, by how much on average, and each."""
+LOGGED_METRICS = (
+    "loss",
+    "eval_loss",
+    "learning_rate",
+    "grad_norm",
+    "epoch",
+    "train_loss",
+    *REWARDS,
+    *(f"eval_{name}" for name in REWARDS),
+)
+
+TRAINERS = {
+    "sft": ('chat JSONL, one {"messages": [...]} conversation per line', ("messages",)),
+    "dpo": (
+        'preference JSONL, one {"prompt": [...], "chosen": [...], "rejected": [...]} pair per line',
+        ("prompt", "chosen", "rejected"),
+    ),
+}
+"""Each trainer (`--trainer`): the data it reads, in words, and the columns it keeps."""
+DPO_LOSS_TYPES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
+"""DPOConfig's `loss_type` values (TRL 1.16's own list, in its help; DPOTrainer accepts any
+string and fails on an unknown one only at the first training step)."""
+MLFLOW_LAYOUTS = {
+    "transformers": ("model", "components/tokenizer"),
+    "hftransformersv2": ("data/model", "data/tokenizer"),
+    "hftransformers": ("data/model", "data/tokenizer"),
+}
+"""Per MLflow flavor, the folders of the weights and the tokenizer inside an MLflow model:
+what this script writes (mlflow.transformers), and what the catalog pipeline writes
+(jobs/score/score.py reads the same layouts; a test holds the two to each other)."""
 
 
 @dataclass
 class ScriptArguments:
     """The script's own arguments; the model's (`--model_name_or_path`, `--attn_implementation`,
-    LoRA and quantization) are TRL's ModelConfig, the training's TRL's SFTConfig."""
+    LoRA and quantization) are TRL's ModelConfig, the training's TRL's SFTConfig or, with
+    `--trainer dpo`, its DPOConfig."""
 
-    train_file: str = field(default="", metadata={"help": "Training data, chat JSONL."})
-    eval_file: str = field(default="", metadata={"help": "Evaluation data, chat JSONL (optional)."})
+    trainer: str = field(
+        default="sft",
+        metadata={
+            "help": "sft: supervised fine-tuning on chat data (SFTTrainer); dpo: direct preference "
+            "optimization on chosen/rejected pairs (DPOTrainer).",
+            "choices": list(TRAINERS),
+        },
+    )
+    train_file: str = field(
+        default="", metadata={"help": "Training data: chat JSONL (sft) or preference JSONL (dpo)."}
+    )
+    eval_file: str = field(
+        default="", metadata={"help": "Evaluation data, as the training data (optional)."}
+    )
     model_output: str = field(
         default="outputs/model", metadata={"help": "Folder the MLflow model is written to."}
     )
@@ -110,11 +193,36 @@ REFUSED_ARGUMENTS = {"dtype": "precision follows --bf16/--fp16 (or the hardware)
 """ModelConfig's arguments the script decides itself, with the reason (`phi` refuses them too)."""
 
 
-def make_parser() -> Any:
-    """TRL's parser over every argument the script takes; `phi` checks arguments with it."""
-    from trl import ModelConfig, SFTConfig, TrlParser
+def make_parser(trainer: str = "sft") -> Any:
+    """TRL's parser over every argument the script takes with `trainer` (SFTConfig's or
+    DPOConfig's training arguments); `phi` checks arguments with it."""
+    from trl import DPOConfig, ModelConfig, SFTConfig, TrlParser
 
-    return TrlParser((ScriptArguments, SFTConfig, ModelConfig))
+    config = {"sft": SFTConfig, "dpo": DPOConfig}[trainer]
+    return TrlParser((ScriptArguments, config, ModelConfig))
+
+
+def trainer_of(argv: list[str]) -> str:
+    """The `--trainer` the command line names (default sft), before the parser, which
+    depends on it, exists."""
+    value = "sft"
+    for index, arg in enumerate(argv):
+        if arg == "--trainer" and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith("--trainer="):
+            value = arg.split("=", 1)[1]
+    if value not in TRAINERS:
+        raise SystemExit(f"error: --trainer {value}: must be one of {', '.join(TRAINERS)}")
+    return value
+
+
+def config_path(argv: list[str]) -> str | None:
+    return argv[argv.index("--config") + 1] if "--config" in argv else None
+
+
+def takes(trainer: str, option: str) -> bool:
+    """Whether `trainer`'s parser knows `option` (`--packing`)."""
+    return any(option in action.option_strings for action in make_parser(trainer)._actions)
 
 
 def parse(argv: list[str] | None = None) -> tuple[ScriptArguments, Any, Any]:
@@ -123,9 +231,22 @@ def parse(argv: list[str] | None = None) -> tuple[ScriptArguments, Any, Any]:
         name = arg.removeprefix("--").split("=")[0]
         if arg.startswith("--") and name in REFUSED_ARGUMENTS:
             raise SystemExit(f"error: --{name}: {REFUSED_ARGUMENTS[name]}")
-    script_args, training_args, model_args = make_parser().parse_args_and_config(
-        hardware_defaults(argv) + argv
+    trainer = trainer_of(argv)
+    script_args, training_args, model_args, from_config, given = make_parser(
+        trainer
+    ).parse_args_and_config(
+        hardware_defaults(argv) + argv,
+        return_remaining_strings=True,
+        separate_remaining_strings=True,
     )
+    for where, unknown in (("", given), (f"--config {config_path(argv)}: ", from_config)):
+        names = [item for item in unknown if item.startswith("--")]
+        if names:
+            other = [t for t in TRAINERS if t != trainer and takes(t, names[0])]
+            hint = f" (an argument of --trainer {other[0]})" if other else ""
+            raise SystemExit(
+                f"error: {where}{', '.join(names)}: not an argument of --trainer {trainer}{hint}"
+            )
     return script_args, training_args, model_args
 
 
@@ -169,6 +290,93 @@ def incompatible_options(model_args: Any, fsdp: bool) -> str | None:
     return None
 
 
+def trainer_problem(training_args: Any, trainer: str) -> str | None:
+    """Why the trainer's own arguments are nonsense, or None. `training_args` is its
+    SFTConfig or DPOConfig, or any object with their fields (`phi` checks a job's arguments
+    with this before it is submitted)."""
+    if trainer != "dpo":
+        return None
+    beta = float(training_args.beta)
+    # The DPO loss is -log sigmoid(beta x (the chosen answer's log-ratio - the rejected
+    # one's)): at 0 the preference drops out, below 0 it is reversed; IPO divides by it.
+    if not math.isfinite(beta) or beta <= 0:
+        return (
+            f"--beta {beta:g}: must be above 0 (it scales the preference margin against "
+            "staying near the starting model; TRL defaults to 0.1, typically 0.1 to 0.5)"
+        )
+    losses = training_args.loss_type
+    unknown = [
+        n for n in ([losses] if isinstance(losses, str) else losses) if n not in DPO_LOSS_TYPES
+    ]
+    if unknown:
+        return f"--loss_type {unknown[0]}: must be one of {', '.join(DPO_LOSS_TYPES)}"
+    return None
+
+
+def data_problem(path: Path, trainer: str) -> str | None:
+    """Why the file cannot be `trainer`'s data, from every line's keys, or None: no rows
+    (no pairs to learn from), a line that is not a JSON object, or rows of the other
+    trainer's kind. `phi` checks every row with `phi data validate`'s rules before it runs
+    or submits this script; this is the script's own guard, for a job started without it."""
+    wanted = "preference pairs (prompt, chosen, rejected)" if trainer == "dpo" else "chat rows"
+    rows = 0
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                return f"line {number} is not JSON; the file must be JSON Lines of {wanted}"
+            if not isinstance(row, dict):
+                return f"line {number} is not a JSON object; the file must hold {wanted}"
+            rows += 1
+            preference = "chosen" in row or "rejected" in row
+            if trainer == "dpo" and not preference:
+                return (
+                    f"line {number} is a chat row, not a preference pair: --trainer dpo "
+                    "trains on prompt/chosen/rejected rows (phi data prepare --task preference)"
+                )
+            if trainer == "sft" and preference:
+                return (
+                    f"line {number} is a preference pair (chosen, rejected), not a chat row: "
+                    "train on pairs with --trainer dpo"
+                )
+    if not rows:
+        return f"the file is empty: it holds no {wanted}"
+    return None
+
+
+def model_folders(model: str) -> tuple[str, str]:
+    """(weights, tokenizer) of `model`: the folders inside an MLflow model folder, by its
+    flavor (MLFLOW_LAYOUTS); a hub id or a plain model folder is both."""
+    mlmodel = Path(model) / "MLmodel"
+    if not mlmodel.is_file():
+        return model, model
+    import yaml
+
+    flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors") or {}
+    for flavor, (weights, tokenizer) in MLFLOW_LAYOUTS.items():
+        if flavor in flavors:
+            return str(Path(model) / weights), str(Path(model) / tokenizer)
+    raise ValueError(
+        f"an MLflow model of flavor {', '.join(flavors) or 'none'}; this script reads "
+        f"{', '.join(MLFLOW_LAYOUTS)}"
+    )
+
+
+def model_problem(model: str) -> str | None:
+    """Why `model` cannot be loaded as a starting model, for an MLflow model folder whose
+    weights are not where its flavor puts them; None otherwise."""
+    try:
+        weights, _ = model_folders(model)
+    except ValueError as error:
+        return str(error)
+    if weights != model and not (Path(weights) / "config.json").is_file():
+        return f"an MLflow model without the model it should hold in {weights} (no config.json)"
+    return None
+
+
 def check_inputs(script_args: ScriptArguments, training_args: Any, model_args: Any) -> None:
     """Fail before loading anything heavy, with the argument that is wrong."""
     import importlib.util
@@ -197,12 +405,23 @@ def check_inputs(script_args: ScriptArguments, training_args: Any, model_args: A
         ):
             if given:
                 raise SystemExit(f"error: {option} needs CUDA GPUs; this machine has none")
+    problem = trainer_problem(training_args, script_args.trainer)
+    if problem:
+        raise SystemExit(f"error: {problem}")
     if not script_args.train_file:
-        raise SystemExit("error: --train_file is required (chat JSONL with a 'messages' column)")
+        data = TRAINERS[script_args.trainer][0]
+        raise SystemExit(f"error: --train_file is required ({data})")
     for name in ("train_file", "eval_file"):
         value = getattr(script_args, name)
         if value and not Path(value).exists():
             raise SystemExit(f"error: --{name} {value}: no such file")
+        if value:
+            problem = data_problem(Path(value), script_args.trainer)
+            if problem:
+                raise SystemExit(f"error: --{name} {value}: {problem}")
+    problem = model_problem(model_args.model_name_or_path)
+    if problem:
+        raise SystemExit(f"error: --model_name_or_path {model_args.model_name_or_path}: {problem}")
     if training_args.eval_strategy != "no" and not script_args.eval_file:
         training_args.eval_strategy = "no"
     output = Path(script_args.model_output)
@@ -212,7 +431,7 @@ def check_inputs(script_args: ScriptArguments, training_args: Any, model_args: A
         )
 
 
-def mlflow_callback() -> Any:
+def mlflow_callback(trainer: str) -> Any:
     """Log curated parameters and metrics to the active MLflow run, from the main process only."""
     import mlflow
     from transformers import TrainerCallback
@@ -220,7 +439,10 @@ def mlflow_callback() -> Any:
     class CuratedMlflow(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.is_world_process_zero:
-                params = {name: getattr(args, name, None) for name in LOGGED_PARAMETERS}
+                params = {
+                    name: getattr(args, name) for name in LOGGED_PARAMETERS if hasattr(args, name)
+                }
+                params["trainer"] = trainer
                 params["world_size"] = args.world_size
                 mlflow.log_params({k: str(v) for k, v in params.items()})
 
@@ -249,6 +471,11 @@ def base_model_card(base: str) -> Any:
     readme = folder / "README.md"
     if readme.is_file():
         return ModelCard.load(readme, ignore_metadata_errors=True)
+    # An MLflow model (an SFT run's, for DPO) keeps its card's text and metadata apart.
+    text, data = folder / "model_card.md", folder / "model_card_data.yaml"
+    if text.is_file():
+        metadata = data.read_text(encoding="utf-8") if data.is_file() else ""
+        return ModelCard(f"---\n{metadata.strip()}\n---\n{text.read_text(encoding='utf-8')}")
     return ModelCard(
         f"---\n{ModelCardData(license='unknown').to_yaml()}\n---\n"
         f"Fine-tuned from the local model folder {folder.resolve()}, which has no model card "
@@ -283,6 +510,7 @@ def save_mlflow_model(model: Any, tokenizer: Any, path: Path, base: str) -> None
     # The model's own name is where its weights were last loaded from: the temporary folder
     # an FSDP run gathers into, for one. MLflow records it as the source model.
     model.config._name_or_path = base
+    model.name_or_path = base
     mlflow.transformers.save_model(
         transformers_model={"model": model, "tokenizer": tokenizer},
         path=str(path),
@@ -295,7 +523,8 @@ def save_mlflow_model(model: Any, tokenizer: Any, path: Path, base: str) -> None
 
 
 def loss_summary(log_history: list[dict[str, Any]]) -> str:
-    """One line: the training loss first and last logged, the eval loss first, last and best."""
+    """One line: the training loss first and last logged, the eval loss first, last and best;
+    for DPO, the last reward accuracy and margin (the eval ones with an eval file)."""
     losses = [entry["loss"] for entry in log_history if "loss" in entry]
     evals = [
         (entry["eval_loss"], entry.get("epoch")) for entry in log_history if "eval_loss" in entry
@@ -313,7 +542,19 @@ def loss_summary(log_history: list[dict[str, Any]]) -> str:
         parts.append(
             f"eval loss: first {evals[0][0]:.4f}, last {evals[-1][0]:.4f}, best {best:.4f}{at}"
         )
+    rewards = last_rewards(log_history)
+    for prefix, label in (("", "reward"), ("eval_", "eval reward")):
+        accuracy, margin = (rewards.get(f"{prefix}rewards/{n}") for n in ("accuracies", "margins"))
+        if accuracy is not None and margin is not None:
+            parts.append(f"{label} accuracy {accuracy:.2f}, margin {margin:.4f}")
     return "; ".join(parts)
+
+
+def last_rewards(log_history: list[dict[str, Any]]) -> dict[str, float]:
+    """The last logged value of each of DPO's reward metrics (REWARDS, and eval_ REWARDS);
+    empty for SFT."""
+    names = [*REWARDS, *(f"eval_{name}" for name in REWARDS)]
+    return {name: entry[name] for entry in log_history for name in names if name in entry}
 
 
 def levers(trainer: Any, model_args: Any) -> dict[str, Any]:
@@ -326,7 +567,8 @@ def levers(trainer: Any, model_args: Any) -> dict[str, Any]:
         "liger_kernel": bool(args.use_liger_kernel),
         # SFTTrainer turns padding-free on for best-fit-decreasing packing by itself.
         "padding_free": bool(getattr(trainer, "padding_free", args.padding_free)),
-        "packing": args.packing and args.packing_strategy,
+        # DPO has no packing: each pair is one chosen and one rejected sequence.
+        "packing": getattr(args, "packing", False) and args.packing_strategy,
         # Under FSDP, activations are checkpointed by FSDP itself (fsdp.json), not the Trainer.
         "gradient_checkpointing": bool(args.gradient_checkpointing)
         or (
@@ -341,13 +583,29 @@ def levers(trainer: Any, model_args: Any) -> dict[str, Any]:
         if model_args.use_peft
         else None,
         "quantization": quantization,
+        **({"reference_model": reference_model(trainer)} if hasattr(trainer, "ref_model") else {}),
     }
 
 
+def reference_model(trainer: Any) -> str:
+    """Where DPO's reference log-probabilities come from: `adapter-off` (LoRA: the same
+    model with its adapter switched off, no second copy), `precomputed` (once, before
+    training) or `copy` (a second copy of the starting model held beside it)."""
+    if trainer.ref_model is not None:
+        return "copy"
+    return "precomputed" if trainer.args.precompute_ref_log_probs else "adapter-off"
+
+
 def run_metrics(
-    trainer: Any, runtime: float, attention: str, dtype: Any, run_levers: dict[str, Any]
+    trainer: Any,
+    runtime: float,
+    attention: str,
+    dtype: Any,
+    run_levers: dict[str, Any],
+    name: str = "sft",
 ) -> dict[str, Any]:
-    """Throughput, memory and levers of the run, for the logs and the benchmark script."""
+    """The trainer, throughput, memory and levers of the run, and for DPO the last reward
+    accuracies and margins, for the logs and the benchmark script."""
     import resource
 
     import torch
@@ -366,6 +624,7 @@ def run_metrics(
         total = sum(p.numel() for p in parameters)
         trainable = sum(p.numel() for p in parameters if p.requires_grad)
     return {
+        "trainer": name,
         "attention": attention,
         "dtype": str(dtype).removeprefix("torch."),
         **run_levers,
@@ -378,6 +637,7 @@ def run_metrics(
         "parameters": total,
         "trainable_parameters": trainable,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        **last_rewards(trainer.state.log_history),
     }
 
 
@@ -459,44 +719,111 @@ def log_run_metrics(metrics: dict[str, Any], run_levers: dict[str, Any]) -> None
 
     numbers = ("tokens_per_second", "peak_memory_mb", "train_runtime_s", "trainable_parameters")
     mlflow.log_metrics({name: float(metrics[name]) for name in numbers})
+    # DPO's last reward accuracies and margins, as `final.<name>` beside their curves.
+    rewards = {n: v for n, v in metrics.items() if n.startswith(("rewards/", "eval_rewards/"))}
+    if rewards:
+        mlflow.log_metrics({f"final.{name}": float(value) for name, value in rewards.items()})
     mlflow.log_params({f"lever.{name}": json.dumps(value) for name, value in run_levers.items()})
 
 
 def forged_turns(data: Any, files: dict[str, str], tokenizer: Any) -> list[str]:
     """Every message whose content holds one of the tokenizer's markers (`<|end|>`,
-    `<|assistant|>`...): the chat template would read it as a turn of its own."""
+    `<|assistant|>`...): the chat template would read it as a turn of its own. The messages
+    are a chat row's `messages`, or a preference pair's `prompt`, `chosen` and `rejected`."""
     ids = set(tokenizer.added_tokens_decoder) | set(tokenizer.all_special_ids)
     markers = [marker for marker in tokenizer.convert_ids_to_tokens(sorted(ids)) if marker]
     problems = []
     for split, rows in data.items():
-        for row, messages in enumerate(rows["messages"], start=1):
-            for index, message in enumerate(messages):
-                found = next((m for m in markers if m in message["content"]), None)
-                if found:
-                    problems.append(
-                        f"{files[split]}: row {row}: messages[{index}] holds the chat "
-                        f"template's marker {found!r}"
-                    )
+        columns = [
+            c for c in ("messages", "prompt", "chosen", "rejected") if c in rows.column_names
+        ]
+        for row, values in enumerate(zip(*(rows[c] for c in columns), strict=True), start=1):
+            for column, messages in zip(columns, values, strict=True):
+                for index, message in enumerate(messages):
+                    found = next((m for m in markers if m in message["content"]), None)
+                    if found:
+                        problems.append(
+                            f"{files[split]}: row {row}: {column}[{index}] holds the chat "
+                            f"template's marker {found!r}"
+                        )
     return problems
 
 
-def main(script_args: ScriptArguments, training_args: Any, model_args: Any) -> None:
-    check_inputs(script_args, training_args, model_args)
-    from datasets import load_dataset
-    from transformers import AutoTokenizer
-    from trl import SFTTrainer, get_peft_config
+def explicit_prompt(row: dict[str, Any]) -> dict[str, Any]:
+    """A preference pair with its prompt given once: TRL's implicit-prompt spelling (chosen
+    and rejected as whole conversations sharing all but their last message) made explicit,
+    so one file may mix both spellings."""
+    if row.get("prompt"):
+        return {"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}
+    return {
+        "prompt": row["chosen"][:-1],
+        "chosen": row["chosen"][-1:],
+        "rejected": row["rejected"][-1:],
+    }
 
-    dtype, attention = choose_attention(training_args, model_args.attn_implementation)
+
+def load_data(script_args: ScriptArguments) -> tuple[Any, dict[str, str]]:
+    """The data files as datasets keyed train (and eval), holding only the trainer's columns:
+    extra columns such as ultrachat's `prompt` make TRL treat chat data as prompt/completion
+    pairs, and a preference dataset's scores and ids mean nothing to DPO."""
+    from datasets import load_dataset
+
     files = {"train": script_args.train_file}
     if script_args.eval_file:
         files["eval"] = script_args.eval_file
     data = load_dataset("json", data_files=files)
-    # Keep only the conversation: extra columns such as ultrachat's `prompt` make TRL
-    # treat the data as prompt/completion pairs.
-    data = data.select_columns(["messages"])
+    if script_args.trainer == "sft":
+        return data.select_columns(list(TRAINERS["sft"][1])), files
+    for split in list(data):
+        present = set(data[split].column_names)
+        rows = data[split].select_columns([c for c in TRAINERS["dpo"][1] if c in present])
+        if "prompt" not in present or not all(rows["prompt"]):
+            rows = rows.map(explicit_prompt)
+        data[split] = rows
+    return data, files
+
+
+def make_trainer(
+    script_args: ScriptArguments,
+    training_args: Any,
+    model_args: Any,
+    model: Any,
+    tokenizer: Any,
+    data: Any,
+) -> Any:
+    """TRL's SFTTrainer or DPOTrainer on the loaded model. DPO with LoRA takes its reference
+    log-probabilities from the same model with the adapter switched off; without LoRA, TRL
+    loads a second copy of the starting model as the reference."""
+    from trl import DPOTrainer, SFTTrainer, get_peft_config
+
+    tracking = bool(os.environ.get("MLFLOW_TRACKING_URI"))
+    common = {
+        "model": model,
+        "args": training_args,
+        "train_dataset": data["train"],
+        "eval_dataset": data.get("eval"),
+        "processing_class": tokenizer,
+        "peft_config": get_peft_config(model_args),
+        "callbacks": [mlflow_callback(script_args.trainer)] if tracking else [],
+    }
+    if script_args.trainer == "dpo":
+        return DPOTrainer(ref_model=None, **common)
+    return SFTTrainer(**common)
+
+
+def main(script_args: ScriptArguments, training_args: Any, model_args: Any) -> None:
+    check_inputs(script_args, training_args, model_args)
+    from transformers import AutoTokenizer
+
+    dtype, attention = choose_attention(training_args, model_args.attn_implementation)
+    data, files = load_data(script_args)
+    # The starting model as given (a hub id, a folder, an MLflow model), recorded as the
+    # fine-tune's source; loaded from its weights' and tokenizer's own folders.
+    base = model_args.model_name_or_path
+    model_args.model_name_or_path, tokenizer_folder = model_folders(base)
 
     tokenizer = AutoTokenizer.from_pretrained(
-        model_args.model_name_or_path, trust_remote_code=training_args.trust_remote_code
+        tokenizer_folder, trust_remote_code=training_args.trust_remote_code
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
@@ -512,16 +839,7 @@ def main(script_args: ScriptArguments, training_args: Any, model_args: Any) -> N
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
 
-    tracking = bool(os.environ.get("MLFLOW_TRACKING_URI"))
-    trainer = SFTTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=data["train"],
-        eval_dataset=data.get("eval"),
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        callbacks=[mlflow_callback()] if tracking else [],
-    )
+    trainer = make_trainer(script_args, training_args, model_args, model, tokenizer, data)
     result = trainer.train()
     trainer.accelerator.wait_for_everyone()
     merged = (
@@ -535,16 +853,14 @@ def main(script_args: ScriptArguments, training_args: Any, model_args: Any) -> N
         trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
         runtime = result.metrics["train_runtime"]
         run_levers = levers(trainer, model_args)
-        metrics = run_metrics(trainer, runtime, attention, dtype, run_levers)
+        metrics = run_metrics(trainer, runtime, attention, dtype, run_levers, script_args.trainer)
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(json.dumps(metrics), file=sys.stderr)
-        if tracking:
+        if os.environ.get("MLFLOW_TRACKING_URI"):
             log_run_metrics(metrics, run_levers)
         if merged is not None:
             merged.config.use_cache = True
-            save_mlflow_model(
-                merged, tokenizer, Path(script_args.model_output), model_args.model_name_or_path
-            )
+            save_mlflow_model(merged, tokenizer, Path(script_args.model_output), base)
         # What happened, last: how the loss moved and where the model went.
         print(loss_summary(trainer.state.log_history), flush=True)
         if merged is not None:

@@ -19,6 +19,7 @@ from finetune_phi.cli.options import (
 from finetune_phi.cloud.finetune import MODEL_OUTPUT, jobs, methods
 from finetune_phi.cloud.finetune.method import EXPERIMENT
 from finetune_phi.cloud.finetune.models import REGISTRY
+from finetune_phi.cloud.finetune.trainers import DEFAULT_TRAINER, TRAINERS
 from finetune_phi.cloud.ml_client import registry_models
 from finetune_phi.core import state
 from finetune_phi.core.renames import renamed
@@ -52,6 +53,16 @@ def register(commands: Commands) -> None:
         "--model",
         help="default: "
         + ", ".join(f"{model} ({', '.join(names)})" for model, names in defaults.items()),
+    )
+    submit.add_argument(
+        "--trainer",
+        choices=list(TRAINERS),
+        default=DEFAULT_TRAINER,
+        help="; ".join(
+            f"{t.name}{' (default)' if t.name == DEFAULT_TRAINER else ''}: {t.help}, on "
+            f"{t.data} (--method {', '.join(m.name for m in methods.runners(t.name))})"
+            for t in TRAINERS.values()
+        ),
     )
     submit.add_argument("--experiment", default=EXPERIMENT, help="default: %(default)s")
     submit.add_argument(

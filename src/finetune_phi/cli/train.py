@@ -1,4 +1,6 @@
-"""`phi train --local`: the training script the Azure ML job runs, on this machine."""
+"""`phi train --local`: the training script the Azure ML job runs, on this machine: SFT on
+chat data, or DPO on preference pairs (`--trainer dpo`), from a hub id, a model folder or the
+MLflow model an earlier run wrote."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ from typing import Any
 
 from finetune_phi.cli.options import Commands, command, option_strings
 from finetune_phi.cloud.finetune.custom import GPUS_PER_NODE, check_trl_args, fsdp_arguments
+from finetune_phi.cloud.finetune.trainers import DEFAULT_TRAINER, TRAINERS, require_data
 from finetune_phi.core.contract import PROJECT
 from finetune_phi.core.errors import UsageError
-from finetune_phi.core.folders import TRAIN_FSDP_CONFIG, TRAIN_HYPERPARAMETERS, TRAIN_SOURCE
+from finetune_phi.core.folders import TRAIN_FSDP_CONFIG, TRAIN_SOURCE
 from finetune_phi.core.renames import renamed
-from finetune_phi.data import chat_format, hub
+from finetune_phi.data import hub
 from finetune_phi.evaluation.models import model_location
 from finetune_phi.local.processes import run_in_group
 
@@ -43,7 +46,22 @@ def register(commands: Commands) -> None:
         "--num_train_epochs 1.",
     )
     train.add_argument("--local", action="store_true", required=True, help="run on this machine")
-    train.add_argument("--model", required=True, help="hub id or local folder of the model")
+    train.add_argument(
+        "--model",
+        required=True,
+        help="hub id or local folder of the model, or an MLflow model folder (DIR/model of an "
+        "earlier phi train: DPO after SFT)",
+    )
+    train.add_argument(
+        "--trainer",
+        choices=list(TRAINERS),
+        default=DEFAULT_TRAINER,
+        help="; ".join(
+            f"{t.name}{' (default)' if t.name == DEFAULT_TRAINER else ''}: {t.help}, on "
+            f"{t.data}, recipe {t.hyperparameters.name}"
+            for t in TRAINERS.values()
+        ),
+    )
     train.add_argument("--train-file", type=Path, required=True)
     train.add_argument("--eval-file", type=Path)
     train.add_argument(
@@ -71,14 +89,17 @@ def register(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_trl_args(args.trl_args, option_strings(args.command_parser), fsdp=args.fsdp)
+    trainer = TRAINERS[args.trainer]
+    check_trl_args(
+        args.trl_args, option_strings(args.command_parser), fsdp=args.fsdp, trainer=trainer.name
+    )
     if args.fsdp and args.gpus_per_node < 2:
         raise UsageError("--fsdp shards the model over processes: give --gpus-per-node 2 or more")
     model = model_location(args.model, "--model")
     hub.require(model, "--model", "a local model folder: --model DIR")
     for flag, path in (("--train-file", args.train_file), ("--eval-file", args.eval_file)):
         if path is not None:
-            chat_format.require_chat_jsonl(path, flag)
+            require_data(path, flag, trainer.name)
     launcher = [sys.executable]
     if args.gpus_per_node > 1:
         launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={args.gpus_per_node}"]
@@ -86,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
     command = [
         *launcher,
         str(TRAIN_SOURCE / "train.py"),
+        "--trainer",
+        trainer.name,
         "--config",
-        str(TRAIN_HYPERPARAMETERS),
+        str(trainer.hyperparameters),
         "--model_name_or_path",
         model,
         "--train_file",

@@ -621,3 +621,34 @@ CONTENT_SAFETY_TEXT_METER = PriceMeter(
     "the stack's region and says when no such meter answers, naming `CONTENT_SAFETY_PRICING`.",
 )
 """S0's text-analysis meter, per 1,000 text records."""
+
+
+# --- Preference tuning (DPO): what Azure's managed fine-tuning offers, for `phi finetune
+# submit --trainer dpo` on the catalog and serverless methods ---
+
+MANAGED_DPO_CHECKED = date(2026, 12, 5)
+"""When the managed-DPO facts below were last checked against their sources."""
+_MANAGED_DPO_PAGE = (
+    "https://learn.microsoft.com/azure/foundry/openai/how-to/"
+    "fine-tuning-direct-preference-optimization"
+)
+"""Foundry's direct preference optimization page: MicrosoftDocs/azure-ai-docs
+articles/foundry/openai/how-to/fine-tuning-direct-preference-optimization.md (ms.date
+10/05/2026, read 2026-12-05); its model table, articles/foundry/openai/includes/
+how-to-fine-tuning-direct-preference-optimization-1.md (ms.date 03/20/2026), lists
+gpt-4o-2024-08-06, gpt-4.1-2025-04-14 and gpt-4.1-mini-2025-04-14."""
+MANAGED_DPO_MODELS = ("gpt-4o", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano")
+"""The models Foundry's managed fine-tuning trains with DPO: the rows whose Methods column
+says DPO in MicrosoftDocs/azure-ai-docs articles/foundry/includes/fine-tune-supported-models.md
+(ms.date 03/05/2026, read 2026-12-05; included by articles/foundry/fine-tuning/overview.md,
+ms.date 10/06/2026), all Azure OpenAI models. Its open models (Ministral-3B, Qwen-32B,
+Llama-3.3-70B-Instruct, gpt-oss-20b) are SFT only, and it lists no Phi model. The paths this
+tool drives for Phi take chat data only: the registry's chat-completion pipeline (Phi-4's
+spec, `_PHI4_SPEC`, lists fineTuningTasks chat-completion), and serverless fine-tuning, whose
+task types in azure-ai-ml 1.35.2 (`FineTuningTaskType`, read 2026-12-05) have no preference
+task."""
+MANAGED_DPO = (
+    f"Azure's managed DPO fine-tunes Azure OpenAI models only ({', '.join(MANAGED_DPO_MODELS)}: "
+    f"{_MANAGED_DPO_PAGE}, ms.date 10/05/2026), no Phi model"
+)
+"""What `phi finetune submit --trainer dpo` says when a managed method refuses it."""

@@ -28,7 +28,7 @@ from finetune_phi.cloud.finetune.method import (
     option,
 )
 from finetune_phi.cloud.finetune.models import REGISTRY, Offer, registry_id, unpinned_note
-from finetune_phi.core.azure_facts import DEFAULT_CATALOG_MODEL, MODELS, Model
+from finetune_phi.core.azure_facts import DEFAULT_CATALOG_MODEL, MANAGED_DPO, MODELS, Model
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.stack_outputs import StackOutputs
 
@@ -196,4 +196,6 @@ METHOD = FinetuneMethod(
     default_model=DEFAULT_CATALOG_MODEL,
     offer=OFFER,
     preflight=preflight,
+    trainer_refusal="runs the registry's chat-completion pipeline, supervised fine-tuning on "
+    f"chat data only; {MANAGED_DPO}",
 )

@@ -1,8 +1,11 @@
 """The custom path: our TRL training script as an Azure ML command job on the stack's cluster.
 
-The job runs `jobs/train/src/train.py` with `hyperparameters.yaml` in the training
-environment (`finetune_phi.cloud.environment`). Its model is the named output `model`, an MLflow
-model that `phi deploy` registers.
+The job runs `jobs/train/src/train.py` with its trainer's recipe (`hyperparameters.yaml` for
+SFT, `hyperparameters-dpo.yaml` for DPO) in the training environment
+(`finetune_phi.cloud.environment`). It starts from a hub id, or from an MLflow model in Azure
+ML (`--model azureml://jobs/JOB/outputs/model`, an SFT job's, or `azureml:NAME:VERSION`),
+which the job mounts as its input `base_model`. Its model is the named output `model`, an
+MLflow model that `phi deploy` registers.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from finetune_phi.cloud.finetune.method import (
     check_experiment,
     option,
 )
+from finetune_phi.cloud.finetune.trainers import DEFAULT_TRAINER, TRAINERS, trainer
 from finetune_phi.cloud.specs import to_yaml
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.folders import (
@@ -41,6 +45,16 @@ from finetune_phi.core.folders import (
     TRAIN_SOURCE,
 )
 from finetune_phi.core.stack_outputs import StackOutputs
+
+BASE_MODEL_INPUT = "base_model"
+"""The job input an Azure ML model to start from is mounted as (an MLflow model folder)."""
+AZURE_MODEL = re.compile(
+    r"azureml://jobs/[A-Za-z0-9_.-]+/outputs/[A-Za-z0-9_]+"
+    r"|azureml:[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+|@latest)"
+    r"|azureml://registries/[A-Za-z0-9_.-]+/models/[A-Za-z0-9_.-]+/versions/[A-Za-z0-9_.-]+"
+)
+"""`--model` as an MLflow model in Azure ML: a job's output (an SFT job's `model`), a
+workspace model by version (or `@latest`), or a registry model by version."""
 
 DEFAULT_MODEL: str = yaml.safe_load(TRAIN_HYPERPARAMETERS.read_text())["model_name_or_path"]
 """The tutorial's model, as the training script's hyperparameters name it."""
@@ -98,10 +112,24 @@ class FinetuneRequest:
     trl_args: tuple[str, ...] = ()
     phi_options: tuple[str, ...] = ()
     """The command's own options, to name the closest when a TRL argument is unknown."""
+    trainer: str = DEFAULT_TRAINER
+    """`--trainer`: SFT on chat data, or DPO on preference pairs."""
 
     def check(self) -> None:
         """Every rule, each naming its argument, before anything is sent."""
-        check_files(self.train_file, self.eval_file)
+        check_files(self.train_file, self.eval_file, self.trainer)
+        if Path(self.model).expanduser().exists():
+            raise UsageError(
+                f"--model {self.model}: a folder on this machine, which the job on the cluster "
+                "cannot read; start from a job's model with --model azureml://jobs/JOB/outputs/"
+                "model, or register the folder and give azureml:NAME:VERSION"
+            )
+        if self.model.startswith("azureml:") and not AZURE_MODEL.fullmatch(self.model):
+            raise UsageError(
+                f"--model {self.model}: an Azure ML model is azureml://jobs/JOB/outputs/model "
+                "(a job's output), azureml:NAME:VERSION or azureml://registries/R/models/NAME/"
+                "versions/V"
+            )
         if self.profile not in PROFILES:
             raise UsageError(f"--profile {self.profile!r}: must be one of {', '.join(PROFILES)}")
         if not 1 <= self.nodes <= 100:
@@ -118,17 +146,22 @@ class FinetuneRequest:
                 "--nodes for 2 or more in all, on --profile gpu"
             )
         check_experiment(self.experiment)
-        check_trl_args(self.trl_args, self.phi_options, fsdp=self.fsdp)
+        check_trl_args(self.trl_args, self.phi_options, fsdp=self.fsdp, trainer=self.trainer)
 
 
 def check_trl_args(
-    args: tuple[str, ...], phi_options: Sequence[str] = (), *, fsdp: bool = False
+    args: tuple[str, ...],
+    phi_options: Sequence[str] = (),
+    *,
+    fsdp: bool = False,
+    trainer: str = DEFAULT_TRAINER,
 ) -> None:
     """TRL overrides are `--name value` pairs (or `--name=value`) in TRL's own spelling,
-    parsed here with TRL's own parser over the training script's arguments, so an unknown
-    name, a bad value or options the script refuses together are refused before a job is
-    built. `phi_options` are the command's own options: a misspelt one is named with its
-    closest match."""
+    parsed here with TRL's own parser over the training script's arguments with `trainer`
+    (SFTConfig's or DPOConfig's), so an unknown name, another trainer's argument, a bad
+    value, a DPO `--beta` outside its range or options the script refuses together are
+    refused before a job is built. `phi_options` are the command's own options: a misspelt
+    one is named with its closest match."""
     if not args:
         return
     if not args[0].startswith("--"):
@@ -146,10 +179,15 @@ def check_trl_args(
             raise UsageError(f"--{name} is set by phi itself; use the phi option instead")
         if name in script.REFUSED_ARGUMENTS:
             raise UsageError(f"--{name}: {script.REFUSED_ARGUMENTS[name]}")
-    parser = script.make_parser()
+    parser = script.make_parser(trainer)
     known = [option for action in parser._actions for option in action.option_strings]
     for name in names:
         if f"--{name}" not in known:
+            other = [t for t in TRAINERS if t != trainer and script.takes(t, f"--{name}")]
+            if other:
+                raise UsageError(
+                    f"--{name}: an argument of --trainer {other[0]}, not of --trainer {trainer}"
+                )
             match = difflib.get_close_matches(f"--{name}", [*phi_options, *known], n=1, cutoff=0.6)
             hint = f"; did you mean {match[0]}?" if match else ""
             raise UsageError(f"--{name}: neither an option of phi nor a TRL/Trainer argument{hint}")
@@ -161,7 +199,9 @@ def check_trl_args(
     except SystemExit:
         reason = errors.getvalue().strip().splitlines()[-1:] or ["invalid value"]
         raise UsageError(f"TRL arguments: {reason[0].split('error: ')[-1]}") from None
-    problem = script.incompatible_options(values, fsdp=fsdp)
+    problem = script.incompatible_options(values, fsdp=fsdp) or script.trainer_problem(
+        values, trainer
+    )
     if problem:
         raise UsageError(problem)
 
@@ -178,29 +218,43 @@ def training_script() -> Any:
     return script
 
 
+def model_label(model: str) -> str:
+    """The model as a display name says it: the hub name, or the job or model in Azure ML."""
+    if model.startswith("azureml://jobs/"):
+        return f"job {model.split('/')[3]}'s model"
+    return model.removeprefix("azureml:").split("/")[-1]
+
+
 def build_job(request: FinetuneRequest, compute: str) -> Any:
     """The command job, built with azure-ai-ml's own classes; needs no credentials."""
     from azure.ai.ml import Input, Output, PyTorchDistribution, command
     from azure.ai.ml.constants import AssetTypes
 
     profile = PROFILES[request.profile]
-    assets = data_assets(request.train_file, request.eval_file)
+    chosen = trainer(request.trainer)
+    assets = data_assets(request.train_file, request.eval_file, chosen.name)
     sharding = fsdp_arguments(TRAIN_FSDP_CONFIG.name) if request.fsdp else ()
     trl_args = " ".join((*profile.trl_defaults, *sharding, *request.trl_args))
     distributed = request.nodes * request.gpus_per_node > 1
+    inputs = {
+        name: Input(type=AssetTypes.URI_FILE, path=reference(asset))
+        for name, asset in assets.items()
+    }
+    model = request.model
+    if model.startswith("azureml:"):
+        inputs[BASE_MODEL_INPUT] = Input(type=AssetTypes.MLFLOW_MODEL, path=model)
+        model = f"${{{{inputs.{BASE_MODEL_INPUT}}}}}"
+    data = "pairs" if chosen.task == "preference" else "data"
     node = command(
         code=str(TRAIN_SOURCE),
         command=(
-            "python train.py --config hyperparameters.yaml"
-            f" --model_name_or_path {request.model}"
+            f"python train.py --config {chosen.hyperparameters.name}"
+            f" --model_name_or_path {model}"
             " --train_file ${{inputs.train_data}} --eval_file ${{inputs.eval_data}}"
             f" --model_output ${{{{outputs.{MODEL_OUTPUT}}}}} --output_dir outputs/checkpoints"
-            + (f" {trl_args}" if trl_args else "")
+            f" --trainer {chosen.name}" + (f" {trl_args}" if trl_args else "")
         ),
-        inputs={
-            name: Input(type=AssetTypes.URI_FILE, path=reference(asset))
-            for name, asset in assets.items()
-        },
+        inputs=inputs,
         outputs={MODEL_OUTPUT: Output(type=AssetTypes.MLFLOW_MODEL)},
         environment=environment(TRAIN_REQUIREMENTS, "finetune-phi-train"),
         compute=compute,
@@ -215,10 +269,11 @@ def build_job(request: FinetuneRequest, compute: str) -> Any:
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",
             "TOKENIZERS_PARALLELISM": "false",
         },
-        display_name=f"sft {request.model.split('/')[-1]} ({request.profile})",
+        display_name=f"{chosen.name} {model_label(request.model)} ({request.profile})",
         experiment_name=request.experiment,
-        description=f"TRL SFT of {request.model} on the prepared chat data; MLflow model in outputs.{MODEL_OUTPUT}.",
-        tags=tags(profile=request.profile),
+        description=f"TRL {chosen.name.upper()} of {request.model} on the prepared {chosen.task} "
+        f"{data}; MLflow model in outputs.{MODEL_OUTPUT}.",
+        tags=tags(profile=request.profile, trainer=chosen.name),
     )
     return node._to_job()
 
@@ -247,6 +302,7 @@ def finetune_request(request: Request) -> FinetuneRequest:
         experiment=request.experiment,
         trl_args=request.extra_args,
         phi_options=request.phi_options,
+        trainer=request.trainer,
     )
 
 
@@ -289,4 +345,5 @@ METHOD = FinetuneMethod(
     workspace_output="workspaceName",
     default_model=DEFAULT_MODEL,
     extra_arguments="TRL arguments",
+    trainers=tuple(TRAINERS),
 )

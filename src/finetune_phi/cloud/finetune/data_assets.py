@@ -1,5 +1,6 @@
 """The training and eval (held-out) data as Azure ML data assets, versioned by their content hash,
-so a re-submit of the same files uploads nothing."""
+so a re-submit of the same files uploads nothing: chat data as `phi-chat-train` and
+`phi-chat-eval`, DPO's preference pairs as `phi-preference-train` and `phi-preference-eval`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from finetune_phi.data.chat_format import require_chat_jsonl
+from finetune_phi.cloud.finetune.trainers import DEFAULT_TRAINER, require_data, trainer
 
 
 def content_version(path: Path) -> str:
@@ -16,25 +17,28 @@ def content_version(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def check_files(train_file: Path, eval_file: Path) -> None:
-    """Both files, read line by line with `phi data validate`'s rules, before anything is
-    uploaded: bad data never reaches a billed GPU."""
+def check_files(train_file: Path, eval_file: Path, name: str = DEFAULT_TRAINER) -> None:
+    """Both files, read line by line with `phi data validate`'s rules for the trainer's data
+    (chat rows, or preference pairs for DPO), before anything is uploaded: bad data never
+    reaches a billed GPU."""
     for flag, path in (("--train-file", train_file), ("--eval-file", eval_file)):
-        require_chat_jsonl(path, flag)
+        require_data(path, flag, name)
 
 
-def data_assets(train_file: Path, eval_file: Path) -> dict[str, Any]:
-    """The two files as versioned uri_file data assets, keyed by job input name."""
+def data_assets(train_file: Path, eval_file: Path, name: str = DEFAULT_TRAINER) -> dict[str, Any]:
+    """The two files as versioned uri_file data assets, keyed by job input name, named by the
+    trainer's data (`phi-chat-train`, `phi-preference-train`)."""
     from azure.ai.ml.constants import AssetTypes
     from azure.ai.ml.entities import Data
 
+    task = trainer(name).task
     return {
         input_name: Data(
-            name=f"phi-chat-{kind}",
+            name=f"phi-{task}-{kind}",
             version=content_version(path),
             path=str(path),
             type=AssetTypes.URI_FILE,
-            description=f"Chat {kind} data for finetune-phi ({path.name}).",
+            description=f"{task.capitalize()} {kind} data for finetune-phi ({path.name}).",
         )
         for input_name, kind, path in (
             ("train_data", "train", train_file),
@@ -49,7 +53,7 @@ def reference(asset: Any) -> str:
 
 
 def references(train_file: Path, eval_file: Path) -> dict[str, str]:
-    """How a job names the two files' assets, keyed by job input name."""
+    """How a job names the two (chat) files' assets, keyed by job input name."""
     return {name: reference(asset) for name, asset in data_assets(train_file, eval_file).items()}
 
 

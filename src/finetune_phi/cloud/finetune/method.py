@@ -3,7 +3,8 @@
 A method declares its name and one-line help, the options it takes (argparse's own keywords;
 `phi finetune submit` adds them and refuses each one to the methods that do not take it), how
 it checks a request and plans its job, the workspace the job runs in, the models it offers
-from the facts table, and what `phi doctor` checks for it. Shared code names no method.
+from the facts table, the trainers it runs (`trainers.TRAINERS`: SFT, DPO) and why not the
+others, and what `phi doctor` checks for it. Shared code names no method.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from finetune_phi.cloud.finetune.data_assets import check_files
 from finetune_phi.cloud.finetune.models import Offer
+from finetune_phi.cloud.finetune.trainers import DEFAULT_TRAINER, SFT
 from finetune_phi.core.contract import PROJECT
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.stack_outputs import StackOutputs
@@ -92,13 +94,15 @@ class Request:
     """The command's own options, to name the closest one to a misspelt argument."""
     verbose: bool = False
     """`phi --verbose`: a dry run prints all it could (the custom job's whole pip lock)."""
+    trainer: str = DEFAULT_TRAINER
+    """`--trainer`: one the method runs (`FinetuneMethod.trainers`)."""
 
     def value(self, option: Option) -> Any:
         return self.values.get(option.dest, option.default)
 
     def check(self) -> None:
-        """The rules of the shared options."""
-        check_files(self.train_file, self.eval_file)
+        """The rules of the shared options: the files are the trainer's data."""
+        check_files(self.train_file, self.eval_file, self.trainer)
         check_experiment(self.experiment)
 
 
@@ -155,3 +159,8 @@ class FinetuneMethod:
     """What `phi doctor` checks for it: its model offered, in the region, and so on."""
     extra_arguments: str = ""
     """What further `--name value` pairs are to it ("TRL arguments"); empty: it takes none."""
+    trainers: tuple[str, ...] = (SFT.name,)
+    """The `--trainer`s it runs (names in `trainers.TRAINERS`)."""
+    trainer_refusal: str = "does not run it"
+    """Why it runs no other trainer, with a dated source for what Azure offers; `phi finetune
+    submit` says it when asked for one."""

@@ -21,6 +21,7 @@ from finetune_phi.cloud.finetune.method import (
     Request,
 )
 from finetune_phi.cloud.finetune.models import latest_version
+from finetune_phi.cloud.finetune.trainers import DEFAULT_TRAINER, TRAINERS
 from finetune_phi.core.errors import UsageError
 
 METHODS: dict[str, FinetuneMethod] = {}
@@ -33,6 +34,9 @@ def register(method: FinetuneMethod) -> None:
     An option that several methods take must be the same `Option` in each."""
     if method.name in METHODS:
         raise ValueError(f"a fine-tuning method {method.name!r} is registered already")
+    unknown = [name for name in method.trainers if name not in TRAINERS]
+    if unknown:
+        raise ValueError(f"--method {method.name}: no trainer {unknown[0]!r} in trainers.TRAINERS")
     known = {option.dest: option for option in options()}
     for option in method.options:
         if known.get(option.dest, option) != option:
@@ -57,6 +61,11 @@ def takers(option: Option) -> list[FinetuneMethod]:
     return [method for method in METHODS.values() if option in method.options]
 
 
+def runners(trainer: str) -> list[FinetuneMethod]:
+    """The methods that run `trainer` (`--trainer NAME`)."""
+    return [method for method in METHODS.values() if trainer in method.trainers]
+
+
 for _method in (custom.METHOD, catalog.METHOD, serverless.METHOD):  # a new method: one more here
     register(_method)
 
@@ -79,6 +88,8 @@ class SubmitOptions:
     """The command's own options (for naming the closest to a misspelt one)."""
     verbose: bool = False
     """`phi --verbose`."""
+    trainer: str = DEFAULT_TRAINER
+    """`--trainer`: SFT on chat data, or DPO on preference pairs (`trainers.TRAINERS`)."""
 
     @classmethod
     def from_namespace(cls, args: Any, phi_options: Sequence[str] = ()) -> SubmitOptions:
@@ -92,6 +103,7 @@ class SubmitOptions:
             extra_args=tuple(args.trl_args),
             phi_options=tuple(phi_options),
             verbose=bool(getattr(args, "verbose", False)),
+            trainer=getattr(args, "trainer", DEFAULT_TRAINER),
         )
 
     @property
@@ -115,6 +127,7 @@ class SubmitOptions:
             extra_args=self.extra_args,
             phi_options=self.phi_options,
             verbose=self.verbose,
+            trainer=self.trainer,
         )
 
     def check(self) -> None:
@@ -142,6 +155,14 @@ class SubmitOptions:
             raise UsageError(
                 f"{', '.join(given)}: not an option of --method {method.name}"
                 + "".join(f"; --method {m.name} takes {only(m, method)}" for m in owners)
+            )
+        if self.trainer not in TRAINERS:
+            raise UsageError(f"--trainer {self.trainer!r}: must be one of {', '.join(TRAINERS)}")
+        if self.trainer not in method.trainers:
+            others = " or ".join(m.name for m in runners(self.trainer))
+            raise UsageError(
+                f"--trainer {self.trainer}: --method {method.name} {method.trainer_refusal}"
+                + (f"; --method {others} runs it" if others else "")
             )
         request = self.request()
         request.check()
@@ -176,5 +197,6 @@ def submit(
     ml_client: Any, options: SubmitOptions, job: Any, log: Callable[[str], None] = print
 ) -> Any:
     """Upload the data assets the workspace lacks, submit the job, return it as created."""
-    upload_missing(ml_client, data_assets(options.train_file, options.eval_file), log)
+    assets = data_assets(options.train_file, options.eval_file, options.trainer)
+    upload_missing(ml_client, assets, log)
     return ml_client.jobs.create_or_update(job)

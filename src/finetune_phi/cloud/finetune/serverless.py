@@ -22,7 +22,7 @@ from finetune_phi.cloud.finetune.method import (
 )
 from finetune_phi.cloud.finetune.models import Offer, registry_id, unpinned_note
 from finetune_phi.cloud.specs import to_yaml
-from finetune_phi.core.azure_facts import DEFAULT_CATALOG_MODEL, MODELS, Model
+from finetune_phi.core.azure_facts import DEFAULT_CATALOG_MODEL, MANAGED_DPO, MODELS, Model
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.stack_outputs import StackOutputs
 
@@ -163,4 +163,6 @@ METHOD = FinetuneMethod(
     default_model=DEFAULT_CATALOG_MODEL,
     offer=OFFER,
     preflight=preflight,
+    trainer_refusal="fine-tunes Phi as a chat-completion task, supervised on chat data only; "
+    f"{MANAGED_DPO}",
 )
