@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from finetune_phi.cli.options import (
     content_safety_endpoint,
 )
 from finetune_phi.core.errors import UsageError
-from finetune_phi.data import chat_format, prepare
+from finetune_phi.data import chat_format, preference_format, prepare
 from finetune_phi.safety import client as safety_client
 from finetune_phi.safety import screen as safety
 
@@ -46,10 +47,21 @@ def register(commands: Commands) -> None:
         help="a local .jsonl or .parquet file instead of the hub (as `phi data validate` reads)",
     )
     prep.add_argument(
-        "--dataset", default=prepare.DEFAULT_DATASET, help="hub dataset (default: %(default)s)"
+        "--task",
+        choices=preference_format.TASKS,
+        default="chat",
+        help="chat rows for SFT (train_data.jsonl, eval_data.jsonl), or preference pairs for "
+        "DPO (prompt, chosen, rejected: train_pairs.jsonl, eval_pairs.jsonl) (default: chat)",
     )
     prep.add_argument(
-        "--split", default=prepare.DEFAULT_SPLIT, help="its split (default: %(default)s)"
+        "--dataset",
+        help=f"hub dataset (default: {prepare.DEFAULT_DATASET}; with --task preference "
+        f"{preference_format.DEFAULT_DATASET})",
+    )
+    prep.add_argument(
+        "--split",
+        help=f"its split (default: {prepare.DEFAULT_SPLIT}; with --task preference "
+        f"{preference_format.DEFAULT_SPLIT})",
     )
     prep.add_argument(
         "--screen",
@@ -69,7 +81,12 @@ def register(commands: Commands) -> None:
         nargs="+",
         type=Path,
         metavar="FILE",
-        help=f"a chat data file: it {chat_format.SUFFIX_RULE}",
+        help=f"a chat or preference data file: it {chat_format.SUFFIX_RULE}",
+    )
+    validate.add_argument(
+        "--task",
+        choices=preference_format.TASKS,
+        help="what the files hold (default: told by each file's first row)",
     )
     validate.add_argument(
         "--tokenizer", help="tokenizer (hub id or folder) for token-length statistics"
@@ -191,12 +208,15 @@ def run_prepare(args: argparse.Namespace) -> int:
             outcome = _run_screen(args, [(source, rows)], report, endpoint, limit)
             return {flagged.line: flagged.severities for flagged in outcome.flagged}
 
+    pairs = args.task == "preference"
     result = prepare.prepare(
         out_dir=args.out,
         size=prepare.SampleSize.parse(args.sample) if args.sample else None,
         seed=args.seed,
-        dataset=args.dataset,
-        split=args.split,
+        dataset=args.dataset
+        or (preference_format.DEFAULT_DATASET if pairs else prepare.DEFAULT_DATASET),
+        split=args.split or (preference_format.DEFAULT_SPLIT if pairs else prepare.DEFAULT_SPLIT),
+        task=args.task,
         from_path=args.from_path,
         screen=screener,
         screen_mode=args.screen or "refuse",
@@ -244,6 +264,23 @@ def run_screen(args: argparse.Namespace) -> int:
     return 1 if outcome.flagged else 0
 
 
+def rows_and_task(
+    path: Path, given: str | None
+) -> tuple[Iterator[tuple[int, Any, str | None]], str]:
+    """The file's rows, read once, and its task: `given`, or "preference" when its first row
+    has chosen/rejected, else "chat" (a file mixing the two is then reported row by row)."""
+    rows = chat_format.read_rows(path)
+    if given is not None:
+        return rows, given
+    seen = []
+    for item in rows:
+        seen.append(item)
+        if item[1] is not None:
+            break
+    task = preference_format.task_of(seen[-1][1]) if seen and seen[-1][1] is not None else None
+    return itertools.chain(seen, rows), task or "chat"
+
+
 def run_validate(args: argparse.Namespace) -> int:
     """Exit 1 when what the files hold breaks the format (every problem is listed); a file
     that is not there at all is a usage error, named before any file is read."""
@@ -258,17 +295,23 @@ def run_validate(args: argparse.Namespace) -> int:
             failed = True
             continue
         try:
-            report = chat_format.validate_file(path)
+            rows, task = rows_and_task(path, args.task)
+            checker = (
+                preference_format.row_problems if task == "preference" else chat_format.row_problems
+            )
+            report = chat_format.validate_rows(rows, path, checker)
         except chat_format.UnreadableFileError as error:
             print(error, file=sys.stderr)
             failed = True
             continue
         for line, reason in report.problems:
             print(f"{path}:{line}: {reason}", file=sys.stderr)
-        print(f"{path}: {report.rows} rows, {len(report.problems)} problem(s)")
+        kind = "pairs" if task == "preference" else "rows"
+        print(f"{path}: {report.rows} {kind}, {len(report.problems)} problem(s)")
         failed |= not report.ok
         if report.ok and args.tokenizer:
-            from finetune_phi.data.token_lengths import token_statistics
+            from finetune_phi.data.token_lengths import pair_statistics, token_statistics
 
-            print(token_statistics(path, args.tokenizer, args.max_length))
+            statistics = pair_statistics if task == "preference" else token_statistics
+            print(statistics(path, args.tokenizer, args.max_length))
     return 1 if failed else 0

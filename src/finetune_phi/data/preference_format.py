@@ -6,7 +6,8 @@ A row is a JSON object with
   answer to that prompt.
 
 TRL's "implicit prompt" spelling is accepted too: `chosen` and `rejected` as whole
-conversations that share every message but their last, an assistant turn; `normalize`
+conversations that share every message but their last, an assistant turn (with `prompt`
+left out, or a string beside them, as in HuggingFaceH4/ultrafeedback_binarized); `normalize`
 turns it into the explicit one, which is what `phi data prepare --task preference` writes.
 The messages follow the chat format's rules (`chat_format.messages_problems`): roles, a
 system message first only, non-empty text, no chat-template markers. The two answers must
@@ -21,6 +22,24 @@ from finetune_phi.data.chat_format import messages_problems
 
 TASKS = ("chat", "preference")
 """What a data file is for: SFT's chat rows, or DPO's preference rows."""
+TRAIN_FILE = "train_pairs.jsonl"
+EVAL_FILE = "eval_pairs.jsonl"
+"""What `phi data prepare --task preference` writes: beside the chat files, never over them."""
+DEFAULT_DATASET = "HuggingFaceH4/ultrafeedback_binarized"
+DEFAULT_SPLIT = "train_prefs"
+"""The default hub source of pairs: UltraFeedback binarized, MIT, 61,966 rows in `train_prefs`,
+each a string `prompt` with `chosen` and `rejected` as whole conversations (its dataset card,
+huggingface.co/datasets/HuggingFaceH4/ultrafeedback_binarized README.md at 2d7e1ba, read
+2026-12-05)."""
+
+
+def conversation(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every message of a chat or preference row: what screening reads."""
+    if "messages" in row:
+        return list(row["messages"])
+    prompt = row.get("prompt")
+    before = prompt if isinstance(prompt, list) else []
+    return [*before, *row.get("chosen", []), *row.get("rejected", [])]
 
 
 def row_problems(row: Any) -> list[str]:
@@ -35,7 +54,7 @@ def row_problems(row: Any) -> list[str]:
     missing = [key for key in ("chosen", "rejected") if key not in row]
     if missing:
         return [f"'{missing[0]}' is missing: a preference row has prompt, chosen and rejected"]
-    if "prompt" in row:
+    if "prompt" in row and not isinstance(row["prompt"], str):
         return _explicit_problems(row)
     return _implicit_problems(row)
 
@@ -85,7 +104,7 @@ def normalize(row: dict[str, Any]) -> dict[str, Any]:
     def plain(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
         return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
 
-    if "prompt" in row:
+    if "prompt" in row and not isinstance(row["prompt"], str):
         prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
     else:
         prompt, chosen, rejected = row["chosen"][:-1], row["chosen"][-1:], row["rejected"][-1:]

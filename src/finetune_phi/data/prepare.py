@@ -31,11 +31,12 @@ except ImportError:  # Windows
 
 from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.core.renames import renamed
-from finetune_phi.data import hub
+from finetune_phi.data import hub, preference_format
 from finetune_phi.data.chat_format import (
     UnreadableFileError,
     file_problem,
     read_rows,
+    row_problems,
     validate_rows,
 )
 
@@ -273,6 +274,7 @@ def prepare(
     from_path: Path | None = None,
     screen: Screener | None = None,
     screen_mode: str = "refuse",
+    task: str = "chat",
 ) -> Prepared:
     """Load, validate, sample, screen, split and write. Raises DataError, writing nothing, on
     bad data. A local file is validated whole and kept whole unless `size` samples it; a hub
@@ -287,7 +289,9 @@ def prepare(
     else:
         numbered = _hub_rows(dataset, split, size or HUB_SAMPLE)
         source = f"{dataset}:{split}"
-    report = validate_rows(iter(numbered), Path(source))
+    pairs = task == "preference"
+    checker = preference_format.row_problems if pairs else row_problems
+    report = validate_rows(iter(numbered), Path(source), checker)
     if not report.ok:
         shown = "\n".join(f"  {source}:{line}: {reason}" for line, reason in report.problems[:20])
         more = len(report.problems) - 20
@@ -310,9 +314,17 @@ def prepare(
             )
         dropped = tuple(sorted(flagged))
         numbered = [item for item in numbered if item[0] not in flagged]
-    rows = [{"messages": row["messages"]} for _, row, _ in numbered]
+    rows = [
+        preference_format.normalize(row) if pairs else {"messages": row["messages"]}
+        for _, row, _ in numbered
+    ]
     train, held_out = split_rows(rows, seed)
-    paths = Prepared(out_dir / TRAIN_FILE, out_dir / EVAL_FILE, len(train), len(held_out), dropped)
+    names = (
+        (preference_format.TRAIN_FILE, preference_format.EVAL_FILE)
+        if pairs
+        else (TRAIN_FILE, EVAL_FILE)
+    )
+    paths = Prepared(out_dir / names[0], out_dir / names[1], len(train), len(held_out), dropped)
     write_jsonl_atomically({paths.train: train, paths.eval: held_out})
     return paths
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from finetune_phi.core.errors import UsageError
 from finetune_phi.data.chat_format import file_problem, read_jsonl, validate_rows
+from finetune_phi.data.preference_format import conversation, row_problems, task_of
 from finetune_phi.safety.client import API_VERSION, CATEGORIES, MAX_TEXT, SEVERITIES
 
 SCREENED_ROLES = ("user", "assistant")
@@ -66,7 +67,7 @@ def row_pieces(row: Any) -> list[str]:
     """The pieces of a row's user and assistant messages."""
     return [
         piece
-        for message in row["messages"]
+        for message in conversation(row)
         if message.get("role") in SCREENED_ROLES and isinstance(message.get("content"), str)
         for piece in pieces(message["content"])
     ]
@@ -78,11 +79,18 @@ def read_file(path: Path) -> list[Row]:
     if problem is not None:
         raise UsageError(f"{path}: {problem}")
     numbered = [item for item in read_jsonl(path) if item[1] is not None or item[2] is not None]
-    report = validate_rows(iter(numbered), path)
+    first = next((row for _, row, _ in numbered if row is not None), None)
+    pairs = task_of(first) == "preference"
+    report = (
+        validate_rows(iter(numbered), path, row_problems)
+        if pairs
+        else validate_rows(iter(numbered), path)
+    )
     if not report.ok:
         line, reason = report.problems[0]
         raise UsageError(
-            f"{path}: not chat JSONL ({len(report.problems)} problem(s), the first at line "
+            f"{path}: not {'preference' if pairs else 'chat'} JSONL ({len(report.problems)} "
+            "problem(s), the first at line "
             f"{line}: {reason}); `phi data validate {path}` lists them; nothing was sent"
         )
     return [(line, row) for line, row, _ in numbered]
@@ -165,7 +173,7 @@ class Plan:
             1
             for _, rows in self.sources
             for _, row in rows
-            for m in row["messages"]
+            for m in conversation(row)
             if m.get("role") in SCREENED_ROLES
         )
 

@@ -1,0 +1,188 @@
+"""Preference data for DPO: `phi data prepare --task preference` from a local file (JSON Lines
+or Parquet, every row kept) or a hub dataset (UltraFeedback's layout, offline), normalized to
+TRL's explicit conversational preference format; `phi data validate` names every bad pair by
+FILE:LINE; `--tokenizer` measures prompt plus each answer; screening reads both answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from finetune_phi.cli.main import main
+from finetune_phi.data.prepare import DataError, SampleSize, prepare
+from finetune_phi.safety.screen import row_pieces
+from tests.content_safety_server import ContentSafetyStandIn
+
+USER = {"role": "user", "content": "Name a primary colour."}
+GOOD = {
+    "prompt": [USER],
+    "chosen": [{"role": "assistant", "content": "Red."}],
+    "rejected": [{"role": "assistant", "content": "Purple, probably."}],
+}
+IMPLICIT = {  # UltraFeedback's spelling: a string prompt, whole conversations
+    "prompt": "Name a primary colour.",
+    "chosen": [USER, {"role": "assistant", "content": "Blue."}],
+    "rejected": [USER, {"role": "assistant", "content": "Green."}],
+    "score_chosen": 9.0,
+}
+
+
+def pairs_file(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_prepare_keeps_every_pair_normalized_beside_the_chat_files(tmp_path: Path) -> None:
+    source = pairs_file(tmp_path / "mine.jsonl", [GOOD, IMPLICIT] * 5)
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "train_data.jsonl").write_text("chat rows stay\n")
+    result = prepare(out_dir=out, seed=1, from_path=source, task="preference")
+    assert (result.train.name, result.eval.name) == ("train_pairs.jsonl", "eval_pairs.jsonl")
+    assert (result.train_rows, result.eval_rows) == (8, 2)
+    written = [
+        json.loads(line)
+        for path in (result.train, result.eval)
+        for line in path.read_text().splitlines()
+    ]
+    assert all(set(row) == {"prompt", "chosen", "rejected"} for row in written)
+    assert {row["chosen"][0]["content"] for row in written} == {"Red.", "Blue."}
+    assert all(row["prompt"] == [USER] for row in written)  # the string prompt resolved
+    assert (out / "train_data.jsonl").read_text() == "chat rows stay\n"
+
+
+def test_prepare_reads_parquet_and_the_hub_layout(tmp_path: Path) -> None:
+    pq.write_table(pa.Table.from_pylist([IMPLICIT] * 10), tmp_path / "pairs.parquet")
+    result = prepare(
+        out_dir=tmp_path / "a", seed=1, from_path=tmp_path / "pairs.parquet", task="preference"
+    )
+    assert result.train_rows + result.eval_rows == 10
+    repo = tmp_path / "ultrafeedback"
+    (repo / "data").mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist([IMPLICIT] * 20), repo / "data" / "train_prefs-00000-of-00001.parquet"
+    )
+    (repo / "README.md").write_text(
+        "---\ndataset_info:\n  splits:\n  - name: train_prefs\n    num_bytes: 1\n"
+        "    num_examples: 20\nconfigs:\n- config_name: default\n  data_files:\n"
+        "  - split: train_prefs\n    path: data/train_prefs-*\n---\n"
+    )
+    hub = prepare(
+        out_dir=tmp_path / "b",
+        size=SampleSize.parse("50%"),
+        seed=1,
+        dataset=str(repo),
+        split="train_prefs",
+        task="preference",
+    )
+    assert hub.train_rows + hub.eval_rows == 10
+
+
+def test_a_bad_pair_is_refused_by_line_and_nothing_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "train_pairs.jsonl").write_text("previous\n")
+    same = {**GOOD, "rejected": GOOD["chosen"]}
+    source = pairs_file(tmp_path / "bad.jsonl", [GOOD] * 4 + [same, {"messages": [USER]}])
+    with pytest.raises(DataError) as refused:
+        prepare(out_dir=out, seed=1, from_path=source, task="preference")
+    message = str(refused.value)
+    assert "nothing was written" in message
+    assert f"{source}:5: chosen and rejected are the same answer" in message
+    assert f"{source}:6: a chat row" in message
+    assert (out / "train_pairs.jsonl").read_text() == "previous\n"
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ({**GOOD, "prompt": [{"role": "assistant", "content": "hi"}]},
+         "the last message of 'prompt' is 'assistant'; it must be 'user'"),
+        ({**GOOD, "chosen": [{"role": "assistant", "content": "  "}]},
+         "chosen[0].content must be a non-empty string"),
+        ({**GOOD, "rejected": GOOD["chosen"] * 2}, "'rejected' must hold one assistant message"),
+        ({"prompt": [USER], "chosen": GOOD["chosen"]}, "'rejected' is missing"),
+        ({**IMPLICIT, "rejected": [{"role": "user", "content": "Other?"},
+                                   {"role": "assistant", "content": "Green."}]},
+         "chosen and rejected must share the same prompt"),
+        ({**GOOD, "chosen": [{"role": "assistant", "content": "a <|end|> b"}]},
+         "chosen[0].content holds '<|end|>', a chat-template marker"),
+    ],
+)  # fmt: skip
+def test_validate_names_each_rule_by_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], row: Any, reason: str
+) -> None:
+    path = pairs_file(tmp_path / "pairs.jsonl", [GOOD, row])
+    assert main(["data", "validate", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert f"{path}:2: {reason}" in captured.err
+    assert f"{path}: 2 pairs, " in captured.out
+
+
+def test_validate_tells_the_task_from_the_first_row_and_reports_a_mixed_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = pairs_file(tmp_path / "good.jsonl", [GOOD, IMPLICIT])
+    assert main(["data", "validate", str(good)]) == 0
+    assert f"{good}: 2 pairs, 0 problem(s)" in capsys.readouterr().out
+    chat = {"messages": [USER, {"role": "assistant", "content": "Red."}]}
+    mixed = pairs_file(tmp_path / "mixed.jsonl", [GOOD, chat])
+    assert main(["data", "validate", str(mixed)]) == 1
+    assert f"{mixed}:2: a chat row" in capsys.readouterr().err
+    assert main(["data", "validate", "--task", "chat", str(good)]) == 1
+    assert f"{good}:1: a preference row (chosen, rejected), not a chat row" in (
+        capsys.readouterr().err
+    )
+
+
+def test_prepare_preference_needs_pairs_and_names_the_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(json.dumps({"messages": [USER, GOOD["chosen"][0]]}) + "\n")
+    argv = ["data", "prepare", "--task", "preference", "--from", str(chat), "--out", "x"]
+    assert main([*argv]) == 2
+    assert f"{chat}:1: a chat row" in capsys.readouterr().err
+
+
+def test_screening_reads_the_prompt_and_both_answers() -> None:
+    system = {"role": "system", "content": "Be brief."}
+    row = {**GOOD, "prompt": [system, USER]}
+    assert row_pieces(row) == ["Name a primary colour.", "Red.", "Purple, probably."]
+
+
+def test_prepare_screen_drops_a_pair_whose_rejected_answer_is_harmful(
+    tmp_path: Path,
+    service: ContentSafetyStandIn,
+    signed_in: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    harmful = {**GOOD, "rejected": [{"role": "assistant", "content": "a brawl"}]}
+    source = pairs_file(tmp_path / "pairs.jsonl", [GOOD] * 4 + [harmful])
+    out = tmp_path / "data"
+    argv = ["data", "prepare", "--task", "preference", "--from", str(source), "--out", str(out)]
+    screen = ["--screen", "drop", "--endpoint", service.base_url]
+    assert main([*argv, *screen]) == 0, capsys.readouterr().err
+    assert f"{source}:5: Violence 4" in capsys.readouterr().err
+    kept = [
+        line for name in ("train_pairs.jsonl", "eval_pairs.jsonl")
+        for line in (out / name).read_text().splitlines()
+    ]  # fmt: skip
+    assert len(kept) == 4
+    assert "brawl" not in "".join(kept)
+
+
+@pytest.mark.slow
+def test_validate_measures_prompt_plus_each_answer_in_tokens(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = pairs_file(tmp_path / "pairs.jsonl", [GOOD, IMPLICIT])
+    assert main(["data", "validate", str(path), "--tokenizer", str(tiny_model)]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: prompt + chosen: tokens per pair: min " in out
+    assert f"{path}: prompt + rejected: tokens per pair: min " in out
