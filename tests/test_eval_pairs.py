@@ -202,8 +202,8 @@ def test_bad_pairs_are_named_by_file_and_line(
     [
         ("missing.jsonl", None, "no such file"),
         ("folder", "", "a folder; give the JSONL file inside it"),
-        ("pairs.csv", "prompt,chosen,rejected\n", "a .csv file; pairs are JSON Lines"),
-        ("pairs.jsonl", "[]\n", "a JSON array; pairs are JSON Lines"),
+        ("pairs.csv", "prompt,chosen,rejected\n", "CSV, which cannot hold a conversation's list of messages; preference data must be a .jsonl file"),
+        ("pairs.jsonl", "[]\n", "a JSON array; preference JSONL has one JSON object per line"),
         ("pairs.jsonl", "\n", "is not preference JSONL (1 problem(s)):\n  {path}: the file holds no rows"),
     ],
 )  # fmt: skip

@@ -222,40 +222,45 @@ def validate_file(path: Path) -> FileReport:
     return validate_rows(read_rows(path), path)
 
 
-def file_problem(path: Path, *, parquet: bool = False) -> str | None:
-    """Why `path` is not a chat data file as a whole, before its rows are read: missing, a
-    folder, a name outside SUFFIX_RULE (CSV with its own reason), a JSON array, or Parquet
-    where JSON Lines is needed (unless `parquet`: then a .parquet file is read); None when
-    its rows are worth reading."""
+ROW_SHAPES = {"chat": '{"messages": [...]}', "preference": '{"prompt", "chosen", "rejected"}'}
+"""One row of each task's data, in words."""
+
+
+def file_problem(path: Path, *, parquet: bool = False, task: str = "chat") -> str | None:
+    """Why `path` is not a data file of `task` ("chat" or "preference") as a whole, before
+    its rows are read: missing, a folder, a name outside SUFFIX_RULE (CSV with its own
+    reason), a JSON array, or Parquet where JSON Lines is needed (unless `parquet`: then a
+    .parquet file is read); None when its rows are worth reading."""
+    prepare = "phi data prepare" + (" --task preference" if task == "preference" else "")
     if path.is_dir():
         return "a folder; give the JSONL file inside it"
     if not path.is_file():
-        return "no such file (make it with `phi data prepare --out DIR`)"
+        return f"no such file (make it with `{prepare} --out DIR`)"
     try:
         with path.open("rb") as file:
             head = file.read(4096)
     except OSError as error:
         return f"cannot read it ({error.strerror or error})"
     suffix = path.suffix.lower()
-    convert = f"`phi data prepare --from {path} --out DIR`"
+    convert = f"`{prepare} --from {path} --out DIR`"
     if head.startswith(b"PAR1") or (suffix == PARQUET_SUFFIX and not parquet):
         if not parquet:
-            return f"Parquet; training reads chat JSONL: convert it with {convert}"
+            return f"Parquet; training reads {task} JSONL: convert it with {convert}"
         if suffix != PARQUET_SUFFIX:
             return f"Parquet named {suffix or 'without a suffix'}; name it .parquet"
         return None
     rule = SUFFIX_RULE if parquet else JSONL_RULE
     if suffix in (".csv", ".tsv"):
         return (
-            f"CSV, which cannot hold a conversation's list of messages; chat data {rule}, "
-            'one {"messages": [...]} object per row'
+            f"CSV, which cannot hold a conversation's list of messages; {task} data {rule}, "
+            f"one {ROW_SHAPES[task]} object per row"
         )
     if suffix not in (*JSONL_SUFFIXES, PARQUET_SUFFIX):
-        return f"a {suffix or 'suffix-less'} file; chat data {rule}"
+        return f"a {suffix or 'suffix-less'} file; {task} data {rule}"
     if suffix == PARQUET_SUFFIX:
         return None  # pyarrow says what is wrong with it
     if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
-        return "a JSON array; chat JSONL has one JSON object per line"
+        return f"a JSON array; {task} JSONL has one JSON object per line"
     return None
 
 

@@ -81,7 +81,7 @@ class ScoredPair:
 def read_pairs(path: Path, limit: int | None = None, flag: str = "--pairs") -> list[Pair]:
     """Every pair of a preference JSONL file (either spelling), or UsageError naming the file's
     problem or its first bad lines as FILE:LINE: reason."""
-    problem = _file_problem(path)
+    problem = chat_format.file_problem(path, task="preference")
     if problem is not None:
         raise UsageError(f"{flag} {path}: {problem}")
     found: list[tuple[int, Any]] = []
@@ -115,27 +115,6 @@ def read_pairs(path: Path, limit: int | None = None, flag: str = "--pairs") -> l
             )
         )
     return pairs[:limit] if limit else pairs
-
-
-def _file_problem(path: Path) -> str | None:
-    """Why `path` is not a JSON Lines file as a whole, before its rows are read."""
-    if path.is_dir():
-        return "a folder; give the JSONL file inside it"
-    if not path.is_file():
-        return "no such file"
-    try:
-        with path.open("rb") as file:
-            head = file.read(4096)
-    except OSError as error:
-        return f"cannot read it ({error.strerror or error})"
-    rule = "pairs are JSON Lines, one {prompt, chosen, rejected} object a line (.jsonl)"
-    if head.startswith(b"PAR1"):
-        return f"Parquet; {rule}"
-    if path.suffix.lower() not in chat_format.JSONL_SUFFIXES:
-        return f"a {path.suffix or 'suffix-less'} file; {rule}"
-    if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
-        return f"a JSON array; {rule}"
-    return None
 
 
 def measure(model: Model, pair: Pair, source: str) -> LogProbs:

@@ -40,17 +40,6 @@ class Trainer:
         """The data in words: "chat JSONL", "preference JSONL"."""
         return f"{self.task} JSONL"
 
-    def worded(self, problem: str) -> str:
-        """A chat-format problem with a whole file (`chat_format.file_problem`) in this
-        trainer's words."""
-        if self.task == "chat":
-            return problem
-        return (
-            problem.replace("chat JSONL", self.data)
-            .replace("chat data", f"{self.task} data")
-            .replace("`phi data prepare ", f"`{self.prepare} ")
-        )
-
 
 SFT = Trainer(
     name="sft",
@@ -86,9 +75,9 @@ def require_data(path: Path, flag: str, name: str = DEFAULT_TRAINER) -> chat_for
     other trainer's rows (chat rows given to DPO, pairs given to SFT), else naming its first
     bad lines as FILE:LINE: reason."""
     chosen = trainer(name)
-    problem = chat_format.file_problem(path)
+    problem = chat_format.file_problem(path, task=chosen.task)
     if problem is not None:
-        raise UsageError(f"{flag} {path}: {chosen.worded(problem)}")
+        raise UsageError(f"{flag} {path}: {problem}")
     kinds: set[str | None] = set()
 
     def problems(row: Any) -> list[str]:
