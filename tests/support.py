@@ -427,3 +427,19 @@ def catalog_layout(ours: Path, out: Path) -> Path:
         yaml.safe_dump({"flavors": {"hftransformersv2": flavor, "python_function": pyfunc}})
     )
     return out
+
+
+def hub_layout(repo: Path, split: str, rows: list[Any]) -> Path:
+    """A local dataset folder laid out as the hub lays one out (a Parquet shard per split and
+    a dataset card naming it), so that the hub code path runs offline on `rows`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (repo / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), repo / "data" / f"{split}-00000-of-00001.parquet")
+    (repo / "README.md").write_text(
+        f"---\ndataset_info:\n  splits:\n  - name: {split}\n    num_bytes: 1\n"
+        f"    num_examples: {len(rows)}\nconfigs:\n- config_name: default\n  data_files:\n"
+        f"  - split: {split}\n    path: data/{split}-*\n---\n"
+    )
+    return repo

@@ -12,7 +12,7 @@ import pytest
 from finetune_phi.cli.main import main
 from finetune_phi.data.chat_format import row_problems, validate_file
 from finetune_phi.data.prepare import DataError, SampleSize, prepare
-from tests.support import SAMPLE
+from tests.support import SAMPLE, hub_layout
 
 GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 
@@ -172,14 +172,9 @@ def test_parquet_source(tmp_path: Path) -> None:
 
 def test_hub_source_streams_only_the_rows_it_keeps(tmp_path: Path) -> None:
     """The hub code path, run on a local dataset folder laid out as the hub lays it out."""
-    repo = tmp_path / "ultrachat"
-    (repo / "data").mkdir(parents=True)
     rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
-    pq.write_table(pa.Table.from_pylist(rows), repo / "data" / "train_sft-00000-of-00001.parquet")
-    (repo / "README.md").write_text(
-        "---\ndataset_info:\n  splits:\n  - name: train_sft\n    num_bytes: 1\n    num_examples: 45\n"
-        "configs:\n- config_name: default\n  data_files:\n  - split: train_sft\n    path: data/train_sft-*\n---\n"
-    )
+    repo = hub_layout(tmp_path / "ultrachat", "train_sft", rows)
+    assert len(rows) == 45
     result = prepare(
         out_dir=tmp_path / "out",
         size=SampleSize.parse("20%"),

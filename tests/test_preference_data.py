@@ -17,6 +17,7 @@ from finetune_phi.cli.main import main
 from finetune_phi.data.prepare import DataError, SampleSize, prepare
 from finetune_phi.safety.screen import row_pieces
 from tests.content_safety_server import ContentSafetyStandIn
+from tests.support import hub_layout
 
 USER = {"role": "user", "content": "Name a primary colour."}
 GOOD = {
@@ -62,16 +63,7 @@ def test_prepare_reads_parquet_and_the_hub_layout(tmp_path: Path) -> None:
         out_dir=tmp_path / "a", seed=1, from_path=tmp_path / "pairs.parquet", task="preference"
     )
     assert result.train_rows + result.eval_rows == 10
-    repo = tmp_path / "ultrafeedback"
-    (repo / "data").mkdir(parents=True)
-    pq.write_table(
-        pa.Table.from_pylist([IMPLICIT] * 20), repo / "data" / "train_prefs-00000-of-00001.parquet"
-    )
-    (repo / "README.md").write_text(
-        "---\ndataset_info:\n  splits:\n  - name: train_prefs\n    num_bytes: 1\n"
-        "    num_examples: 20\nconfigs:\n- config_name: default\n  data_files:\n"
-        "  - split: train_prefs\n    path: data/train_prefs-*\n---\n"
-    )
+    repo = hub_layout(tmp_path / "ultrafeedback", "train_prefs", [IMPLICIT] * 20)
     hub = prepare(
         out_dir=tmp_path / "b",
         size=SampleSize.parse("50%"),
