@@ -1,4 +1,4 @@
-"""`phi data prepare | validate | screen`: chat data for the fine-tune."""
+"""`phi data prepare | validate | screen`: chat data for SFT, preference pairs for DPO."""
 
 from __future__ import annotations
 
@@ -25,11 +25,12 @@ DEFAULT_DEADLINE = 3600.0
 
 
 def register(commands: Commands) -> None:
-    data = commands.add_parser("data", help="prepare and validate chat data").add_subparsers(
-        dest="data_command", required=True, metavar="COMMAND"
-    )
+    data = commands.add_parser(
+        "data", help="prepare, validate and screen chat or preference data"
+    ).add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     prep = data.add_parser(
-        "prepare", help="sample, validate and split chat data into train/test JSONL"
+        "prepare",
+        help="sample, validate and split chat or preference data into train/eval JSONL",
     )
     prep.add_argument(
         "--out", type=Path, default=Path("data"), help="output folder (default: data)"
@@ -74,7 +75,7 @@ def register(commands: Commands) -> None:
 
     validate = data.add_parser(
         "validate",
-        help="check chat JSONL or Parquet files; every bad line (or row) by number",
+        help="check chat or preference JSONL or Parquet files; every bad line (or row) by number",
     )
     validate.add_argument(
         "files",
@@ -89,7 +90,9 @@ def register(commands: Commands) -> None:
         help="what the files hold (default: told by each file's first row)",
     )
     validate.add_argument(
-        "--tokenizer", help="tokenizer (hub id or folder) for token-length statistics"
+        "--tokenizer",
+        help="tokenizer (hub id or folder) for token-length statistics, chat template applied "
+        "(of preference pairs: prompt + chosen and prompt + rejected)",
     )
     validate.add_argument(
         "--max-length", type=int, default=2048, help="length to count overlong rows against"
@@ -102,7 +105,11 @@ def register(commands: Commands) -> None:
         "FILE:LINE for each row at or above --threshold (exit 1 when any)",
     )
     screen.add_argument(
-        "files", nargs="+", type=Path, metavar="FILE", help="a chat JSONL file to screen"
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="a chat or preference JSONL file to screen",
     )
     screen.add_argument(
         "--dry-run",

@@ -27,19 +27,25 @@ EVAL_FILE = "eval_pairs.jsonl"
 """What `phi data prepare --task preference` writes: beside the chat files, never over them."""
 DEFAULT_DATASET = "HuggingFaceH4/ultrafeedback_binarized"
 DEFAULT_SPLIT = "train_prefs"
-"""The default hub source of pairs: UltraFeedback binarized, MIT, 61,966 rows in `train_prefs`,
-each a string `prompt` with `chosen` and `rejected` as whole conversations (its dataset card,
-huggingface.co/datasets/HuggingFaceH4/ultrafeedback_binarized README.md at 2d7e1ba, read
-2026-12-05)."""
+"""The default hub source of pairs: UltraFeedback binarized (the pairs Zephyr-7B-beta was
+DPO-trained on), MIT licence, 61,135 pairs in `train_prefs` (2,000 in `test_prefs`); each row
+a string `prompt`, `chosen` and `rejected` as whole [user, assistant] conversations (TRL's
+implicit spelling), and a `messages` column that repeats `chosen`, which is ignored (its dataset
+card, huggingface.co/datasets/HuggingFaceH4/ultrafeedback_binarized README.md at revision
+2a3fb934, read 2026-12-05; an earlier revision listed 61,966).
+TRL's own examples use trl-lib/ultrafeedback_binarized (62.1k rows in `train`, conversational
+with the prompt implicit, per its viewer and TRL's reward-trainer page); `--dataset
+trl-lib/ultrafeedback_binarized --split train` reads it the same way."""
 
 
 def conversation(row: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every message of a chat or preference row: what screening reads."""
-    if "messages" in row:
-        return list(row["messages"])
-    prompt = row.get("prompt")
-    before = prompt if isinstance(prompt, list) else []
-    return [*before, *row.get("chosen", []), *row.get("rejected", [])]
+    """Every message of a valid chat or preference row, each once: what screening reads. A
+    preference row's prompt, then its chosen and its rejected answer (a `messages` column
+    beside them, as UltraFeedback's, is not what DPO reads, and is left out)."""
+    if task_of(row) == "preference":
+        pair = normalize(row)
+        return [*pair["prompt"], *pair["chosen"], *pair["rejected"]]
+    return list(row.get("messages") or [])
 
 
 def row_problems(row: Any) -> list[str]:
@@ -54,6 +60,12 @@ def row_problems(row: Any) -> list[str]:
     missing = [key for key in ("chosen", "rejected") if key not in row]
     if missing:
         return [f"'{missing[0]}' is missing: a preference row has prompt, chosen and rejected"]
+    if any(isinstance(row[key], str) for key in ("chosen", "rejected")):
+        return [
+            "chosen and rejected are plain text (TRL's standard format); pairs here are "
+            "conversational: 'prompt' a list of messages ending in a user turn, 'chosen' and "
+            "'rejected' one assistant message each"
+        ]
     if "prompt" in row and not isinstance(row["prompt"], str):
         return _explicit_problems(row)
     return _implicit_problems(row)
@@ -73,6 +85,12 @@ def _explicit_problems(row: dict[str, Any]) -> list[str]:
 
 
 def _implicit_problems(row: dict[str, Any]) -> list[str]:
+    if "prompt" in row and not all(_has_user(row[key]) for key in ("chosen", "rejected")):
+        return [
+            "'prompt' is a string but an answer holds no user message: give 'prompt' as a "
+            "list of messages ending in a user turn, or chosen and rejected as whole "
+            "conversations"
+        ]
     problems = []
     for key in ("chosen", "rejected"):
         problems += messages_problems(row[key], key)
@@ -87,6 +105,12 @@ def _implicit_problems(row: dict[str, Any]) -> list[str]:
     if _text(chosen[-1]) == _text(rejected[-1]):
         return ["chosen and rejected are the same answer: nothing to prefer"]
     return []
+
+
+def _has_user(messages: Any) -> bool:
+    return isinstance(messages, list) and any(
+        isinstance(m, dict) and m.get("role") == "user" for m in messages
+    )
 
 
 def _text(message: dict[str, Any]) -> str:

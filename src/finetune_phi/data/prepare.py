@@ -5,6 +5,12 @@ only the rows kept are downloaded (the first N rows of the split; a percentage i
 into N from the split's row count in the dataset's metadata). `--from PATH` reads a local
 JSONL or Parquet file instead. Only `messages` is kept: ultrachat rows also carry `prompt`
 and `prompt_id`, and with those present TRL takes the data for prompt/completion pairs.
+
+`task="preference"` (`--task preference`) does the same for DPO's pairs: checked by
+`preference_format.row_problems`, written in TRL's explicit spelling (`normalize`: prompt,
+chosen, rejected, nothing else) to `preference_format.TRAIN_FILE` and `EVAL_FILE`
+(train_pairs.jsonl, eval_pairs.jsonl), beside the chat files; the hub default is
+`preference_format.DEFAULT_DATASET`.
 """
 
 from __future__ import annotations

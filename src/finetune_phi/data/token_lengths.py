@@ -1,5 +1,6 @@
-"""Token-length statistics of a prepared chat file, with the chat template applied as
-training applies it: how long conversations are, and how many exceed the training length."""
+"""Token-length statistics of a chat or preference data file, with the chat template applied
+as training applies it: how long conversations are (of a pair, the prompt with each answer,
+what DPO's `max_length` counts), and how many exceed the training length."""
 
 from __future__ import annotations
 

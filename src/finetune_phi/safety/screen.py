@@ -1,4 +1,7 @@
-"""`phi data screen`: every user and assistant message of chat rows through Content Safety.
+"""`phi data screen`: every user and assistant message of chat rows through Content Safety;
+of preference rows, the prompt's user messages and both answers, chosen and rejected (in
+either of TRL's spellings; a `messages` column beside them, as UltraFeedback's, is not read:
+`preference_format.conversation`).
 
 Long messages are split into pieces of at most `client.MAX_TEXT` code points (at whitespace
 where there is some); a row takes, per category, the highest severity of its pieces, and is
@@ -28,7 +31,7 @@ THRESHOLDS = {"low": 2, "medium": 4, "high": 6}
 DEFAULT_THRESHOLD = "medium"
 
 Row = tuple[int, Any]
-"""(line number, parsed chat row)."""
+"""(line number, parsed chat or preference row)."""
 
 
 def threshold(text: str) -> int:
@@ -64,7 +67,8 @@ def piece_key(text: str, categories: Sequence[str]) -> str:
 
 
 def row_pieces(row: Any) -> list[str]:
-    """The pieces of a row's user and assistant messages."""
+    """The pieces of a valid row's user and assistant messages (a preference row's prompt and
+    both answers)."""
     return [
         piece
         for message in conversation(row)
@@ -74,7 +78,8 @@ def row_pieces(row: Any) -> list[str]:
 
 
 def read_file(path: Path) -> list[Row]:
-    """A chat JSONL file's rows; a UsageError in one line when it is not chat JSONL."""
+    """A chat or preference JSONL file's rows (the task told by its first row, as `phi data
+    validate` tells it); a UsageError in one line when a row is not of that task."""
     problem = file_problem(path)
     if problem is not None:
         raise UsageError(f"{path}: {problem}")
