@@ -21,7 +21,7 @@ MAY_IMPORT = {
     "serving": {"core"},
     "endpoint_client": set(),
     "data": {"core"},
-    "safety": {"core", "data"},
+    "safety": {"core", "data", "endpoint_client"},
     "evaluation": {"core", "data", "endpoint_client"},
     "local": {"core", "data", "serving", "endpoint_client", "evaluation"},
     "cloud": {"core", "data", "serving", "endpoint_client"},

@@ -193,52 +193,17 @@ class EndpointClient:
     def _post(
         self, url: urllib.parse.SplitResult, body: bytes, headers: dict[str, str], deadline: float
     ) -> tuple[int, dict[str, str], bytes]:
-        """One POST, cut off at the deadline wherever it is (connecting, sending, waiting,
-        reading): a watchdog closes the socket, which no per-read timeout can do."""
-        remaining = deadline - time.monotonic()
+        """One POST, cut off at the deadline (`post_within`); each failure an EndpointError."""
         late = EndpointError(None, f"no answer within {self.timeout:g} s from the endpoint")
-        if remaining <= 0:
-            raise late
-        connection: http.client.HTTPConnection = (
-            http.client.HTTPSConnection(
-                url.hostname or "",
-                url.port,
-                timeout=remaining,
-                context=ssl.create_default_context(),
-            )
-            if url.scheme == "https"
-            else http.client.HTTPConnection(url.hostname or "", url.port, timeout=remaining)
-        )
-        expired = threading.Event()
-
-        def cut_off() -> None:
-            expired.set()
-            if connection.sock is not None:
-                with contextlib.suppress(OSError):
-                    connection.sock.shutdown(socket.SHUT_RDWR)
-
-        watchdog = threading.Timer(remaining, cut_off)
-        watchdog.daemon = True
-        watchdog.start()
-        target = url.path or "/"
         try:
-            connection.request(
-                "POST", f"{target}?{url.query}" if url.query else target, body, headers
+            status, answer_headers, raw = post_within(
+                url, body, headers, deadline - time.monotonic(), MAX_RESPONSE_BYTES
             )
-            response = connection.getresponse()
-            raw = response.read(MAX_RESPONSE_BYTES + 1)
-            if expired.is_set():  # the watchdog's shutdown ends a read as if at its end
-                raise late
-            if len(raw) > MAX_RESPONSE_BYTES:
-                raise EndpointError(
-                    response.status, f"the answer is over {MAX_RESPONSE_BYTES} bytes"
-                )
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, raw
+        except TimeoutError:
+            raise late from None
         except ssl.SSLError as error:
             raise EndpointError(None, f"TLS with {url.hostname} failed: {error.reason}") from None
         except (OSError, http.client.HTTPException) as error:
-            if expired.is_set() or isinstance(error, TimeoutError):
-                raise late from None
             closed = isinstance(
                 error,
                 http.client.RemoteDisconnected | ConnectionResetError | http.client.IncompleteRead,
@@ -253,9 +218,9 @@ class EndpointClient:
                 f"{what} ({type(error).__name__}): check the scoring URI and that the "
                 "endpoint is up",
             ) from None
-        finally:
-            watchdog.cancel()
-            connection.close()
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise EndpointError(status, f"the answer is over {MAX_RESPONSE_BYTES} bytes")
+        return status, answer_headers, raw
 
     def _redact(self, text: str) -> str:
         """The text with the key, if it echoes it, masked."""
@@ -322,3 +287,57 @@ def chat_completions_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]
     if parameters.get("do_sample") is False:
         translated["temperature"] = 0
     return translated
+
+
+def post_within(
+    url: urllib.parse.SplitResult,
+    body: bytes,
+    headers: Mapping[str, str],
+    seconds: float,
+    max_bytes: int,
+) -> tuple[int, dict[str, str], bytes]:
+    """One POST to `url` (its path and query), redirects not followed, cut off after `seconds`
+    wherever it is (connecting, sending, waiting, reading): a watchdog shuts the socket down,
+    which no per-read timeout can do. Returns (status, headers in lower case, at most
+    `max_bytes` + 1 bytes of the body: more means too long). TimeoutError when the time ran
+    out; ssl.SSLError, OSError or http.client.HTTPException as they came otherwise."""
+    if seconds <= 0:
+        raise TimeoutError
+    host = url.hostname or ""
+    connection: http.client.HTTPConnection = (
+        http.client.HTTPSConnection(
+            host, url.port, timeout=seconds, context=ssl.create_default_context()
+        )
+        if url.scheme == "https"
+        else http.client.HTTPConnection(host, url.port, timeout=seconds)
+    )
+    expired = threading.Event()
+
+    def cut_off() -> None:
+        expired.set()
+        if connection.sock is not None:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(seconds, cut_off)
+    watchdog.daemon = True
+    watchdog.start()
+    target = url.path or "/"
+    try:
+        connection.request(
+            "POST", f"{target}?{url.query}" if url.query else target, body, dict(headers)
+        )
+        response = connection.getresponse()
+        raw = response.read(max_bytes + 1)
+        if expired.is_set():  # the watchdog's shutdown ends a read as if at its end
+            raise TimeoutError
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, raw
+    except ssl.SSLError:
+        raise
+    except (OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise TimeoutError from None
+        raise
+    finally:
+        watchdog.cancel()
+        connection.close()

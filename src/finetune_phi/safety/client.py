@@ -23,14 +23,11 @@ What it promises:
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import ipaddress
 import json
 import math
-import socket
 import ssl
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +42,7 @@ from finetune_phi.core.azure_facts import (
     CONTENT_SAFETY_SCOPE,
 )
 from finetune_phi.core.errors import PhiError, UsageError
+from finetune_phi.endpoint_client import post_within
 
 API_VERSION = CONTENT_SAFETY_API_VERSION
 PATH = CONTENT_SAFETY_ANALYZE_PATH
@@ -205,7 +203,7 @@ class ContentSafetyClient:
 
     def _post(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
         """One POST, cut off after request_timeout (or at the deadline, if sooner) wherever it
-        is: a watchdog shuts the socket down, which a per-read timeout cannot do."""
+        is (`post_within`); each failure a PhiError."""
         limit = min(self.request_timeout, self._deadline - self.clock())
         late = PhiError(
             f"no answer from Content Safety at {self._url.netloc} within {limit:g} s"
@@ -213,48 +211,22 @@ class ContentSafetyClient:
             else f"the screen ran past its {self.deadline_seconds:g} s deadline; run it again "
             "to go on from where it stopped"
         )
-        if limit <= 0:
-            raise late
-        host, port = self._url.hostname or "", self._url.port
-        connection: http.client.HTTPConnection = (
-            http.client.HTTPSConnection(
-                host, port, timeout=limit, context=ssl.create_default_context()
-            )
-            if self._url.scheme == "https"
-            else http.client.HTTPConnection(host, port, timeout=limit)
-        )
-        expired = threading.Event()
-
-        def cut_off() -> None:
-            expired.set()
-            if connection.sock is not None:
-                with contextlib.suppress(OSError):
-                    connection.sock.shutdown(socket.SHUT_RDWR)
-
-        watchdog = threading.Timer(limit, cut_off)
-        watchdog.daemon = True
-        watchdog.start()
         try:
-            connection.request("POST", f"{PATH}?api-version={API_VERSION}", body, dict(headers))
-            response = connection.getresponse()
-            raw = response.read(MAX_RESPONSE_BYTES + 1)
-            if expired.is_set():
-                raise late
-            if len(raw) > MAX_RESPONSE_BYTES:
-                raise PhiError(f"Content Safety's answer is over {MAX_RESPONSE_BYTES} bytes")
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, raw
+            status, answer_headers, raw = post_within(
+                urllib.parse.urlsplit(self.analyze_url), body, headers, limit, MAX_RESPONSE_BYTES
+            )
+        except TimeoutError:
+            raise late from None
         except ssl.SSLError as error:
-            raise PhiError(f"TLS with {host} failed: {error.reason}") from None
+            raise PhiError(f"TLS with {self._url.hostname} failed: {error.reason}") from None
         except (OSError, http.client.HTTPException) as error:
-            if expired.is_set() or isinstance(error, TimeoutError):
-                raise late from None
             raise PhiError(
                 f"cannot reach Content Safety at {self._url.netloc} ({type(error).__name__}): "
                 "check the endpoint and the network"
             ) from None
-        finally:
-            watchdog.cancel()
-            connection.close()
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise PhiError(f"Content Safety's answer is over {MAX_RESPONSE_BYTES} bytes")
+        return status, answer_headers, raw
 
 
 def _retry_wait(retry_after: str, backoff: float) -> float:
