@@ -496,12 +496,29 @@ def test_the_merged_dpo_model_answers_through_the_scoring_server(
     assert flavor["source_model_name"] == str(fine_tuned / "model")  # DPO after that SFT
     card = yaml.safe_load((dpo_tuned / "model" / "model_card_data.yaml").read_text())
     assert card == {"license": "unknown"}  # the SFT model's card carried over
+    parameters = {"max_new_tokens": 8, "do_sample": False}  # greedy: one right answer
     with serving(dpo_tuned / "model") as url:
-        body = {"input_data": {"input_string": PROMPT, "parameters": {"max_new_tokens": 8}}}
+        body = {"input_data": {"input_string": PROMPT, "parameters": parameters}}
         response = requests.post(f"{url}/score", json=body, timeout=60)
     assert response.status_code == 200, response.text
-    assert isinstance(response.json()["output"], str)
-    assert response.json()["output"].strip()
+    assert response.json()["output"] == greedy_answer(dpo_tuned / "model", PROMPT, 8)
+
+
+def greedy_answer(model_dir: Path, messages: list[dict[str, str]], max_new_tokens: int) -> str:
+    """The merged model's own greedy answer, straight from transformers: what the server must
+    say if it serves these weights (sampling could end at the first token on any model)."""
+    import mlflow.transformers
+    import torch
+
+    components = mlflow.transformers.load_model(str(model_dir), return_type="components")
+    model, tokenizer = components["model"], components["tokenizer"]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+    ids = ids if isinstance(ids, torch.Tensor) else ids["input_ids"]
+    with torch.inference_mode():
+        output = model.generate(
+            ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    return str(tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)).strip()
 
 
 @pytest.mark.slow
