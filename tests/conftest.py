@@ -39,6 +39,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# One compute thread per process, in every worker and every process a test starts: there
+# are already more workers than cores, and OpenMP threads spin-wait for each other when the
+# processes outnumber the cores (three tiny trainings side by side on two cores: 52 s with
+# torch's default two threads each, 19 s with one).
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 NEEDS_A_TRAINED_MODEL_OR_A_FLOW = {

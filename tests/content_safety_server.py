@@ -31,6 +31,9 @@ PATH = "/contentsafety/text:analyze"
 CATEGORIES = ("Hate", "SelfHarm", "Sexual", "Violence")
 MAX_TEXT = 10_000
 TOKEN = "cs-test-token-3f9a1c"
+S0_RATE = ("--rate", "100")
+"""`phi data screen` at the S0 tier's rate, 1,000 requests per 10 s, the stand-in's pace: the
+default (F0, 5 a second) spends seconds per test waiting; its pacing has a test of its own."""
 WORDS: dict[str, tuple[str, int]] = {
     "grimhate": ("Hate", 4),
     "bleakhate": ("Hate", 6),

@@ -17,7 +17,7 @@ from finetune_phi.cli.main import main
 from finetune_phi.data.preference_format import conversation
 from finetune_phi.data.prepare import DataError, SampleSize, prepare
 from finetune_phi.safety.screen import row_pieces
-from tests.content_safety_server import ContentSafetyStandIn, TokenServer
+from tests.content_safety_server import S0_RATE, ContentSafetyStandIn, TokenServer
 from tests.support import SAMPLE, hub_layout
 
 USER = {"role": "user", "content": "Name a primary colour."}
@@ -182,7 +182,7 @@ def test_prepare_screen_drops_a_pair_whose_rejected_answer_is_harmful(
     source = pairs_file(tmp_path / "pairs.jsonl", [GOOD] * 4 + [harmful])
     out = tmp_path / "data"
     argv = ["data", "prepare", "--task", "preference", "--from", str(source), "--out", str(out)]
-    screen = ["--screen", "drop", "--endpoint", service.base_url]
+    screen = ["--screen", "drop", "--endpoint", service.base_url, *S0_RATE]
     assert main([*argv, *screen]) == 0, capsys.readouterr().err
     assert f"{source}:5: Violence 4" in capsys.readouterr().err
     kept = [
@@ -263,7 +263,7 @@ def test_phi_data_screen_reads_pairs_by_file_and_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     data = pairs_file(tmp_path / "pairs.jsonl", [GOOD, ULTRAFEEDBACK])
-    argv = ["data", "screen", str(data), "--endpoint", service.base_url]
+    argv = ["data", "screen", str(data), "--endpoint", service.base_url, *S0_RATE]
     assert main([*argv, "--dry-run"]) == 0
     assert "6 user and assistant message(s) in 2 row(s)" in capsys.readouterr().out
     assert main(argv) == 1
@@ -278,7 +278,7 @@ def test_phi_data_screen_reads_pairs_by_file_and_line(
         ]
     )
     mixed = pairs_file(tmp_path / "mixed.jsonl", [GOOD, {"messages": [USER, GOOD["chosen"][0]]}])
-    assert main(["data", "screen", str(mixed), "--endpoint", service.base_url]) == 2
+    assert main(["data", "screen", str(mixed), "--endpoint", service.base_url, *S0_RATE]) == 2
     assert "not preference JSONL" in capsys.readouterr().err
 
 

@@ -58,7 +58,7 @@ def evaluate(service: ContentSafetyStandIn, base: str, candidate: str, *args: st
     return main(
         [
             *("eval", "--base", base, "--candidate", candidate, "--data", "eval.jsonl"),
-            *("--safety", "--safety-endpoint", service.base_url, *args),
+            *("--safety", "--safety-endpoint", service.base_url, "--safety-rate", "100", *args),
         ]
     )
 
@@ -208,6 +208,8 @@ def test_a_higher_threshold_counts_only_the_worst_answers(
         (["--safety", "--safety-ceiling", "1.5"], "--safety-ceiling 1.5: must be a rate"),
         (["--safety", "--safety-threshold", "extreme"], "--threshold 'extreme'"),
         (["--safety", "--safety-endpoint", "http://example.com"], "must be https://"),
+        (["--safety", "--safety-rate", "0"], "--safety-rate 0: must be a positive number"),
+        (["--safety-rate", "100"], "--safety-rate goes with --safety"),
         (["--safety", "--outputs", "outputs.json"], "lack contentSafetyEndpoint"),
     ],
 )
@@ -253,7 +255,8 @@ def test_the_dry_run_says_what_would_be_sent_and_sends_nothing(
     out = capsys.readouterr().out
     assert "would answer 2 held-out row(s)" in out
     assert "then 32 safety probe(s) each" in out
-    assert f"{service.base_url}/contentsafety/text:analyze?api-version=2024-09-01" in out
+    analyze = f"{service.base_url}/contentsafety/text:analyze?api-version=2024-09-01"
+    assert f"{analyze}, at most 5 a second" in out  # F0's rate unless --safety-rate says more
     assert service.requests == []
     assert not Path("eval").exists()
 

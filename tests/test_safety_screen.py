@@ -20,6 +20,7 @@ from finetune_phi.safety.client import ContentSafetyClient, endpoint_url
 from finetune_phi.safety.screen import cache_path, pieces
 from tests.content_safety_server import (
     API_VERSION,
+    S0_RATE,
     TOKEN,
     ContentSafetyStandIn,
     TokenServer,
@@ -202,7 +203,16 @@ def test_screen_reports_each_flagged_row_by_file_and_line(
     data = chat_file(tmp_path / "train.jsonl")
     report = tmp_path / "out" / "report.json"
     code = main(
-        ["data", "screen", str(data), "--endpoint", service.base_url, "--report", str(report)]
+        [
+            "data",
+            "screen",
+            str(data),
+            "--endpoint",
+            service.base_url,
+            *S0_RATE,
+            "--report",
+            str(report),
+        ]
     )
     captured = capsys.readouterr()
     assert code == 1
@@ -231,7 +241,7 @@ def test_identical_texts_are_sent_once(
 ) -> None:
     same = [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": "hi"}]
     data = chat_file(tmp_path / "train.jsonl", [same, same, same])
-    assert main(["data", "screen", str(data), "--endpoint", service.base_url]) == 0
+    assert main(["data", "screen", str(data), "--endpoint", service.base_url, *S0_RATE]) == 0
     assert sorted(service.analyzed) == ["hello there", "hi"]
 
 
@@ -243,13 +253,24 @@ def test_a_higher_threshold_flags_less_and_a_clean_file_exits_0(
 ) -> None:
     data = chat_file(tmp_path / "train.jsonl")
     assert (
-        main(["data", "screen", str(data), "--endpoint", service.base_url, "--threshold", "high"])
+        main(
+            [
+                "data",
+                "screen",
+                str(data),
+                "--endpoint",
+                service.base_url,
+                *S0_RATE,
+                "--threshold",
+                "high",
+            ]
+        )
         == 1
     )
     assert capsys.readouterr().err.splitlines() == [f"{data}:4: SelfHarm 6"]
     assert (tmp_path / "screen-report.json").is_file()  # beside the file by default
     clean = chat_file(tmp_path / "clean.jsonl", [ROWS[0], ROWS[2]])
-    assert main(["data", "screen", str(clean), "--endpoint", service.base_url]) == 0
+    assert main(["data", "screen", str(clean), "--endpoint", service.base_url, *S0_RATE]) == 0
 
 
 def test_an_interrupted_screen_resumed_sends_only_the_rest(
@@ -259,7 +280,7 @@ def test_an_interrupted_screen_resumed_sends_only_the_rest(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     data = chat_file(tmp_path / "train.jsonl")
-    argv = ["data", "screen", str(data), "--endpoint", service.base_url]
+    argv = ["data", "screen", str(data), "--endpoint", service.base_url, *S0_RATE]
     service.fail_after = 3
     assert main(argv) == 1
     [line] = capsys.readouterr().err.splitlines()
@@ -285,7 +306,10 @@ def test_a_dry_run_sends_nothing_and_asks_for_no_token(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     data = chat_file(tmp_path / "train.jsonl")
-    assert main(["data", "screen", str(data), "--endpoint", service.base_url, "--dry-run"]) == 0
+    assert (
+        main(["data", "screen", str(data), "--endpoint", service.base_url, *S0_RATE, "--dry-run"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "would send 10 request(s)" in out
     assert "10 user and assistant message(s) in 5 row(s) of 1 file(s)" in out
@@ -330,7 +354,7 @@ def test_bad_options_are_one_usage_line_before_anything_is_sent(
     says: str,
 ) -> None:
     data = chat_file(tmp_path / "train.jsonl")
-    full = ["data", "screen", str(data), "--endpoint", service.base_url, *argv]
+    full = ["data", "screen", str(data), "--endpoint", service.base_url, *S0_RATE, *argv]
     assert main(full) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert says in line
@@ -342,11 +366,21 @@ def test_a_file_that_is_not_chat_jsonl_is_refused_in_one_line(
 ) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"messages": ROWS[0]}) + "\n{not json\n")
-    assert main(["data", "screen", str(bad), "--endpoint", service.base_url]) == 2
+    assert main(["data", "screen", str(bad), "--endpoint", service.base_url, *S0_RATE]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert f"{bad}: not chat JSONL (1 problem(s), the first at line 2" in line
     assert (
-        main(["data", "screen", str(tmp_path / "none.jsonl"), "--endpoint", service.base_url]) == 2
+        main(
+            [
+                "data",
+                "screen",
+                str(tmp_path / "none.jsonl"),
+                "--endpoint",
+                service.base_url,
+                *S0_RATE,
+            ]
+        )
+        == 2
     )
     assert service.requests == []
 
@@ -371,6 +405,7 @@ def test_prepare_refuses_flagged_data_and_writes_nothing(
         str(out),
         "--endpoint",
         service.base_url,
+        *S0_RATE,
     ]
     assert main([*argv, "--screen", "refuse"]) == 1
     err = capsys.readouterr().err.splitlines()
@@ -398,6 +433,7 @@ def test_prepare_drops_flagged_rows_and_says_how_many(
         str(out),
         "--endpoint",
         service.base_url,
+        *S0_RATE,
     ]
     assert main([*argv, "--screen", "drop"]) == 0
     printed = capsys.readouterr().out
@@ -447,7 +483,16 @@ def test_the_token_never_reaches_output_files_or_logs(tmp_path: Path) -> None:
     with content_safety() as service, token_server() as tokens:
         env = without_azure_sign_in(tmp_path / "home", tokens.url)
         result = subprocess.run(
-            [*PHI, "--verbose", "data", "screen", str(data), "--endpoint", service.base_url],
+            [
+                *PHI,
+                "--verbose",
+                "data",
+                "screen",
+                str(data),
+                "--endpoint",
+                service.base_url,
+                *S0_RATE,
+            ],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -468,7 +513,7 @@ def test_without_credentials_it_says_how_to_sign_in_and_sends_nothing(
     data = chat_file(tmp_path / "train.jsonl")
     with content_safety() as service:
         result = subprocess.run(
-            [*PHI, "data", "screen", str(data), "--endpoint", service.base_url],
+            [*PHI, "data", "screen", str(data), "--endpoint", service.base_url, *S0_RATE],
             cwd=ROOT,
             env=without_azure_sign_in(tmp_path / "home", no_managed_identity),
             capture_output=True,

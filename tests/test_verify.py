@@ -150,7 +150,8 @@ def test_phi_deploy_checks_the_new_deployment_against_the_jobs_model_before_traf
     client.online_endpoints.get_keys = lambda name: Keys()  # type: ignore[attr-defined]
     monkeypatch.setattr("finetune_phi.core.stack_outputs.Workspace.client", lambda _: client)
     evaluate = ["eval", "--base", str(tiny_model), "--candidate", str(fine_tuned / "model")]
-    safety = ["--safety", "--safety-endpoint", service.base_url, "--max-new-tokens", "8"]
+    safety = ["--safety", "--safety-endpoint", service.base_url, "--safety-rate", "100"]
+    safety += ["--max-new-tokens", "8"]
     assert main([*evaluate, *safety]) == 0, capsys.readouterr().err
     assert main(["deploy", "--outputs", "outputs.json", "--job", "sft-7"]) == 0
     assert jobs.asked == [("sft-7", "model")]

@@ -13,8 +13,10 @@ from typing import Any
 from finetune_phi.cli.options import (
     Commands,
     add_outputs_options,
+    add_rate_option,
     command,
     content_safety_endpoint,
+    request_rate,
 )
 from finetune_phi.core.errors import UsageError
 from finetune_phi.data import chat_format, preference_format, prepare
@@ -137,12 +139,7 @@ def _add_screen_options(parser: argparse.ArgumentParser, report_default: str) ->
         help=f"the JSON report to write (default: {report_default}); the cache that makes an "
         "interrupted screen resumable lives beside it (REPORT.cache.jsonl)",
     )
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=safety_client.DEFAULT_RATE,
-        help="most requests a second (default: %(default)g, the F0 tier's limit)",
-    )
+    add_rate_option(parser, "--rate")
     parser.add_argument(
         "--deadline",
         type=float,
@@ -156,8 +153,7 @@ def _screen_setup(args: argparse.Namespace) -> tuple[str, int]:
     """The endpoint and threshold, every screening option checked before any data is read
     or anything is sent (UsageError naming the option)."""
     limit = safety.threshold(args.threshold)
-    if not (math.isfinite(args.rate) and args.rate > 0):
-        raise UsageError(f"--rate {args.rate:g}: must be a positive number of requests a second")
+    request_rate(args.rate, "--rate")
     if not (math.isfinite(args.deadline) and args.deadline > 0):
         raise UsageError(f"--deadline {args.deadline:g}: must be a positive number of seconds")
     endpoint = content_safety_endpoint(args.endpoint, args, "--endpoint")

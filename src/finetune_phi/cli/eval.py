@@ -15,9 +15,11 @@ from finetune_phi.cli.options import (
     Commands,
     add_endpoint_options,
     add_outputs_options,
+    add_rate_option,
     command,
     content_safety_endpoint,
     read_outputs,
+    request_rate,
 )
 from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.data import prepare
@@ -110,6 +112,7 @@ def register(commands: Commands) -> None:
         metavar="URL",
         help="the Content Safety endpoint (default: the stack output contentSafetyEndpoint)",
     )
+    add_rate_option(safety_options, "--safety-rate")
     add_outputs_options(parser)
     add_endpoint_options(parser)
     command(parser, run)
@@ -120,6 +123,7 @@ SAFETY_OPTIONS = (
     ("--safety-threshold", "safety_threshold", screen.DEFAULT_THRESHOLD),
     ("--safety-ceiling", "safety_ceiling", None),
     ("--safety-endpoint", "safety_endpoint", None),
+    ("--safety-rate", "safety_rate", safety_client.DEFAULT_RATE),
 )
 
 
@@ -187,6 +191,7 @@ class SafetyCheck:
     threshold: int
     ceiling: float | None
     endpoint: str
+    rate: float
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> SafetyCheck | None:
@@ -201,20 +206,23 @@ class SafetyCheck:
         ceiling = args.safety_ceiling
         if ceiling is not None and not (math.isfinite(ceiling) and 0 <= ceiling <= 1):
             raise UsageError(f"--safety-ceiling {ceiling:g}: must be a rate between 0 and 1")
+        rate = request_rate(args.safety_rate, "--safety-rate")
         endpoint = content_safety_endpoint(args.safety_endpoint, args, "--safety-endpoint")
-        return cls(probes.read(args.safety_prompts), limit, ceiling, endpoint)
+        return cls(probes.read(args.safety_prompts), limit, ceiling, endpoint, rate)
 
     def requests(self) -> str:
         return (
             f"Content Safety at {self.endpoint.rstrip('/')}{safety_client.PATH}"
-            f"?api-version={safety_client.API_VERSION}"
+            f"?api-version={safety_client.API_VERSION}, at most {self.rate:g} a second"
         )
 
     def signed_in_client(self) -> safety_client.ContentSafetyClient:
         """A client with its token already fetched: without a sign-in, no model loads."""
         from azure.identity import DefaultAzureCredential
 
-        client = safety_client.ContentSafetyClient(self.endpoint, DefaultAzureCredential())
+        client = safety_client.ContentSafetyClient(
+            self.endpoint, DefaultAzureCredential(), rate=self.rate
+        )
         client.sign_in()
         return client
 

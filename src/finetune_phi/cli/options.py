@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from finetune_phi.core import stack_outputs
 from finetune_phi.core.arm import GUID
@@ -102,6 +103,28 @@ def content_safety_endpoint(given: str | None, args: argparse.Namespace, flag: s
             )
     endpoint_url(str(given))
     return str(given)
+
+
+def add_rate_option(group: Any, flag: str) -> None:
+    """Content Safety's request rate: its F0 tier's by default; an S0 account takes 20 times
+    as many (core/azure_facts.py)."""
+    from finetune_phi.safety.client import DEFAULT_RATE
+
+    group.add_argument(
+        flag,
+        type=float,
+        default=DEFAULT_RATE,
+        metavar="RATE",
+        help="most Content Safety requests a second (default: %(default)g, the F0 tier's "
+        "limit; S0 allows 100)",
+    )
+
+
+def request_rate(rate: float, flag: str) -> float:
+    """`rate`, the value of `flag`, if it is a positive number; UsageError otherwise."""
+    if not (math.isfinite(rate) and rate > 0):
+        raise UsageError(f"{flag} {rate:g}: must be a positive number of requests a second")
+    return rate
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
