@@ -558,3 +558,23 @@ def test_dpo_with_lora_has_no_second_model_and_merges(
     config = json.loads((tmp_path / "out" / "model" / "model" / "config.json").read_text())
     assert "quantization_config" not in config
     assert (tmp_path / "out" / "checkpoints" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_submit_dpo_reads_the_pairs_prepare_writes_by_default(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No file options: --trainer dpo takes data/train_pairs.jsonl and data/eval_pairs.jsonl,
+    where `phi data prepare --task preference` writes them; SFT keeps the chat files."""
+    source = jsonl(workdir / "source.jsonl", *[PAIR] * 10)
+    assert main(["data", "prepare", "--task", "preference", "--from", str(source)]) == 0
+    capsys.readouterr()
+    for trainer, (train, held_out) in {
+        "dpo": ("train_pairs.jsonl", "eval_pairs.jsonl"),
+        "sft": ("train_data.jsonl", "eval_data.jsonl"),
+    }.items():
+        code, out, err = submit(capsys, "--trainer", trainer)
+        assert code == 0, err
+        inputs = yaml.safe_load(out)["inputs"]
+        for name, file in (("train_data", train), ("eval_data", held_out)):
+            version = content_version(workdir / "data" / file)
+            assert inputs[name]["path"].endswith(f":{version}"), (trainer, name)

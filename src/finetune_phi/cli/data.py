@@ -35,7 +35,7 @@ def register(commands: Commands) -> None:
         help="sample, validate and split chat or preference data into train/eval JSONL",
     )
     prep.add_argument(
-        "--out", type=Path, default=Path("data"), help="output folder (default: data)"
+        "--out", type=Path, default=prepare.DATA_DIR, help="output folder (default: %(default)s)"
     )
     prep.add_argument(
         "--sample",

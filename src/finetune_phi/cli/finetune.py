@@ -43,8 +43,17 @@ def register(commands: Commands) -> None:
         ),
     )
     add_outputs_options(submit)
-    submit.add_argument("--train-file", type=Path, default=Path("data") / prepare.TRAIN_FILE)
-    submit.add_argument("--eval-file", type=Path, default=Path("data") / prepare.EVAL_FILE)
+    for flag, index in (("--train-file", 0), ("--eval-file", 1)):
+        submit.add_argument(
+            flag,
+            type=Path,
+            help="default: "
+            + ", ".join(
+                f"{prepare.DATA_DIR / prepare.prepared_files(t.task)[index]} (--trainer {t.name})"
+                for t in TRAINERS.values()
+            )
+            + ", as `phi data prepare` writes them",
+        )
     submit.add_argument("--test-file", type=Path, dest="old_eval_file", help=argparse.SUPPRESS)
     defaults: dict[str, list[str]] = {}
     for method in registered:
@@ -90,7 +99,9 @@ def run_submit(args: argparse.Namespace) -> int:
     if args.old_eval_file:
         renamed("--test-file", "--eval-file")
         args.eval_file = args.old_eval_file
-    args.eval_file = prepare.eval_file(args.eval_file)
+    train_name, eval_name = prepare.prepared_files(TRAINERS[args.trainer].task)
+    args.train_file = args.train_file or prepare.DATA_DIR / train_name
+    args.eval_file = prepare.eval_file(args.eval_file or prepare.DATA_DIR / eval_name)
     options = methods.SubmitOptions.from_namespace(args, option_strings(args.command_parser))
     options.check()
     method = options.finetune_method

@@ -48,6 +48,8 @@ from finetune_phi.data.chat_format import (
 
 DEFAULT_DATASET = "HuggingFaceH4/ultrachat_200k"
 DEFAULT_SPLIT = "train_sft"
+DATA_DIR = Path("data")
+"""Where `phi data prepare` writes, and where `phi finetune submit` reads, by default."""
 TRAIN_FILE = "train_data.jsonl"
 EVAL_FILE = "eval_data.jsonl"
 """The held-out split: what the trainer evaluates on and `phi eval` compares models on."""
@@ -325,14 +327,18 @@ def prepare(
         for _, row, _ in numbered
     ]
     train, held_out = split_rows(rows, seed)
-    names = (
-        (preference_format.TRAIN_FILE, preference_format.EVAL_FILE)
-        if pairs
-        else (TRAIN_FILE, EVAL_FILE)
-    )
+    names = prepared_files("preference" if pairs else "chat")
     paths = Prepared(out_dir / names[0], out_dir / names[1], len(train), len(held_out), dropped)
     write_jsonl_atomically({paths.train: train, paths.eval: held_out})
     return paths
+
+
+def prepared_files(task: str) -> tuple[str, str]:
+    """The training and held-out files `phi data prepare` writes for `task` (one of
+    `preference_format.TASKS`)."""
+    if task == "preference":
+        return preference_format.TRAIN_FILE, preference_format.EVAL_FILE
+    return TRAIN_FILE, EVAL_FILE
 
 
 def eval_file(path: Path) -> Path:
