@@ -59,7 +59,7 @@ TUTORIAL = [
     "true",
     "--packing_strategy",
     "wrapped",
-    "--gradient_checkpointing",
+    "--activation_checkpointing",
     "true",
 ]
 OURS = [
@@ -69,11 +69,11 @@ OURS = [
     "true",
     "--packing_strategy",
     "bfd",
-    "--gradient_checkpointing",
+    "--activation_checkpointing",
     "false",
 ]
 LORA = ["--use_peft", "--lora_r", "16", "--lora_alpha", "32", "--lora_target_modules", "all-linear"]
-DPO = ["--trainer", "dpo", "--attn_implementation", "auto", "--gradient_checkpointing", "false"]
+DPO = ["--trainer", "dpo", "--attn_implementation", "auto", "--activation_checkpointing", "false"]
 RECIPES = {
     "tutorial": TUTORIAL,
     "ours": OURS,
@@ -243,7 +243,7 @@ def main() -> None:
         m = results[recipe]
         print(
             f"| {recipe} | {m['trainer']} | {m['attention']} | {m['packing']} "
-            f"| {m['padding_free']} | {m['gradient_checkpointing']} "
+            f"| {m['padding_free']} | {m['activation_checkpointing']} "
             f"| {m['trainable_parameters'] / 1e6:,.1f}M | {m['tokens_per_second']:,.0f} "
             f"| {m['peak_memory_mb']:,.0f} | {mfu(m)} |"
         )

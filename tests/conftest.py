@@ -207,7 +207,7 @@ DPO_ARGS = (
     "128",
     "--logging_steps",
     "3",
-    "--gradient_checkpointing",
+    "--activation_checkpointing",
     "false",
 )
 

@@ -256,7 +256,7 @@ def test_padding_free_packing_gives_the_padded_batchs_loss(
     torch.testing.assert_close(flat_loss, padded_loss, atol=1e-5, rtol=1e-5)
 
 
-def test_gradient_checkpointing_changes_neither_loss_nor_gradients(
+def test_activation_checkpointing_changes_neither_loss_nor_gradients(
     fixed_batch: tuple[Any, list[list[int]]],
 ) -> None:
     import torch
@@ -313,7 +313,7 @@ def test_fsdp_job_runs_every_gpu_with_the_shipped_fsdp_config(tmp_path: Path) ->
     )
     request.check()
     job = build_job(request, "gpu-cluster")
-    assert "--fsdp --fsdp_config fsdp.json --gradient_checkpointing false" in job.command
+    assert "--fsdp --fsdp_config fsdp.json --activation_checkpointing false" in job.command
     assert job.resources.instance_count == 2
     assert job.distribution.process_count_per_instance == 8
     assert (Path(job.code) / "fsdp.json").is_file()

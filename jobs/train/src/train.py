@@ -74,7 +74,7 @@ LOGGED_PARAMETERS = (
     "warmup_steps",
     "max_length",
     "packing",
-    "gradient_checkpointing",
+    "activation_checkpointing",
     "bf16",
     "fp16",
     "seed",
@@ -570,7 +570,7 @@ def levers(trainer: Any, model_args: Any) -> dict[str, Any]:
         # DPO has no packing: each pair is one chosen and one rejected sequence.
         "packing": getattr(args, "packing", False) and args.packing_strategy,
         # Under FSDP, activations are checkpointed by FSDP itself (fsdp.json), not the Trainer.
-        "gradient_checkpointing": bool(args.gradient_checkpointing)
+        "activation_checkpointing": bool(args.activation_checkpointing)
         or (
             trainer.is_fsdp_enabled and bool(args.fsdp_plugin_args.get("activation_checkpointing"))
         ),
@@ -836,7 +836,7 @@ def main(script_args: ScriptArguments, training_args: Any, model_args: Any) -> N
             f"learn forged turns from them (remove them, then train):\n  {shown}"
         )
     model = load_model(model_args, training_args, dtype, attention)
-    if training_args.gradient_checkpointing:
+    if training_args.activation_checkpointing:
         model.config.use_cache = False
 
     trainer = make_trainer(script_args, training_args, model_args, model, tokenizer, data)

@@ -78,7 +78,7 @@ TRAINING_ARGS = (
     "128",
     "--logging_steps",
     "6",
-    "--gradient_checkpointing",
+    "--activation_checkpointing",
     "false",
 )
 

@@ -78,7 +78,7 @@ def fsdp_arguments(config: str) -> tuple[str, ...]:
 
     FSDP checkpoints activations itself (`fsdp.json`); the Trainer's own gradient
     checkpointing on top would gather every layer's parameters a second time."""
-    return ("--fsdp", "--fsdp_config", config, "--gradient_checkpointing", "false")
+    return ("--fsdp", "--fsdp_config", config, "--activation_checkpointing", "false")
 
 
 @dataclass(frozen=True)
