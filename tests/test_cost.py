@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -114,47 +115,23 @@ def test_a_size_without_a_linux_meter_is_said_so(
     assert "no Linux pay-as-you-go price found" in item["note"]
 
 
-@contextmanager
-def price_api(pages: dict[str, dict[str, Any]]) -> Iterator[tuple[str, list[str]]]:
-    """A local stand-in for the Retail Prices API: page 1 at /prices, then ?page=N."""
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            page = parse_qs(urlsplit(self.path).query).get("page", ["1"])[0]
-            body = json.dumps(pages[page]).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    with http_server(Handler) as url:
-        yield f"{url}/prices", seen
-
-
 def test_the_api_is_followed_page_by_page_and_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    pages: dict[str, dict[str, Any]] = {}
-    with price_api(pages) as (url, seen):
-        pages["1"] = {
-            "Items": [meter(A100, 9.9, type="DevTestConsumption")],
-            "NextPageLink": f"{url}?page=2",
-        }
-        pages["2"] = {"Items": PAGE["Items"], "NextPageLink": None}
-        assert cost("--price-api", url, "--json") == 0
-        first = len(seen)
+    pages = [
+        {"Items": [meter(A100, 9.9, type="DevTestConsumption")], "NextPageLink": None},
+        {"Items": PAGE["Items"], "NextPageLink": None},
+    ]
+    with price_list(pages) as prices:
+        assert cost("--price-api", prices.url, "--json") == 0
+        first = len(prices.seen)
         assert items_by_sku(capsys.readouterr().out)[A100]["hourly_usd"] == 3.673
-        assert cost("--price-api", url, "--json") == 0
+        assert cost("--price-api", prices.url, "--json") == 0
         assert items_by_sku(capsys.readouterr().out)[A100]["hourly_usd"] == 3.673
-    assert any("%24filter=" in path and "armSkuName" in path for path in seen)
-    assert any("page=2" in path for path in seen)
-    assert len(seen) == first  # the second run read its pages from the cache
+    assert any("%24filter=" in path and "armSkuName" in path for path in prices.seen)
+    assert any(parse_qs(urlsplit(path).query).get("$skip") == ["100"] for path in prices.seen)
+    assert len(prices.seen) == first  # the second run read its pages from the cache
 
 
 def test_a_bad_prices_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -228,11 +205,11 @@ def test_bad_arguments_are_one_line_before_the_price_list_is_asked(
         monkeypatch.delenv("ARM_SUBSCRIPTION_ID", raising=False)
     else:
         monkeypatch.setenv("ARM_SUBSCRIPTION_ID", variable)
-    with price_api({}) as (url, seen):
-        assert cost("--price-api", url, *args) == 2
+    with price_list([]) as prices:
+        assert cost("--price-api", prices.url, *args) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(message)
-    assert seen == []
+    assert prices.seen == []
 
 
 def test_an_unreachable_price_list_names_the_exact_pages_to_save(
@@ -346,13 +323,25 @@ class _PricesToStandIn(requests.adapters.HTTPAdapter):
         raise requests.ConnectionError(f"the test refused to reach {url}")
 
 
+@dataclass
+class PriceList:
+    url: str
+    """The stand-in's price list, for `--price-api URL`."""
+    seen: list[str]
+    """The path and query of every request, in order."""
+    session: requests.Session
+    """A session that reaches the stand-in at https://prices.azure.com and refuses the rest."""
+    refused: list[str]
+
+
 @contextmanager
-def azure_price_list(
-    pages: list[dict[str, Any]],
-) -> Iterator[tuple[requests.Session, list[str], list[str]]]:
-    """A stand-in answering as https://prices.azure.com/api/retail/prices: page N+1 at
-    `$skip=100*N`, its NextPageLink written as the API writes it, with `:443`."""
+def price_list(pages: list[dict[str, Any]], *, as_azure: bool = False) -> Iterator[PriceList]:
+    """A stand-in answering as https://prices.azure.com/api/retail/prices, whatever the
+    filter: page N+1 at `$skip=100*N`, its NextPageLink written as the API writes it. The link
+    is on https://prices.azure.com:443 with `as_azure` (reached through `session`), else on the
+    stand-in itself (reached with `--price-api`). A last page keeps its own NextPageLink."""
     seen: list[str] = []
+    base: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -366,7 +355,7 @@ def azure_price_list(
             page = dict(pages[index])
             if index + 1 < len(pages):
                 page["NextPageLink"] = (
-                    f"https://prices.azure.com:443{url.path}?"
+                    f"{base[0]}{url.path}?"
                     f"$filter={query['$filter'][0].replace(' ', '%20')}&$skip={100 * (index + 1)}"
                 )
             body = json.dumps(page).encode()
@@ -377,10 +366,11 @@ def azure_price_list(
 
     refused: list[str] = []
     with http_server(Handler) as url:
+        base.append("https://prices.azure.com:443" if as_azure else url)
         session = requests.Session()
         session.mount("https://", _PricesToStandIn(url, refused))
         session.mount("http://", _PricesToStandIn(url, refused))
-        yield session, seen, refused
+        yield PriceList(f"{url}/api/retail/prices", seen, session, refused)
 
 
 def test_three_pages_are_followed_through_their_443_links() -> None:
@@ -391,11 +381,11 @@ def test_three_pages_are_followed_through_their_443_links() -> None:
         {"Items": [meter(A100, 0.7, skuName="NC24ads A100 v4 Spot")], "NextPageLink": None},
         {"Items": [meter(A100, 3.673)], "NextPageLink": None},
     ]
-    with azure_price_list(pages) as (session, seen, refused):
-        api = PriceApi(PRICE_API, None, session=session)
+    with price_list(pages, as_azure=True) as prices:
+        api = PriceApi(PRICE_API, None, session=prices.session)
         items = list(api.items(A100, "eastus2"))
-    assert refused == []
-    assert [parse_qs(urlsplit(path).query).get("$skip") for path in seen] == [
+    assert prices.refused == []
+    assert [parse_qs(urlsplit(path).query).get("$skip") for path in prices.seen] == [
         None,
         ["100"],
         ["200"],
@@ -411,17 +401,17 @@ def test_a_next_page_off_the_price_list_is_refused_before_any_request() -> None:
 
     pages = [{"Items": [meter(A100, 9.9)], "NextPageLink": "https://example.com/steal?$skip=100"}]
 
-    with azure_price_list(pages) as (session, seen, refused):
+    with price_list(pages, as_azure=True) as prices:
         # the stand-in writes no link of its own for a last page: this one stays
-        api = PriceApi(PRICE_API, None, session=session)
+        api = PriceApi(PRICE_API, None, session=prices.session)
         with pytest.raises(PhiError) as caught:
             list(api.items(A100, "eastus2"))
     assert (
         "https://example.com/steal?$skip=100 leaves https://prices.azure.com/api/retail/prices"
         in str(caught.value)
     )
-    assert len(seen) == 1
-    assert refused == []
+    assert len(prices.seen) == 1
+    assert prices.refused == []
 
 
 # Content Safety: usage-based, priced per 1,000 text records from the same price list ----------
@@ -546,9 +536,9 @@ def test_the_api_is_asked_for_content_safety_by_product_in_the_stacks_region(
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     project = safety_stack(tmp_path)
-    pages = {"1": {"Items": [*PAGE["Items"], *SAFETY_ITEMS], "NextPageLink": None}}
-    with price_api(pages) as (url, seen):
-        run = ["cost", "--stack", "dev", "--project-dir", str(project), "--price-api", url]
+    pages = [{"Items": [*PAGE["Items"], *SAFETY_ITEMS], "NextPageLink": None}]
+    with price_list(pages) as prices:
+        run = ["cost", "--stack", "dev", "--project-dir", str(project), "--price-api", prices.url]
         assert main([*run, "--json"]) == 0
     [row] = [
         item
@@ -556,7 +546,7 @@ def test_the_api_is_asked_for_content_safety_by_product_in_the_stacks_region(
         if item["resource"].startswith("Content Safety")
     ]
     assert "$0.4 per 1,000 text records" in row["note"]
-    asked = [parse_qs(urlsplit(path).query).get("$filter", [""])[0] for path in seen]
+    asked = [parse_qs(urlsplit(path).query).get("$filter", [""])[0] for path in prices.seen]
     wanted = (
         "productName eq 'Content Safety' and armRegionName eq 'eastus2' "
         "and priceType eq 'Consumption'"
