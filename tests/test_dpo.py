@@ -57,6 +57,12 @@ def script_refusal(tmp_path: Path, *args: str) -> str:
     return str(stopped.value)
 
 
+BETA_RULE = (
+    "must be above 0 (it scales the preference margin against staying near the starting "
+    "model; TRL defaults to 0.1, typically 0.1 to 0.5)"
+)
+
+
 @pytest.mark.parametrize(
     ("args", "rows", "line"),
     [
@@ -69,20 +75,17 @@ def script_refusal(tmp_path: Path, *args: str) -> str:
         (
             ["--trainer", "dpo", "--beta", "0"],
             [PAIR],
-            "error: --beta 0: must be above 0 (it scales the preference margin against staying "
-            "near the starting model; TRL defaults to 0.1, typically 0.1 to 0.5)",
+            f"error: --beta 0: {BETA_RULE}",
         ),
         (
             ["--trainer", "dpo", "--beta", "-0.5"],
             [PAIR],
-            "error: --beta -0.5: must be above 0 (it scales the preference margin against "
-            "staying near the starting model; TRL defaults to 0.1, typically 0.1 to 0.5)",
+            f"error: --beta -0.5: {BETA_RULE}",
         ),
         (
             ["--trainer", "dpo", "--beta", "nan"],
             [PAIR],
-            "error: --beta nan: must be above 0 (it scales the preference margin against "
-            "staying near the starting model; TRL defaults to 0.1, typically 0.1 to 0.5)",
+            f"error: --beta nan: {BETA_RULE}",
         ),
         (
             ["--trainer", "dpo", "--loss_type", "sigmoidal"],
@@ -235,8 +238,7 @@ def test_the_scripts_lists_match_trl_and_the_scoring_script() -> None:
         (
             ["--trainer", "dpo", "--beta", "0"],
             [PAIR],
-            "--beta 0: must be above 0 (it scales the preference margin against staying near "
-            "the starting model; TRL defaults to 0.1, typically 0.1 to 0.5)",
+            f"--beta 0: {BETA_RULE}",
         ),
         (
             ["--trainer", "dpo", "--packing", "true"],
@@ -347,8 +349,7 @@ def test_a_hub_model_is_the_dpo_jobs_default_and_sft_keeps_its_command(
         ),
         (
             ["--trainer", "dpo", *PAIRS, "--beta", "-1"],
-            "--beta -1: must be above 0 (it scales the preference margin against staying near "
-            "the starting model; TRL defaults to 0.1, typically 0.1 to 0.5)",
+            f"--beta -1: {BETA_RULE}",
         ),
         (
             ["--trainer", "dpo", *PAIRS, "--model", "pairs"],

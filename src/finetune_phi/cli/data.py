@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,7 +15,7 @@ from finetune_phi.cli.options import (
     add_rate_option,
     command,
     content_safety_endpoint,
-    request_rate,
+    positive_number,
 )
 from finetune_phi.core.errors import UsageError
 from finetune_phi.data import chat_format, preference_format, prepare
@@ -153,9 +152,8 @@ def _screen_setup(args: argparse.Namespace) -> tuple[str, int]:
     """The endpoint and threshold, every screening option checked before any data is read
     or anything is sent (UsageError naming the option)."""
     limit = safety.threshold(args.threshold)
-    request_rate(args.rate, "--rate")
-    if not (math.isfinite(args.deadline) and args.deadline > 0):
-        raise UsageError(f"--deadline {args.deadline:g}: must be a positive number of seconds")
+    positive_number(args.rate, "--rate", "requests a second")
+    positive_number(args.deadline, "--deadline", "seconds")
     endpoint = content_safety_endpoint(args.endpoint, args, "--endpoint")
     return endpoint, limit
 
@@ -211,14 +209,13 @@ def run_prepare(args: argparse.Namespace) -> int:
             outcome = _run_screen(args, [(source, rows)], report, endpoint, limit)
             return {flagged.line: flagged.severities for flagged in outcome.flagged}
 
-    pairs = args.task == "preference"
+    dataset, split = prepare.default_source(args.task)
     result = prepare.prepare(
         out_dir=args.out,
         size=prepare.SampleSize.parse(args.sample) if args.sample else None,
         seed=args.seed,
-        dataset=args.dataset
-        or (preference_format.DEFAULT_DATASET if pairs else prepare.DEFAULT_DATASET),
-        split=args.split or (preference_format.DEFAULT_SPLIT if pairs else prepare.DEFAULT_SPLIT),
+        dataset=args.dataset or dataset,
+        split=args.split or split,
         task=args.task,
         from_path=args.from_path,
         screen=screener,

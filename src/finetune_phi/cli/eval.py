@@ -18,8 +18,8 @@ from finetune_phi.cli.options import (
     add_rate_option,
     command,
     content_safety_endpoint,
+    positive_number,
     read_outputs,
-    request_rate,
 )
 from finetune_phi.core.errors import PhiError, UsageError
 from finetune_phi.data import prepare
@@ -206,7 +206,7 @@ class SafetyCheck:
         ceiling = args.safety_ceiling
         if ceiling is not None and not (math.isfinite(ceiling) and 0 <= ceiling <= 1):
             raise UsageError(f"--safety-ceiling {ceiling:g}: must be a rate between 0 and 1")
-        rate = request_rate(args.safety_rate, "--safety-rate")
+        rate = positive_number(args.safety_rate, "--safety-rate", "requests a second")
         endpoint = content_safety_endpoint(args.safety_endpoint, args, "--safety-endpoint")
         return cls(probes.read(args.safety_prompts), limit, ceiling, endpoint, rate)
 

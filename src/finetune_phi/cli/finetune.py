@@ -12,6 +12,7 @@ from pathlib import Path
 from finetune_phi.cli.options import (
     Commands,
     add_outputs_options,
+    add_trainer_option,
     command,
     option_strings,
     read_outputs,
@@ -19,7 +20,7 @@ from finetune_phi.cli.options import (
 from finetune_phi.cloud.finetune import MODEL_OUTPUT, jobs, methods
 from finetune_phi.cloud.finetune.method import EXPERIMENT
 from finetune_phi.cloud.finetune.models import REGISTRY
-from finetune_phi.cloud.finetune.trainers import DEFAULT_TRAINER, TRAINERS
+from finetune_phi.cloud.finetune.trainers import TRAINERS
 from finetune_phi.cloud.ml_client import registry_models
 from finetune_phi.core import state
 from finetune_phi.core.renames import renamed
@@ -63,15 +64,8 @@ def register(commands: Commands) -> None:
         help="default: "
         + ", ".join(f"{model} ({', '.join(names)})" for model, names in defaults.items()),
     )
-    submit.add_argument(
-        "--trainer",
-        choices=list(TRAINERS),
-        default=DEFAULT_TRAINER,
-        help="; ".join(
-            f"{t.name}{' (default)' if t.name == DEFAULT_TRAINER else ''}: {t.help}, on "
-            f"{t.data} (--method {', '.join(m.name for m in methods.runners(t.name))})"
-            for t in TRAINERS.values()
-        ),
+    add_trainer_option(
+        submit, lambda t: f" (--method {', '.join(m.name for m in methods.runners(t.name))})"
     )
     submit.add_argument("--experiment", default=EXPERIMENT, help="default: %(default)s")
     submit.add_argument(

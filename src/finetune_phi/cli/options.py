@@ -11,8 +11,9 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
+from finetune_phi.cloud.finetune.trainers import DEFAULT_TRAINER, TRAINERS, Trainer
 from finetune_phi.core import stack_outputs
 from finetune_phi.core.arm import GUID
 from finetune_phi.core.config import StackConfig, parse
@@ -105,7 +106,22 @@ def content_safety_endpoint(given: str | None, args: argparse.Namespace, flag: s
     return str(given)
 
 
-def add_rate_option(group: Any, flag: str) -> None:
+def add_trainer_option(parser: argparse.ArgumentParser, where: Callable[[Trainer], str]) -> None:
+    """--trainer sft|dpo, its help naming each trainer's data, then `where` it runs (the
+    command's own words)."""
+    parser.add_argument(
+        "--trainer",
+        choices=list(TRAINERS),
+        default=DEFAULT_TRAINER,
+        help="; ".join(
+            f"{t.name}{' (default)' if t.name == DEFAULT_TRAINER else ''}: {t.help}, on "
+            f"{t.data}{where(t)}"
+            for t in TRAINERS.values()
+        ),
+    )
+
+
+def add_rate_option(group: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str) -> None:
     """Content Safety's request rate: its F0 tier's by default; an S0 account takes 20 times
     as many (core/azure_facts.py)."""
     from finetune_phi.safety.client import DEFAULT_RATE
@@ -120,11 +136,12 @@ def add_rate_option(group: Any, flag: str) -> None:
     )
 
 
-def request_rate(rate: float, flag: str) -> float:
-    """`rate`, the value of `flag`, if it is a positive number; UsageError otherwise."""
-    if not (math.isfinite(rate) and rate > 0):
-        raise UsageError(f"{flag} {rate:g}: must be a positive number of requests a second")
-    return rate
+def positive_number(value: float, flag: str, unit: str) -> float:
+    """`value`, given as `flag`, if it is a positive number (of `unit`, for the message);
+    UsageError otherwise."""
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{flag} {value:g}: must be a positive number of {unit}")
+    return value
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from finetune_phi.cli.options import Commands, command, option_strings
+from finetune_phi.cli.options import Commands, add_trainer_option, command, option_strings
 from finetune_phi.cloud.finetune.custom import GPUS_PER_NODE, check_trl_args, fsdp_arguments
-from finetune_phi.cloud.finetune.trainers import DEFAULT_TRAINER, TRAINERS, require_data
+from finetune_phi.cloud.finetune.trainers import TRAINERS, require_data
 from finetune_phi.core.contract import PROJECT
 from finetune_phi.core.errors import UsageError
 from finetune_phi.core.folders import TRAIN_FSDP_CONFIG, TRAIN_SOURCE
@@ -52,16 +52,7 @@ def register(commands: Commands) -> None:
         help="hub id or local folder of the model, or an MLflow model folder (DIR/model of an "
         "earlier phi train: DPO after SFT)",
     )
-    train.add_argument(
-        "--trainer",
-        choices=list(TRAINERS),
-        default=DEFAULT_TRAINER,
-        help="; ".join(
-            f"{t.name}{' (default)' if t.name == DEFAULT_TRAINER else ''}: {t.help}, on "
-            f"{t.data}, recipe {t.hyperparameters.name}"
-            for t in TRAINERS.values()
-        ),
-    )
+    add_trainer_option(train, lambda t: f", recipe {t.hyperparameters.name}")
     train.add_argument("--train-file", type=Path, required=True)
     train.add_argument("--eval-file", type=Path)
     train.add_argument(

@@ -341,6 +341,13 @@ def prepared_files(task: str) -> tuple[str, str]:
     return TRAIN_FILE, EVAL_FILE
 
 
+def default_source(task: str) -> tuple[str, str]:
+    """The hub dataset and split `phi data prepare` samples for `task` by default."""
+    if task == "preference":
+        return preference_format.DEFAULT_DATASET, preference_format.DEFAULT_SPLIT
+    return DEFAULT_DATASET, DEFAULT_SPLIT
+
+
 def eval_file(path: Path) -> Path:
     """`path`; or, where it is the default name in a folder prepared before the rename, that
     folder's test_data.jsonl, with a warning."""

@@ -117,7 +117,7 @@ class ContentSafetyClient:
     def __post_init__(self) -> None:
         self._url = endpoint_url(self.endpoint)
         if not (math.isfinite(self.rate) and self.rate > 0):
-            raise UsageError(f"--rate {self.rate}: must be a positive number of requests a second")
+            raise ValueError(f"rate {self.rate}: must be a positive number of requests a second")
         self._deadline = self.clock() + self.deadline_seconds
 
     @property
