@@ -122,8 +122,8 @@ def add_trainer_option(parser: argparse.ArgumentParser, where: Callable[[Trainer
 
 
 def add_rate_option(group: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str) -> None:
-    """Content Safety's request rate: its F0 tier's by default; an S0 account takes 20 times
-    as many (core/azure_facts.py)."""
+    """Content Safety's request rate: its F0 tier's by default (the facts table's rates)."""
+    from finetune_phi.core.azure_facts import CONTENT_SAFETY_REQUESTS_PER_SECOND as RATES
     from finetune_phi.safety.client import DEFAULT_RATE
 
     group.add_argument(
@@ -132,7 +132,7 @@ def add_rate_option(group: argparse.ArgumentParser | argparse._ArgumentGroup, fl
         default=DEFAULT_RATE,
         metavar="RATE",
         help="most Content Safety requests a second (default: %(default)g, the F0 tier's "
-        "limit; S0 allows 100)",
+        f"limit; S0 allows {RATES['S0']:g})",
     )
 
 
