@@ -395,13 +395,24 @@ def build_tiny_model(out: Path) -> None:
 
 def train_like_the_rehearsal(base_model: Path, out: Path) -> None:
     """`phi train --local` on the shipped sample with the rehearsal's recipe, into `out`
-    (`out/model` the MLflow model, `out/checkpoints` the trainer state, `out/data` the split)."""
+    (`out/model` the MLflow model, `out/checkpoints` the trainer state, `out/data` the split,
+    `out/mlruns` the MLflow store). Run as a user runs it from the folder above both: the model
+    and the output given as relative folders, no MLflow variable set. What it printed is kept
+    in `out/stdout.txt` and `out/stderr.txt`."""
     from finetune_phi.local.rehearse import prepare_sample, train_arguments
 
     data = prepare_sample(out / "data")
+    arguments = train_arguments(Path(os.path.relpath(base_model, out.parent)), data, Path(out.name))
     result = subprocess.run(
-        [*PHI, *train_arguments(base_model, data, out)], capture_output=True, text=True, check=False
+        [*PHI, *arguments],
+        cwd=out.parent,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    (out / "stdout.txt").write_text(result.stdout)
+    (out / "stderr.txt").write_text(result.stderr)
     assert result.returncode == 0, result.stderr[-3000:]
 
 

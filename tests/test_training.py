@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -210,64 +209,29 @@ def test_sigterm_to_phi_train_stops_every_training_process(
         stop_group(trainer)
 
 
-@pytest.mark.slow
 def test_a_local_run_says_where_the_model_went_and_how_the_loss_moved(
-    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fine_tuned: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`phi train --local --model tiny-base`, a relative folder: the script is given its
-    absolute path (MLflow records it as the source, and never asks the hub for `tiny-base`),
-    MLflow warns of nothing, the curves are in DIR/mlruns, and the run ends on the loss and
-    the model's folder."""
-    import shutil
-    import subprocess
-
+    """The session's fine-tune is `phi train --local --model tiny-model --output-dir
+    fine-tuned`, relative folders: the script is given the model's absolute path (MLflow
+    records it as the source, and never asks the hub for `tiny-model`), MLflow warns of
+    nothing, the curves are in DIR/mlruns, and the run ends on the loss and the model's
+    folder."""
     import mlflow
     import yaml
 
-    from tests.support import PHI
-
-    shutil.copytree(tiny_model, tmp_path / "tiny-base")
-    data = prepare(out_dir=tmp_path / "data", size=SampleSize(rows=20), seed=1, from_path=SAMPLE)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    result = subprocess.run(
-        [
-            *PHI,
-            "train",
-            "--local",
-            "--model",
-            "tiny-base",
-            "--train-file",
-            str(data.train),
-            "--eval-file",
-            str(data.eval),
-            "--output-dir",
-            "out",
-            "--num_train_epochs",
-            "2",
-            "--max_length",
-            "128",
-            "--logging_steps",
-            "1",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    *_, losses, model = result.stdout.splitlines()
-    assert model == f"model: {tmp_path / 'out' / 'model'}"
+    stdout, stderr = ((fine_tuned / name).read_text() for name in ("stdout.txt", "stderr.txt"))
+    *_, losses, model = stdout.splitlines()
+    assert model == f"model: {fine_tuned / 'model'}"
     assert losses.startswith("loss: first "), losses
     assert "; eval loss: first " in losses
     assert ", best " in losses
-    assert "WARNING mlflow" not in result.stderr, result.stderr[-3000:]
-    store = tmp_path / "out" / "mlruns"
-    assert f"--backend-store-uri {store}" in result.stderr
-    mlmodel = yaml.safe_load((tmp_path / "out" / "model" / "MLmodel").read_text())
-    assert mlmodel["flavors"]["transformers"]["source_model_name"] == str(tmp_path / "tiny-base")
-    assert "no license file" in (tmp_path / "out" / "model" / "LICENSE.txt").read_text()
+    assert "WARNING mlflow" not in stderr, stderr[-3000:]
+    store = fine_tuned / "mlruns"
+    assert f"--backend-store-uri {store}" in stderr
+    mlmodel = yaml.safe_load((fine_tuned / "model" / "MLmodel").read_text())
+    assert mlmodel["flavors"]["transformers"]["source_model_name"] == str(tiny_model)
+    assert "no license file" in (fine_tuned / "model" / "LICENSE.txt").read_text()
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     # set_tracking_uri also sets the variable: monkeypatch takes it away again afterwards.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
