@@ -525,10 +525,11 @@ def greedy_answer(model_dir: Path, messages: list[dict[str, str]], max_new_token
 @pytest.mark.slow
 @pytest.mark.parametrize("quantized", [False, True], ids=["lora", "qlora"])
 def test_dpo_with_lora_has_no_second_model_and_merges(
-    tiny_model: Path, tmp_path: Path, quantized: bool
+    tiny_model: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], quantized: bool
 ) -> None:
     """LoRA (and QLoRA, bitsandbytes' CPU backend) as for SFT: the reference is the model with
-    its adapter off, and what is written is the full merged model."""
+    its adapter off (switched by TRL without a library's warning), and what is written is the
+    full merged model."""
     pairs = jsonl(tmp_path / "pairs.jsonl", *[PAIR] * 8)
     lora = [
         "--use_peft",
@@ -550,6 +551,7 @@ def test_dpo_with_lora_has_no_second_model_and_merges(
         ]
     )
     assert code == 0
+    assert "Warning:" not in capfd.readouterr().err
     metrics = json.loads((tmp_path / "out" / "checkpoints" / "metrics.json").read_text())
     assert metrics["trainer"] == "dpo"
     assert metrics["reference_model"] == "adapter-off"

@@ -55,6 +55,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,15 @@ from typing import Any
 # bitsandbytes (QLoRA) warns at import, on CPUs with AVX512-BF16, that an optional kernel from
 # the Hugging Face hub is not installed; its built-in fallback is the one this script wants.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+# peft 0.21's PeftModel and TRL 1.16's model utilities still call transformers 5's deprecated
+# model methods (`is_gradient_checkpointing`, `gradient_checkpointing_enable`/`_disable`): a
+# FutureWarning on every LoRA or DPO run that only they can act on. (The Trainer argument's
+# own warning, for a user who writes --gradient_checkpointing, stays.)
+warnings.filterwarnings(
+    "ignore",
+    message=r"`(is_gradient_checkpointing|gradient_checkpointing_(en|dis)able)` is deprecated",
+    category=FutureWarning,
+)
 
 # Parameters logged to MLflow: Azure ML rejects the Trainer's full set (hundreds of keys,
 # some values over its length limit), so the script logs this curated set instead.
