@@ -104,7 +104,7 @@ docs: venv
 # starts vLLM from its environment, so both are built first; the agent's own tests run in
 # its environment, with their own pytest configuration. Workers (pytest-xdist): one per core
 # and one more, since many tests wait on a server or a child process (measured on 2 cores,
-# one compute thread per process as tests/conftest.py sets: 232 to 240 s with 3 workers,
+# one compute thread per process as tests/conftest.py sets: 232 to 246 s with 3 workers,
 # 253 s with 4); the tiny model is built and trained once for all of them.
 PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 unit: venv venv-agent venv-vllm
