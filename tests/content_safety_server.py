@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from finetune_phi.core.azure_facts import CONTENT_SAFETY_REQUESTS_PER_SECOND
 from tests.support import http_server
 
 API_VERSION = "2024-09-01"
@@ -31,9 +32,12 @@ PATH = "/contentsafety/text:analyze"
 CATEGORIES = ("Hate", "SelfHarm", "Sexual", "Violence")
 MAX_TEXT = 10_000
 TOKEN = "cs-test-token-3f9a1c"
-S0_RATE = ("--rate", "100")
-"""`phi data screen` at the S0 tier's rate, 1,000 requests per 10 s, the stand-in's pace: the
-default (F0, 5 a second) spends seconds per test waiting; its pacing has a test of its own."""
+S0_REQUESTS_PER_SECOND = f"{CONTENT_SAFETY_REQUESTS_PER_SECOND['S0']:g}"
+"""The S0 tier's rate (the facts table's, 1,000 requests per 10 s), for `--rate` and
+`--safety-rate`: the default (F0, 5 a second) spends seconds per test waiting on the stand-in;
+its pacing has a test of its own."""
+S0_RATE = ("--rate", S0_REQUESTS_PER_SECOND)
+"""`phi data screen` at the S0 tier's rate."""
 WORDS: dict[str, tuple[str, int]] = {
     "grimhate": ("Hate", 4),
     "bleakhate": ("Hate", 6),

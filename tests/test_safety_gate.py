@@ -20,7 +20,7 @@ from finetune_phi.core import state
 from finetune_phi.core.errors import UsageError
 from finetune_phi.evaluation import probes
 from finetune_phi.evaluation.safety import model_digest
-from tests.content_safety_server import TOKEN, ContentSafetyStandIn
+from tests.content_safety_server import S0_REQUESTS_PER_SECOND, TOKEN, ContentSafetyStandIn
 from tests.contract_server import Recorded, contract_server
 from tests.support import PHI, ROOT, assert_one_sign_in_line, without_azure_sign_in
 
@@ -58,7 +58,8 @@ def evaluate(service: ContentSafetyStandIn, base: str, candidate: str, *args: st
     return main(
         [
             *("eval", "--base", base, "--candidate", candidate, "--data", "eval.jsonl"),
-            *("--safety", "--safety-endpoint", service.base_url, "--safety-rate", "100", *args),
+            *("--safety", "--safety-endpoint", service.base_url),
+            *("--safety-rate", S0_REQUESTS_PER_SECOND, *args),
         ]
     )
 

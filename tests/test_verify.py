@@ -17,7 +17,7 @@ from finetune_phi.evaluation.parity import (
     Comparison,
     agreement,
 )
-from tests.content_safety_server import ContentSafetyStandIn, TokenServer
+from tests.content_safety_server import S0_REQUESTS_PER_SECOND, ContentSafetyStandIn, TokenServer
 from tests.support import ACCEPTED_RISK, catalog_layout, serving
 from tests.test_deploy import OUTPUTS, FakeMlClient, FakeService
 
@@ -150,8 +150,8 @@ def test_phi_deploy_checks_the_new_deployment_against_the_jobs_model_before_traf
     client.online_endpoints.get_keys = lambda name: Keys()  # type: ignore[attr-defined]
     monkeypatch.setattr("finetune_phi.core.stack_outputs.Workspace.client", lambda _: client)
     evaluate = ["eval", "--base", str(tiny_model), "--candidate", str(fine_tuned / "model")]
-    safety = ["--safety", "--safety-endpoint", service.base_url, "--safety-rate", "100"]
-    safety += ["--max-new-tokens", "8"]
+    safety = ["--safety", "--safety-endpoint", service.base_url]
+    safety += ["--safety-rate", S0_REQUESTS_PER_SECOND, "--max-new-tokens", "8"]
     assert main([*evaluate, *safety]) == 0, capsys.readouterr().err
     assert main(["deploy", "--outputs", "outputs.json", "--job", "sft-7"]) == 0
     assert jobs.asked == [("sft-7", "model")]

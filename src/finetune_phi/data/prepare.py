@@ -327,7 +327,7 @@ def prepare(
         for _, row, _ in numbered
     ]
     train, held_out = split_rows(rows, seed)
-    names = prepared_files("preference" if pairs else "chat")
+    names = prepared_files(task)
     paths = Prepared(out_dir / names[0], out_dir / names[1], len(train), len(held_out), dropped)
     write_jsonl_atomically({paths.train: train, paths.eval: held_out})
     return paths
